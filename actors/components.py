@@ -1,0 +1,64 @@
+"""The actor classes. Each builds its component in __init__ (so a Ray restart rebuilds it)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import ray
+
+ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1,
+                                 "max_concurrency": 4, "lifetime": "detached"}
+
+
+def _logging() -> None:
+    logging.basicConfig(level=os.environ.get("MINIK8S_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@ray.remote
+class ApiServerActor:
+    def __init__(self, config: dict[str, Any]) -> None:
+        from minik8s.apiserver.app import ApiServer, ApiServerConfig
+        from minik8s.apiserver.server import ServerThread
+
+        _logging()
+        cfg = ApiServerConfig(**config)
+        self.server = ServerThread(ApiServer(cfg).app, cfg.hosts, cfg.port, name="apiserver",
+                                   tls_cert=cfg.tls_cert, tls_key=cfg.tls_key)
+        self.server.start()
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": self.server.alive(), "pid": os.getpid()}
+
+
+@ray.remote
+class SchedulerActor:
+    def __init__(self, server: str, token: str, ca: str) -> None:
+        from minik8s.client import Client
+        from minik8s.scheduler.loop import Scheduler
+
+        _logging()
+        self.scheduler = Scheduler(Client(server, token, ca=ca))
+        self.scheduler.start()
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": True, "pid": os.getpid()}
+
+
+@ray.remote
+class KubeletActor:
+    def __init__(self, config: dict[str, Any], server: str, token: str, ca: str) -> None:
+        import threading
+
+        from minik8s.client import Client
+        from minik8s.kubelet.kubelet import Kubelet, KubeletConfig
+
+        _logging()
+        self.kubelet = Kubelet(KubeletConfig(**config), Client(server, token, ca=ca))
+        self.thread = threading.Thread(target=self.kubelet.run, name="kubelet", daemon=True)
+        self.thread.start()
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": self.thread.is_alive(), "pid": os.getpid()}

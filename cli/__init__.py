@@ -1,0 +1,1 @@
+"""The click CLI, kubectl-shaped: one module per verb group."""

@@ -1,0 +1,1 @@
+"""API types, validation, quantities, label selectors and the table of kinds."""

@@ -1,0 +1,94 @@
+"""The one table of kinds: adding a kind is one entry plus its model and validation.
+
+Discovery, REST routes, watch, the SDK and `get` tables all follow from this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from minik8s.api import printers as p
+from minik8s.api import types as t
+from minik8s.api import validation as v
+from minik8s.errors import NotFound
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    model: type[t.TypedObject]
+    short_names: tuple[str, ...] = ()
+    columns: list[p.Column] = field(default_factory=lambda: p.DEFAULT_COLUMNS)
+    validate: Callable[[Any], v.Causes] = v.validate_generic
+    subresources: tuple[str, ...] = ()
+    has_status: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def resource_key(self) -> str:
+        """The etcd key segment: `pods`, `deployments.apps`-style plurals stay plain."""
+        return self.plural
+
+    def url(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{name}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+KINDS: list[KindInfo] = [
+    KindInfo("", "v1", "Pod", "pods", True, t.Pod, ("po",), p.POD_COLUMNS, v.validate_pod,
+             ("status", "log", "exec", "binding"), True),
+    KindInfo("", "v1", "Node", "nodes", False, t.Node, ("no",), p.NODE_COLUMNS, v.validate_node, ("status",), True),
+    KindInfo("", "v1", "Namespace", "namespaces", False, t.Namespace, ("ns",), p.NAMESPACE_COLUMNS,
+             v.validate_namespace, ("status",), True),
+    KindInfo("", "v1", "Event", "events", True, t.Event, ("ev",), p.EVENT_COLUMNS),
+    KindInfo("coordination.k8s.io", "v1", "Lease", "leases", True, t.Lease, (), p.LEASE_COLUMNS),
+]
+
+_INDEX: dict[str, KindInfo] = {}
+for _k in KINDS:
+    for _alias in (_k.kind.lower(), _k.plural, _k.singular, *_k.short_names,
+                   f"{_k.plural}.{_k.group}" if _k.group else _k.plural):
+        _INDEX[_alias.lower()] = _k
+
+
+def lookup(name: str) -> KindInfo:
+    """A kind by any name kubectl accepts: `Pod`, `pods`, `pod`, `po`, `leases.coordination.k8s.io`."""
+    info = _INDEX.get(name.lower())
+    if info is None:
+        raise NotFound(f'the server doesn\'t have a resource type "{name}"')
+    return info
+
+
+def by_plural(group: str, version: str, plural: str) -> KindInfo:
+    for k in KINDS:
+        if k.group == group and k.version == version and k.plural == plural:
+            return k
+    raise NotFound(f"the server could not find the requested resource ({group or 'core'}/{version} {plural})")
+
+
+def by_kind(api_version: str | None, kind: str | None) -> KindInfo:
+    """The kind a manifest names; a clear NotFound for anything we do not serve."""
+    for k in KINDS:
+        if k.kind == kind and (api_version is None or k.api_version == api_version):
+            return k
+    raise NotFound(f'no kind "{kind}" is registered for version "{api_version}"')

@@ -1,0 +1,414 @@
+"""Typed API objects with Kubernetes field names on the wire.
+
+Every model forbids unknown fields, so a typo in a manifest is an error that names the
+field instead of a silently dropped setting. Optional fields default to None and are left
+out of the wire form (`to_dict`), the way the Kubernetes API server omits them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Quantity = str | int | float
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# --- shared --------------------------------------------------------------------------------
+
+class OwnerReference(Model):
+    apiVersion: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool | None = None
+    blockOwnerDeletion: bool | None = None
+
+
+class ManagedFieldsEntry(Model):
+    model_config = ConfigDict(extra="allow")
+
+
+class ObjectMeta(Model):
+    name: str | None = None
+    generateName: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    resourceVersion: str | None = None
+    generation: int | None = None
+    creationTimestamp: str | None = None
+    deletionTimestamp: str | None = None
+    deletionGracePeriodSeconds: int | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    ownerReferences: list[OwnerReference] | None = None
+    finalizers: list[str] | None = None
+    managedFields: list[ManagedFieldsEntry] | None = None
+    selfLink: str | None = None
+
+
+class ListMeta(Model):
+    resourceVersion: str | None = None
+    continue_: str | None = Field(default=None, alias="continue")
+    remainingItemCount: int | None = None
+
+
+class Condition(Model):
+    """Node, Pod and generic status conditions share one shape."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    lastTransitionTime: str | None = None
+    lastProbeTime: str | None = None
+    lastHeartbeatTime: str | None = None
+    observedGeneration: int | None = None
+
+
+class TypedObject(Model):
+    apiVersion: str | None = None
+    kind: str | None = None
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name or ""
+
+    @property
+    def namespace(self) -> str | None:
+        return self.metadata.namespace
+
+
+# --- Pod -------------------------------------------------------------------------------------
+
+class EnvVar(Model):
+    name: str
+    value: str | None = None
+    valueFrom: dict[str, Any] | None = None
+
+
+class ContainerPort(Model):
+    containerPort: int
+    name: str | None = None
+    protocol: Literal["TCP", "UDP", "SCTP"] | None = None
+    hostPort: int | None = None
+    hostIP: str | None = None
+
+
+class ResourceRequirements(Model):
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+
+
+class VolumeMount(Model):
+    name: str
+    mountPath: str
+    readOnly: bool | None = None
+    subPath: str | None = None
+
+
+class ExecAction(Model):
+    command: list[str] | None = None
+
+
+class HTTPHeader(Model):
+    name: str
+    value: str
+
+
+class HTTPGetAction(Model):
+    port: int | str
+    path: str | None = None
+    host: str | None = None
+    scheme: Literal["HTTP", "HTTPS"] | None = None
+    httpHeaders: list[HTTPHeader] | None = None
+
+
+class TCPSocketAction(Model):
+    port: int | str
+    host: str | None = None
+
+
+class Probe(Model):
+    exec: ExecAction | None = None
+    httpGet: HTTPGetAction | None = None
+    tcpSocket: TCPSocketAction | None = None
+    initialDelaySeconds: int | None = None
+    periodSeconds: int | None = None
+    timeoutSeconds: int | None = None
+    successThreshold: int | None = None
+    failureThreshold: int | None = None
+    terminationGracePeriodSeconds: int | None = None
+
+
+class Capabilities(Model):
+    add: list[str] | None = None
+    drop: list[str] | None = None
+
+
+class SecurityContext(Model):
+    privileged: bool | None = None
+    runAsUser: int | None = None
+    runAsGroup: int | None = None
+    runAsNonRoot: bool | None = None
+    readOnlyRootFilesystem: bool | None = None
+    allowPrivilegeEscalation: bool | None = None
+    capabilities: Capabilities | None = None
+
+
+class Container(Model):
+    name: str
+    image: str | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: list[EnvVar] | None = None
+    workingDir: str | None = None
+    ports: list[ContainerPort] | None = None
+    resources: ResourceRequirements | None = None
+    volumeMounts: list[VolumeMount] | None = None
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    readinessProbe: Probe | None = None
+    livenessProbe: Probe | None = None
+    startupProbe: Probe | None = None
+    securityContext: SecurityContext | None = None
+    stdin: bool | None = None
+    tty: bool | None = None
+    terminationMessagePath: str | None = None
+    terminationMessagePolicy: str | None = None
+
+
+class EmptyDirVolumeSource(Model):
+    medium: Literal["", "Memory"] | None = None
+    sizeLimit: Quantity | None = None
+
+
+class HostPathVolumeSource(Model):
+    path: str
+    type: str | None = None
+
+
+class Volume(Model):
+    name: str
+    emptyDir: EmptyDirVolumeSource | None = None
+    hostPath: HostPathVolumeSource | None = None
+
+
+class Toleration(Model):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None
+
+
+class PodSecurityContext(Model):
+    runAsUser: int | None = None
+    runAsGroup: int | None = None
+    runAsNonRoot: bool | None = None
+    fsGroup: int | None = None
+
+
+class PodSpec(Model):
+    containers: list[Container]
+    initContainers: list[Container] | None = None
+    volumes: list[Volume] | None = None
+    restartPolicy: Literal["Always", "OnFailure", "Never"] | None = None
+    terminationGracePeriodSeconds: int | None = None
+    nodeName: str | None = None
+    nodeSelector: dict[str, str] | None = None
+    affinity: dict[str, Any] | None = None
+    tolerations: list[Toleration] | None = None
+    schedulerName: str | None = None
+    hostname: str | None = None
+    subdomain: str | None = None
+    hostNetwork: bool | None = None
+    dnsPolicy: str | None = None
+    securityContext: PodSecurityContext | None = None
+    serviceAccountName: str | None = None
+    priority: int | None = None
+    enableServiceLinks: bool | None = None
+
+
+class ContainerStateWaiting(Model):
+    reason: str | None = None
+    message: str | None = None
+
+
+class ContainerStateRunning(Model):
+    startedAt: str | None = None
+
+
+class ContainerStateTerminated(Model):
+    exitCode: int
+    reason: str | None = None
+    message: str | None = None
+    startedAt: str | None = None
+    finishedAt: str | None = None
+    containerID: str | None = None
+    signal: int | None = None
+
+
+class ContainerState(Model):
+    waiting: ContainerStateWaiting | None = None
+    running: ContainerStateRunning | None = None
+    terminated: ContainerStateTerminated | None = None
+
+
+class ContainerStatus(Model):
+    name: str
+    ready: bool
+    restartCount: int
+    image: str
+    imageID: str | None = None
+    containerID: str | None = None
+    started: bool | None = None
+    state: ContainerState | None = None
+    lastState: ContainerState | None = None
+
+
+class PodIP(Model):
+    ip: str
+
+
+class PodStatus(Model):
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"] | None = None
+    conditions: list[Condition] | None = None
+    message: str | None = None
+    reason: str | None = None
+    hostIP: str | None = None
+    podIP: str | None = None
+    podIPs: list[PodIP] | None = None
+    startTime: str | None = None
+    containerStatuses: list[ContainerStatus] | None = None
+    initContainerStatuses: list[ContainerStatus] | None = None
+    qosClass: str | None = None
+
+
+class Pod(TypedObject):
+    spec: PodSpec
+    status: PodStatus | None = None
+
+
+# --- Node, Namespace, Event, Lease, Binding -------------------------------------------------
+
+class Taint(Model):
+    key: str
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    timeAdded: str | None = None
+
+
+class NodeSpec(Model):
+    podCIDR: str | None = None
+    podCIDRs: list[str] | None = None
+    unschedulable: bool | None = None
+    taints: list[Taint] | None = None
+    providerID: str | None = None
+
+
+class NodeAddress(Model):
+    type: str
+    address: str
+
+
+class DaemonEndpoint(Model):
+    Port: int
+
+
+class NodeDaemonEndpoints(Model):
+    kubeletEndpoint: DaemonEndpoint | None = None
+
+
+class NodeSystemInfo(Model):
+    machineID: str = ""
+    systemUUID: str = ""
+    bootID: str = ""
+    kernelVersion: str = ""
+    osImage: str = ""
+    containerRuntimeVersion: str = ""
+    kubeletVersion: str = ""
+    kubeProxyVersion: str = ""
+    operatingSystem: str = ""
+    architecture: str = ""
+
+
+class NodeStatus(Model):
+    capacity: dict[str, Quantity] | None = None
+    allocatable: dict[str, Quantity] | None = None
+    conditions: list[Condition] | None = None
+    addresses: list[NodeAddress] | None = None
+    daemonEndpoints: NodeDaemonEndpoints | None = None
+    nodeInfo: NodeSystemInfo | None = None
+    phase: str | None = None
+
+
+class Node(TypedObject):
+    spec: NodeSpec = Field(default_factory=NodeSpec)
+    status: NodeStatus | None = None
+
+
+class NamespaceSpec(Model):
+    finalizers: list[str] | None = None
+
+
+class NamespaceStatus(Model):
+    phase: str | None = None
+
+
+class Namespace(TypedObject):
+    spec: NamespaceSpec | None = None
+    status: NamespaceStatus | None = None
+
+
+class ObjectReference(Model):
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    uid: str | None = None
+    apiVersion: str | None = None
+    resourceVersion: str | None = None
+    fieldPath: str | None = None
+
+
+class EventSource(Model):
+    component: str | None = None
+    host: str | None = None
+
+
+class Event(TypedObject):
+    involvedObject: ObjectReference
+    reason: str | None = None
+    message: str | None = None
+    type: str | None = None
+    count: int | None = None
+    firstTimestamp: str | None = None
+    lastTimestamp: str | None = None
+    eventTime: str | None = None
+    source: EventSource | None = None
+    reportingComponent: str | None = None
+    reportingInstance: str | None = None
+    action: str | None = None
+
+
+class LeaseSpec(Model):
+    holderIdentity: str | None = None
+    leaseDurationSeconds: int | None = None
+    acquireTime: str | None = None
+    renewTime: str | None = None
+    leaseTransitions: int | None = None
+
+
+class Lease(TypedObject):
+    spec: LeaseSpec = Field(default_factory=LeaseSpec)
+
+
+class Binding(TypedObject):
+    target: ObjectReference

@@ -1,0 +1,181 @@
+"""Semantic validation beyond the models' shapes: names, quantities, uniqueness, references.
+
+Every check reports a field path (`spec.containers[1].name`) so a user can find the line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from minik8s.api import types as t
+from minik8s.api.quantity import QuantityError, parse_quantity
+
+Causes = list[tuple[str, str]]
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+MAX_LABEL = 63
+MAX_SUBDOMAIN = 253
+MAX_PORT = 65535
+KNOWN_RESOURCES = {"cpu", "memory", "ephemeral-storage", "pods"}
+
+
+def pydantic_causes(err: ValidationError) -> Causes:
+    """Turn pydantic's errors into (field path, message) pairs with Kubernetes wording."""
+    causes: Causes = []
+    for e in err.errors():
+        path = ""
+        for part in e["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif str(part) in ("str", "int", "float", "bool") or "[" in str(part):
+                continue  # union member names pydantic adds to the location
+            else:
+                path += ("." if path else "") + str(part)
+        etype = e["type"]
+        if etype == "extra_forbidden":
+            parent, _, field = path.rpartition(".")
+            causes.append((parent or "<root>", f'unknown field "{field}"'))
+        elif etype == "missing":
+            causes.append((path, "Required value"))
+        else:
+            causes.append((path, f"Invalid value: {e.get('input')!r}: {e['msg']}"))
+    # unions report each member's failure: keep one line per path
+    seen: set[str] = set()
+    unique = []
+    for c in causes:
+        if c[0] not in seen:
+            seen.add(c[0])
+            unique.append(c)
+    return unique
+
+
+def check_name(value: str | None, path: str, causes: Causes, label: bool = False) -> None:
+    if not value:
+        causes.append((path, "Required value: name or generateName is required"))
+        return
+    pattern, limit = (DNS1123_LABEL, MAX_LABEL) if label else (DNS1123_SUBDOMAIN, MAX_SUBDOMAIN)
+    if len(value) > limit or not pattern.match(value):
+        kind = "a lowercase RFC 1123 label" if label else "a lowercase RFC 1123 subdomain"
+        causes.append((path, f'Invalid value: "{value}": must be {kind} (a-z, 0-9, "-")'))
+
+
+def check_labels(labels: dict[str, str] | None, path: str, causes: Causes) -> None:
+    for key, value in (labels or {}).items():
+        prefix, _, name = key.rpartition("/")
+        if (prefix and not DNS1123_SUBDOMAIN.match(prefix)) or len(name) > MAX_LABEL \
+                or not LABEL_NAME.match(name):
+            causes.append((f"{path}", f'Invalid value: "{key}": not a valid label key'))
+        if len(value) > MAX_LABEL or not LABEL_VALUE.match(value):
+            causes.append((f"{path}.{key}", f'Invalid value: "{value}": not a valid label value'))
+
+
+def check_meta(meta: t.ObjectMeta, causes: Causes, label_name: bool = False) -> None:
+    if meta.name or not meta.generateName:
+        check_name(meta.name, "metadata.name", causes, label=label_name)
+    check_labels(meta.labels, "metadata.labels", causes)
+
+
+def _check_quantities(values: dict[str, Any] | None, path: str, causes: Causes) -> None:
+    for key, value in (values or {}).items():
+        if key not in KNOWN_RESOURCES and "/" not in key:
+            causes.append((f"{path}.{key}", f'Unsupported value: "{key}": supported: cpu, memory'))
+            continue
+        try:
+            parse_quantity(value)
+        except QuantityError as exc:
+            causes.append((f"{path}.{key}", f"Invalid value: {exc}"))
+
+
+def _check_container(c: t.Container, path: str, volumes: set[str], causes: Causes) -> None:
+    check_name(c.name, f"{path}.name", causes, label=True)
+    if not c.image:
+        causes.append((f"{path}.image", "Required value"))
+    if c.resources:
+        _check_quantities(c.resources.requests, f"{path}.resources.requests", causes)
+        _check_quantities(c.resources.limits, f"{path}.resources.limits", causes)
+        for key, req in (c.resources.requests or {}).items():
+            lim = (c.resources.limits or {}).get(key)
+            try:
+                if lim is not None and parse_quantity(req) > parse_quantity(lim):
+                    causes.append((f"{path}.resources.requests.{key}",
+                                   f'Invalid value: "{req}": must be less than or equal to {key} limit'))
+            except QuantityError:
+                pass  # already reported above
+    port_names: set[str] = set()
+    for i, p in enumerate(c.ports or []):
+        if not 1 <= p.containerPort <= MAX_PORT:
+            causes.append((f"{path}.ports[{i}].containerPort",
+                           f"Invalid value: {p.containerPort}: must be between 1 and {MAX_PORT}"))
+        if p.hostPort is not None and not 1 <= p.hostPort <= MAX_PORT:
+            causes.append((f"{path}.ports[{i}].hostPort",
+                           f"Invalid value: {p.hostPort}: must be between 1 and {MAX_PORT}"))
+        if p.name:
+            if p.name in port_names:
+                causes.append((f"{path}.ports[{i}].name", f'Duplicate value: "{p.name}"'))
+            port_names.add(p.name)
+    for i, m in enumerate(c.volumeMounts or []):
+        if m.name not in volumes:
+            causes.append((f"{path}.volumeMounts[{i}].name", f'Not found: "{m.name}" (no such volume in the pod)'))
+        if not m.mountPath.startswith("/"):
+            causes.append((f"{path}.volumeMounts[{i}].mountPath", f'Invalid value: "{m.mountPath}": must be absolute'))
+
+
+def validate_pod_spec(spec: t.PodSpec, path: str, causes: Causes) -> None:
+    volumes: set[str] = set()
+    for i, v in enumerate(spec.volumes or []):
+        check_name(v.name, f"{path}.volumes[{i}].name", causes, label=True)
+        if v.name in volumes:
+            causes.append((f"{path}.volumes[{i}].name", f'Duplicate value: "{v.name}"'))
+        volumes.add(v.name)
+        sources = [s for s in (v.emptyDir, v.hostPath) if s is not None]
+        if len(sources) != 1:
+            causes.append((f"{path}.volumes[{i}]", "must specify exactly one of: emptyDir, hostPath"))
+        if v.hostPath and not v.hostPath.path.startswith("/"):
+            causes.append((f"{path}.volumes[{i}].hostPath.path", "Invalid value: must be an absolute path"))
+    if not spec.containers:
+        causes.append((f"{path}.containers", "Required value: at least one container"))
+    names: set[str] = set()
+    for group, containers in (("initContainers", spec.initContainers or []), ("containers", spec.containers)):
+        for i, c in enumerate(containers):
+            cpath = f"{path}.{group}[{i}]"
+            if c.name in names:
+                causes.append((f"{cpath}.name", f'Duplicate value: "{c.name}"'))
+            names.add(c.name)
+            _check_container(c, cpath, volumes, causes)
+    if spec.terminationGracePeriodSeconds is not None and spec.terminationGracePeriodSeconds < 0:
+        causes.append((f"{path}.terminationGracePeriodSeconds", "Invalid value: must be >= 0"))
+
+
+def validate_pod(pod: t.Pod) -> Causes:
+    causes: Causes = []
+    check_meta(pod.metadata, causes)
+    validate_pod_spec(pod.spec, "spec", causes)
+    return causes
+
+
+def validate_namespace(ns: t.Namespace) -> Causes:
+    causes: Causes = []
+    check_meta(ns.metadata, causes, label_name=True)
+    return causes
+
+
+def validate_node(node: t.Node) -> Causes:
+    causes: Causes = []
+    check_meta(node.metadata, causes)
+    return causes
+
+
+def validate_generic(obj: t.TypedObject) -> Causes:
+    causes: Causes = []
+    check_meta(obj.metadata, causes)
+    return causes
+
+
+Validator = Callable[[Any], Causes]

@@ -1,0 +1,372 @@
+"""The FastAPI application: routing, auth, watch streams, tables, and log/exec proxying."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import StreamingResponse
+
+from minik8s.api import kinds as k
+from minik8s.api import printers
+from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
+from minik8s.apiserver import discovery
+from minik8s.apiserver.resources import Resources, key_for
+from minik8s.errors import BadRequest, Gone, MethodNotAllowed, MiniK8sError, NotFound, Unauthorized, Unavailable
+from minik8s.store import EtcdStore, StoreEvent
+
+log = logging.getLogger("minik8s.apiserver")
+
+UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz")
+KUBELET_TIMEOUT_S = 60.0
+WATCH_QUEUE_MAX = 10000
+
+
+@dataclass
+class ApiServerConfig:
+    """Defaults documented here, once."""
+
+    etcd_endpoints: list[str] = field(default_factory=lambda: ["http://127.0.0.1:12379"])
+    token: str | None = None  # None disables auth (unit tests only)
+    hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    port: int = 6443
+    compaction_interval_s: float = 300.0  # like kube-apiserver's --etcd-compaction-interval
+    tls_cert: str | None = None  # serving certificate and key (PEM files); None serves plain HTTP (tests)
+    tls_key: str | None = None
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(json.dumps(obj, separators=(",", ":")), status_code=status, media_type="application/json")
+
+
+def _error(err: MiniK8sError) -> Response:
+    return _json(err.to_status(), err.code)
+
+
+def _wants_table(request: Request) -> bool:
+    return "as=Table" in request.headers.get("accept", "")
+
+
+def to_table(info: k.KindInfo, items: list[dict[str, Any]], revision: str | None = None) -> dict[str, Any]:
+    defs = [{"name": c.name.title() if c.name != "NAME" else "Name", "type": c.type,
+             "format": "name" if c.name == "NAME" else "", "description": c.name, "priority": 1 if c.wide else 0}
+            for c in info.columns]
+    rows = [{"cells": [c.get(o) for c in info.columns],
+             "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}}
+            for o in items]
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": revision or ""},
+            "columnDefinitions": defs, "rows": rows}
+
+
+@dataclass
+class Target:
+    """What a URL names: a kind, maybe a namespace, maybe an object and one of its subresources."""
+
+    info: k.KindInfo
+    namespace: str | None
+    name: str | None = None
+    subresource: str | None = None
+
+
+def parse_target(group: str, version: str, rest: str) -> Target:
+    seg = [s for s in rest.split("/") if s]
+    if not seg:
+        raise NotFound("the server could not find the requested resource")
+    if seg[0] == "namespaces" and len(seg) >= 3:
+        try:
+            info = k.by_plural(group, version, seg[2])
+            if info.namespaced:
+                return Target(info, seg[1], seg[3] if len(seg) > 3 else None, seg[4] if len(seg) > 4 else None)
+        except NotFound:
+            pass
+    info = k.by_plural(group, version, seg[0])
+    if len(seg) > 3:
+        raise NotFound("the server could not find the requested resource")
+    return Target(info, None, seg[1] if len(seg) > 1 else None, seg[2] if len(seg) > 2 else None)
+
+
+class ApiServer:
+    def __init__(self, config: ApiServerConfig, store: EtcdStore | None = None) -> None:
+        self.config = config
+        self.store = store or EtcdStore(config.etcd_endpoints)
+        self.resources = Resources(self.store)
+        self.app = self._build()
+
+    # --- app ---------------------------------------------------------------------------------
+    def _build(self) -> FastAPI:
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+            await self._startup()
+            yield
+
+        app = FastAPI(title="minik8s", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+        app.middleware("http")(self._auth)
+        for path in UNAUTHENTICATED_PATHS:
+            app.get(path)(self._healthz)
+        app.get("/version")(lambda: discovery.SERVER_VERSION)
+        app.get("/api")(discovery.api_versions)
+        app.get("/apis")(discovery.api_group_list)
+        app.get("/openapi/v3")(discovery.openapi_v3_root)
+        app.get("/openapi/v3/api/{version}")(self._openapi_core)
+        app.get("/openapi/v3/apis/{group}/{version}")(self._openapi_group)
+        app.get("/api/{version}")(self._core_resources)
+        app.get("/apis/{group}")(self._group)
+        app.get("/apis/{group}/{version}")(self._group_resources)
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        app.api_route("/api/{version}/{rest:path}", methods=methods)(self._core)
+        app.api_route("/apis/{group}/{version}/{rest:path}", methods=methods)(self._grouped)
+        return app
+
+    async def _startup(self) -> None:
+        await anyio.to_thread.run_sync(self.resources.ensure_system_namespaces)
+        asyncio.get_running_loop().create_task(self._compactor())
+
+    async def _compactor(self) -> None:
+        """Keep etcd history bounded, like kube-apiserver: compact to the revision seen one interval ago."""
+        previous: int | None = None
+        while True:
+            await asyncio.sleep(self.config.compaction_interval_s)
+            try:
+                current = await anyio.to_thread.run_sync(self.store.revision)
+                if previous:
+                    await anyio.to_thread.run_sync(self.store.compact, previous)
+                previous = current
+            except Exception as exc:  # etcd briefly away: try again next interval
+                log.warning("compaction failed: %s", exc)
+
+    async def _auth(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if self.config.token and request.url.path not in UNAUTHENTICATED_PATHS:
+            header = request.headers.get("authorization", "")
+            given = header[7:] if header.lower().startswith("bearer ") else ""
+            if not hmac.compare_digest(given.encode(), self.config.token.encode()):
+                return _error(Unauthorized("Unauthorized: a valid bearer token is required"))
+        return await call_next(request)
+
+    async def _healthz(self) -> Response:
+        try:
+            await anyio.to_thread.run_sync(self.store.revision)
+        except MiniK8sError as exc:
+            return Response(f"etcd: {exc.message}", status_code=500)
+        return Response("ok", media_type="text/plain")
+
+    async def _openapi_core(self, version: str) -> Response:
+        return await self._openapi_group("", version)
+
+    async def _openapi_group(self, group: str, version: str) -> Response:
+        doc = discovery.openapi_v3_group_version(group, version)
+        return _json(doc) if doc else _error(NotFound(f"no OpenAPI document for {group}/{version}"))
+
+    async def _core_resources(self, version: str) -> Response:
+        doc = discovery.resource_list("", version)
+        return _json(doc) if doc else _error(NotFound(f"no API version {version}"))
+
+    async def _group(self, group: str) -> Response:
+        doc = discovery.api_group(group)
+        return _json(doc) if doc else _error(NotFound(f"no API group {group}"))
+
+    async def _group_resources(self, group: str, version: str) -> Response:
+        doc = discovery.resource_list(group, version)
+        return _json(doc) if doc else _error(NotFound(f"no API group version {group}/{version}"))
+
+    async def _core(self, request: Request, version: str, rest: str) -> Response:
+        return await self._dispatch(request, "", version, rest)
+
+    async def _grouped(self, request: Request, group: str, version: str, rest: str) -> Response:
+        return await self._dispatch(request, group, version, rest)
+
+    # --- dispatch ---------------------------------------------------------------------------
+    async def _dispatch(self, request: Request, group: str, version: str, rest: str) -> Response:
+        try:
+            target = parse_target(group, version, rest)
+            return await self._handle(request, target)
+        except MiniK8sError as exc:
+            return _error(exc)
+
+    async def _body(self, request: Request) -> Any:
+        raw = await request.body()
+        if not raw:
+            return {}
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+
+    async def _handle(self, request: Request, t: Target) -> Response:
+        q = request.query_params
+        method = request.method
+        res = self.resources
+        run = anyio.to_thread.run_sync
+        if t.subresource in ("log", "exec") and t.info.kind == "Pod" and t.name:
+            return await self._proxy_to_kubelet(request, t)
+        if t.name is None:
+            if method == "GET":
+                if q.get("watch") in ("true", "1"):
+                    return await self._watch(request, t)
+                items, rev = await run(lambda: res.list(t.info, t.namespace, q.get("labelSelector"),
+                                                        q.get("fieldSelector")))
+                if _wants_table(request):
+                    return _json(to_table(t.info, items, str(rev)))
+                return _json({"kind": f"{t.info.kind}List", "apiVersion": t.info.api_version,
+                              "metadata": {"resourceVersion": str(rev)}, "items": items})
+            if method == "POST":
+                body = await self._body(request)
+                if t.info.namespaced and not t.namespace:
+                    raise MethodNotAllowed(f"{t.info.plural} are namespaced: POST to /namespaces/NS/{t.info.plural}")
+                dry = q.get("dryRun") == "All"
+                return _json(await run(lambda: res.create(t.info, t.namespace, body, dry)), 200 if dry else 201)
+            raise MethodNotAllowed(f"{method} is not supported on a collection")
+        name = t.name
+        if t.subresource == "binding":
+            if method != "POST":
+                raise MethodNotAllowed("binding supports POST only")
+            body = await self._body(request)
+            return _json(await run(lambda: res.bind(t.namespace or "default", name, body)), 201)
+        if t.subresource not in (None, "status"):
+            raise NotFound(f"{t.info.plural} have no subresource {t.subresource!r}")
+        if method == "GET":
+            obj = await run(lambda: res.get(t.info, t.namespace, name))
+            return _json(to_table(t.info, [obj]) if _wants_table(request) else obj)
+        if method == "PUT":
+            body = await self._body(request)
+            dry = q.get("dryRun") == "All"
+            return _json(await run(lambda: res.update(t.info, t.namespace, name, body, t.subresource, dry)))
+        if method == "PATCH":
+            ctype = request.headers.get("content-type", "")
+            if "json-patch" in ctype:
+                raise BadRequest("JSON patch (RFC 6902) is not supported; use a JSON merge patch")
+            body = await self._body(request)
+            return _json(await run(lambda: res.patch(t.info, t.namespace, name, body, t.subresource)))
+        if method == "DELETE":
+            body = await self._body(request)
+            grace = q.get("gracePeriodSeconds", (body or {}).get("gracePeriodSeconds"))
+            obj = await run(lambda: res.delete(t.info, t.namespace, name, int(grace) if grace is not None else None))
+            return _json(obj)
+        raise MethodNotAllowed(f"{method} is not supported")
+
+    # --- watch ------------------------------------------------------------------------------
+    async def _watch(self, request: Request, t: Target) -> Response:
+        q = request.query_params
+        labels = parse_label_selector(q.get("labelSelector"))
+        fields = parse_field_selector(q.get("fieldSelector"))
+        table = _wants_table(request)
+        timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
+        rv = q.get("resourceVersion")
+        prefix = key_for(t.info, t.namespace)
+
+        def matches(obj: dict[str, Any] | None) -> bool:
+            return bool(obj) and labels_match(labels, obj["metadata"].get("labels")) and fields(obj)  # type: ignore
+
+        def encode(etype: str, obj: dict[str, Any]) -> bytes:
+            out = to_table(t.info, [obj]) if table and etype != "ERROR" else obj
+            return json.dumps({"type": etype, "object": out}, separators=(",", ":")).encode() + b"\n"
+
+        initial: list[dict[str, Any]] = []
+        if not rv or rv == "0":
+            items, revision = await anyio.to_thread.run_sync(lambda: self.resources.list(
+                t.info, t.namespace, q.get("labelSelector"), q.get("fieldSelector")))
+            initial, start = items, revision + 1
+        else:
+            start = int(rv) + 1
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[StoreEvent] = asyncio.Queue(WATCH_QUEUE_MAX)
+
+        def on_event(ev: StoreEvent) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, ev)
+
+        try:
+            cancel = await anyio.to_thread.run_sync(lambda: self.store.watch(prefix, start, on_event))
+        except Gone as exc:
+            gone = exc.to_status()
+            gone["message"] = f"too old resource version: {rv}"
+            return StreamingResponse(iter([encode("ERROR", gone)]), media_type="application/json")
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                for obj in initial:
+                    yield encode("ADDED", obj)
+                deadline = loop.time() + timeout if timeout else None
+                while True:
+                    wait = None if deadline is None else max(0.0, deadline - loop.time())
+                    try:
+                        ev = await asyncio.wait_for(queue.get(), wait)
+                    except TimeoutError:
+                        return
+                    if ev.type == "ERROR":
+                        err = Gone(f"too old resource version: {rv}") if ev.revision else Unavailable("watch broke")
+                        yield encode("ERROR", err.to_status())
+                        return
+                    now_in, was_in = matches(ev.object), matches(ev.prev)
+                    if ev.type == "DELETED":
+                        if now_in and ev.object:
+                            yield encode("DELETED", ev.object)
+                    elif now_in and ev.object:
+                        yield encode("ADDED" if ev.type == "ADDED" or not was_in else "MODIFIED", ev.object)
+                    elif was_in and ev.prev and ev.object:
+                        yield encode("DELETED", ev.object)
+            finally:
+                cancel()
+
+        return StreamingResponse(stream(), media_type="application/json")
+
+    # --- kubelet proxy ----------------------------------------------------------------------
+    async def _proxy_to_kubelet(self, request: Request, t: Target) -> Response:
+        ns, name = t.namespace or "default", t.name or ""
+        pod = await anyio.to_thread.run_sync(lambda: self.resources.get(t.info, ns, name))
+        node_name = pod["spec"].get("nodeName")
+        if not node_name:
+            raise BadRequest(f'pod "{name}" is not scheduled to a node yet')
+        node = await anyio.to_thread.run_sync(lambda: self.resources.get(k.lookup("Node"), None, node_name))
+        status = node.get("status") or {}
+        ip = printers.node_ip(node)
+        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+        if ip == "<none>" or not port:
+            raise Unavailable(f'node "{node_name}" has no kubelet endpoint')
+        containers = [c["name"] for c in pod["spec"]["containers"]]
+        q = request.query_params
+        container = q.get("container") or (containers[0] if len(containers) == 1 else None)
+        if container is None:
+            raise BadRequest(f'a container name must be specified for pod {name}, choose one of: {containers}')
+        if container not in containers:
+            raise BadRequest(f'container {container} is not valid for pod {name}')
+        headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
+        client = httpx.AsyncClient(timeout=httpx.Timeout(KUBELET_TIMEOUT_S, read=None))
+        if t.subresource == "log":
+            params = {k2: v for k2, v in q.items() if k2 in ("follow", "tailLines", "previous", "timestamps")}
+            url = f"http://{ip}:{port}/containerLogs/{ns}/{name}/{container}"
+            req = client.build_request("GET", url, params=params, headers=headers)
+        else:
+            if request.method != "POST":
+                raise BadRequest("interactive exec (websocket/SPDY) is not supported; "
+                                 "use `minik8s exec POD -- CMD` (POST with a JSON command)")
+            body = await self._body(request)
+            url = f"http://{ip}:{port}/exec/{ns}/{name}/{container}"
+            req = client.build_request("POST", url, json=body, headers=headers)
+        try:
+            upstream = await client.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            await client.aclose()
+            raise Unavailable(f'cannot reach the kubelet on node "{node_name}": {exc}') from None
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.aiter_raw():
+                    yield chunk
+            finally:
+                await upstream.aclose()
+                await client.aclose()
+
+        return StreamingResponse(relay(), status_code=upstream.status_code,
+                                 media_type=upstream.headers.get("content-type", "text/plain"))
+
+
+def create_app(config: ApiServerConfig) -> FastAPI:
+    return ApiServer(config).app

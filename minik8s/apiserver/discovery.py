@@ -1,0 +1,96 @@
+"""Discovery documents (/api, /apis, /api/v1, /apis/{group}/{version}, /version) from the kinds table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minik8s.api import kinds as k
+
+SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-minik8s", "gitCommit": "", "gitTreeState":
+                  "clean", "buildDate": "2026-11-26T00:00:00Z", "goVersion": "python", "compiler": "cpython",
+                  "platform": "linux/amd64"}
+VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+
+
+def group_versions() -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for info in k.KINDS:
+        versions = groups.setdefault(info.group, [])
+        if info.version not in versions:
+            versions.append(info.version)
+    return groups
+
+
+def api_versions() -> dict[str, Any]:
+    return {"kind": "APIVersions", "versions": group_versions().get("", []),
+            "serverAddressByClientCIDRs": []}
+
+
+def api_group_list() -> dict[str, Any]:
+    groups = []
+    for group, versions in group_versions().items():
+        if not group:
+            continue
+        gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        groups.append({"name": group, "versions": gvs, "preferredVersion": gvs[0]})
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+
+def api_group(group: str) -> dict[str, Any] | None:
+    versions = group_versions().get(group)
+    if not group or not versions:
+        return None
+    gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+    return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": gvs, "preferredVersion": gvs[0]}
+
+
+def resource_list(group: str, version: str) -> dict[str, Any] | None:
+    infos = [i for i in k.KINDS if i.group == group and i.version == version]
+    if not infos:
+        return None
+    resources: list[dict[str, Any]] = []
+    for info in infos:
+        resources.append({"name": info.plural, "singularName": info.singular, "namespaced": info.namespaced,
+                          "kind": info.kind, "verbs": VERBS, "shortNames": list(info.short_names)})
+        for sub in info.subresources:
+            verbs = {"status": ["get", "patch", "update"], "log": ["get"], "exec": ["create", "get"],
+                     "binding": ["create"]}[sub]
+            sub_kind = {"log": "Pod", "exec": "PodExecOptions", "binding": "Binding"}.get(sub, info.kind)
+            resources.append({"name": f"{info.plural}/{sub}", "singularName": "", "namespaced": info.namespaced,
+                              "kind": sub_kind, "verbs": verbs})
+    gv = f"{group}/{version}" if group else version
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def openapi_v3_root() -> dict[str, Any]:
+    """The OpenAPI v3 index kubectl reads to learn that the server validates fields itself."""
+    paths = {}
+    for group, versions in group_versions().items():
+        for version in versions:
+            gv = _gv_path(group, version)
+            paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}"}
+    return {"paths": paths}
+
+
+def openapi_v3_group_version(group: str, version: str) -> dict[str, Any] | None:
+    """A minimal document: one PATCH operation per kind, tagged with its GVK and `fieldValidation`.
+
+    That is what kubectl's query-param verifier looks for; with it, kubectl sends
+    `fieldValidation=Strict` and relies on the server, which rejects unknown fields anyway.
+    """
+    infos = [i for i in k.KINDS if i.group == group and i.version == version]
+    if not infos:
+        return None
+    paths: dict[str, Any] = {}
+    for info in infos:
+        item = info.url("{namespace}" if info.namespaced else None, "{name}")
+        gvk = {"group": info.group, "version": info.version, "kind": info.kind}
+        params = [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}]
+        op = {"operationId": f"patch{info.kind}", "x-kubernetes-group-version-kind": gvk, "parameters": params,
+              "responses": {"200": {"description": "OK"}}}
+        paths[item] = {"patch": op, "put": {**op, "operationId": f"replace{info.kind}"}}
+    return {"openapi": "3.0.0", "info": {"title": "minik8s", "version": version}, "paths": paths}

@@ -1,0 +1,338 @@
+"""Resource logic behind the REST routes: validate, default, store, and the subresources.
+
+Synchronous on purpose: the HTTP layer runs it in worker threads, tests call it directly.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import secrets
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+
+from minik8s.api import kinds as k
+from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
+from minik8s.api.validation import pydantic_causes
+from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound
+from minik8s.store import EtcdStore
+
+log = logging.getLogger("minik8s.apiserver")
+
+Obj = dict[str, Any]
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+DEFAULT_GRACE_S = 30
+GENERATE_SUFFIX_LEN = 5
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def key_for(info: k.KindInfo, namespace: str | None, name: str | None = None) -> str:
+    parts = ["/registry", info.resource_key]
+    if info.namespaced and namespace:
+        parts.append(namespace)
+    key = "/".join(parts) + "/"
+    return key + name if name else key
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _pod_defaults(obj: Obj) -> None:
+    spec = obj["spec"]
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    for c in [*(spec.get("initContainers") or []), *spec["containers"]]:
+        image = str(c.get("image", ""))
+        tag = image.rsplit("/", 1)[-1]
+        latest = ":" not in tag or tag.endswith(":latest")
+        c.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        for p in c.get("ports") or []:
+            p.setdefault("protocol", "TCP")
+    status = obj.setdefault("status", {})
+    status.setdefault("phase", "Pending")
+    status.setdefault("qosClass", _qos_class(spec))
+
+
+def _qos_class(spec: Obj) -> str:
+    containers = spec.get("containers") or []
+    reqs = [((c.get("resources") or {}).get("requests") or {}) for c in containers]
+    lims = [((c.get("resources") or {}).get("limits") or {}) for c in containers]
+    if not any(reqs) and not any(lims):
+        return "BestEffort"
+    guaranteed = all(
+        all(r in lim for r in ("cpu", "memory")) and all(str(req.get(r, lim[r])) == str(lim[r]) for r in lim)
+        for req, lim in zip(reqs, lims, strict=True)
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+DEFAULTERS = {"Pod": _pod_defaults}
+
+
+class Resources:
+    """CRUD for every kind in the kinds table, over one EtcdStore."""
+
+    def __init__(self, store: EtcdStore) -> None:
+        self.store = store
+
+    # --- helpers --------------------------------------------------------------------------
+    def _validate(self, info: k.KindInfo, obj: Obj) -> Obj:
+        """Shape (unknown fields, types) then meaning; returns the model's wire form."""
+        name = str((obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get("generateName") or "")
+        try:
+            model = info.model.model_validate(obj)
+        except ValidationError as exc:
+            raise Invalid(info.kind, name, pydantic_causes(exc)) from None
+        causes = info.validate(model)
+        if causes:
+            raise Invalid(info.kind, name, causes)
+        return model.to_dict()
+
+    def _check_namespace(self, info: k.KindInfo, namespace: str | None) -> None:
+        if info.namespaced and namespace:
+            try:
+                ns = self.store.get(key_for(k.lookup("Namespace"), None, namespace))
+            except NotFound:
+                raise NotFound(f'namespaces "{namespace}" not found') from None
+            if (ns.get("metadata") or {}).get("deletionTimestamp"):
+                raise Conflict(f'namespace "{namespace}" is being terminated') from None
+
+    @staticmethod
+    def _not_found(info: k.KindInfo, name: str) -> NotFound:
+        return NotFound(f'{info.plural} "{name}" not found', {"name": name, "kind": info.plural})
+
+    # --- reads ----------------------------------------------------------------------------
+    def get(self, info: k.KindInfo, namespace: str | None, name: str) -> Obj:
+        try:
+            return self.store.get(key_for(info, namespace, name))
+        except NotFound:
+            raise self._not_found(info, name) from None
+
+    def list(self, info: k.KindInfo, namespace: str | None, label_selector: str | None = None,
+             field_selector: str | None = None) -> tuple[list[Obj], int]:
+        labels = parse_label_selector(label_selector)
+        fields = parse_field_selector(field_selector)
+        items, revision = self.store.list(key_for(info, namespace))
+        items = [o for o in items if labels_match(labels, o["metadata"].get("labels")) and fields(o)]
+        return items, revision
+
+    # --- writes ---------------------------------------------------------------------------
+    def create(self, info: k.KindInfo, namespace: str | None, body: Obj, dry_run: bool = False) -> Obj:
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        body = copy.deepcopy(body)
+        body.setdefault("apiVersion", info.api_version)
+        body.setdefault("kind", info.kind)
+        if body["kind"] != info.kind or body["apiVersion"] != info.api_version:
+            raise BadRequest(f"the body is a {body['apiVersion']}/{body['kind']}, "
+                             f"but this URL serves {info.api_version}/{info.kind}")
+        meta = body.setdefault("metadata", {}) or {}
+        body["metadata"] = meta
+        if info.namespaced:
+            if meta.get("namespace") and namespace and meta["namespace"] != namespace:
+                raise BadRequest(f'the namespace of the object ({meta["namespace"]}) does not match the '
+                                 f'namespace of the request ({namespace})')
+            meta["namespace"] = namespace or meta.get("namespace") or "default"
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + "".join(
+                secrets.choice(_SUFFIX_ALPHABET) for _ in range(GENERATE_SUFFIX_LEN))
+        obj = self._validate(info, body)
+        self._check_namespace(info, obj["metadata"].get("namespace"))
+        meta = obj["metadata"]
+        for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(transient, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_iso()
+        meta["generation"] = 1
+        if info.kind == "Namespace":
+            obj["status"] = {"phase": "Active"}
+        if info.kind in DEFAULTERS:
+            DEFAULTERS[info.kind](obj)
+        if dry_run:
+            return obj
+        try:
+            return self.store.create(key_for(info, meta.get("namespace"), meta["name"]), obj)
+        except AlreadyExists:
+            raise AlreadyExists(f'{info.plural} "{meta["name"]}" already exists',
+                                {"name": meta["name"], "kind": info.plural}) from None
+
+    def update(self, info: k.KindInfo, namespace: str | None, name: str, body: Obj,
+               subresource: str | None = None, dry_run: bool = False) -> Obj:
+        """PUT: replace spec/metadata (or only status for the status subresource)."""
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        current = self.get(info, namespace, name)
+        meta = body.get("metadata") or {}
+        if meta.get("name") not in (None, name):
+            raise BadRequest(f'the name of the object ({meta.get("name")}) does not match the name in the URL ({name})')
+        rv = meta.get("resourceVersion")
+        if rv and str(rv) != current["metadata"]["resourceVersion"]:
+            raise self._conflict(info, name)
+        if subresource == "status":
+            new = {**current, "status": body.get("status")}
+        else:
+            new = copy.deepcopy(body)
+            new.setdefault("apiVersion", info.api_version)
+            new.setdefault("kind", info.kind)
+            new["metadata"] = {**meta, "name": name}
+            if info.has_status:
+                new["status"] = current.get("status")
+        return self._write(info, current, new, expected=int(rv) if rv else None, dry_run=dry_run)
+
+    def patch(self, info: k.KindInfo, namespace: str | None, name: str, patch: Obj,
+              subresource: str | None = None) -> Obj:
+        current = self.get(info, namespace, name)
+        if not isinstance(patch, dict):
+            raise BadRequest("a merge patch must be a JSON object")
+        if subresource == "status":
+            patch = {"status": patch.get("status")} if "status" in patch else {}
+        new = merge_patch(current, patch)
+        rv = (patch.get("metadata") or {}).get("resourceVersion")
+        if rv and str(rv) != current["metadata"]["resourceVersion"]:
+            raise self._conflict(info, name)
+        if info.has_status and subresource != "status":
+            new["status"] = current.get("status")
+        return self._write(info, current, new, expected=int(current["metadata"]["resourceVersion"]))
+
+    def _conflict(self, info: k.KindInfo, name: str) -> Conflict:
+        return Conflict(f'Operation cannot be fulfilled on {info.plural} "{name}": the object has been modified; '
+                        "please apply your changes to the latest version and try again",
+                        {"name": name, "kind": info.plural})
+
+    def _write(self, info: k.KindInfo, current: Obj, new: Obj, expected: int | None, dry_run: bool = False) -> Obj:
+        cur_meta = current["metadata"]
+        new_meta = new.setdefault("metadata", {})
+        for fixed in ("uid", "creationTimestamp", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds",
+                      "generation"):
+            if fixed in cur_meta:
+                new_meta[fixed] = cur_meta[fixed]
+            else:
+                new_meta.pop(fixed, None)
+        new_meta["name"] = cur_meta["name"]
+        if new.get("status") is None:
+            new.pop("status", None)
+        obj = self._validate(info, new)
+        if info.kind == "Pod":
+            self._check_pod_update(current, obj)
+        if obj.get("spec") != current.get("spec"):
+            obj["metadata"]["generation"] = int(cur_meta.get("generation") or 1) + 1
+        if info.kind in DEFAULTERS and "spec" in obj:
+            DEFAULTERS[info.kind](obj)
+        if dry_run:
+            return obj
+        key = key_for(info, cur_meta.get("namespace"), cur_meta["name"])
+        try:
+            return self.store.update(key, obj, expected or int(cur_meta["resourceVersion"]))
+        except Conflict:
+            raise self._conflict(info, cur_meta["name"]) from None
+        except NotFound:
+            raise self._not_found(info, cur_meta["name"]) from None
+
+    @staticmethod
+    def _check_pod_update(current: Obj, new: Obj) -> None:
+        old_spec, new_spec = dict(current["spec"]), dict(new["spec"])
+        if old_spec.get("nodeName") and new_spec.get("nodeName") != old_spec.get("nodeName"):
+            raise Invalid("Pod", current["metadata"]["name"],
+                          [("spec.nodeName", "Forbidden: a bound pod cannot move to another node")])
+
+    def delete(self, info: k.KindInfo, namespace: str | None, name: str,
+               grace_period_seconds: int | None = None) -> Obj:
+        current = self.get(info, namespace, name)
+        if info.kind == "Pod":
+            return self._delete_pod(info, current, grace_period_seconds)
+        if info.kind == "Namespace":
+            if name in SYSTEM_NAMESPACES:
+                raise BadRequest(f'namespace "{name}" is a system namespace and cannot be deleted')
+            self._delete_namespace_contents(name)
+        return self._delete_now(info, current)
+
+    def _delete_now(self, info: k.KindInfo, current: Obj) -> Obj:
+        meta = current["metadata"]
+        try:
+            return self.store.delete(key_for(info, meta.get("namespace"), meta["name"]))
+        except NotFound:
+            raise self._not_found(info, meta["name"]) from None
+
+    def _delete_pod(self, info: k.KindInfo, pod: Obj, grace: int | None) -> Obj:
+        """A pod bound to a node is deleted gracefully: mark it, the kubelet stops it and deletes it."""
+        meta = pod["metadata"]
+        if grace is None:
+            grace = int(pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE_S))
+        running = bool(pod["spec"].get("nodeName")) and (pod.get("status") or {}).get("phase") not in (
+            "Succeeded", "Failed")
+        if grace == 0 or not running:
+            return self._delete_now(info, pod)
+        if meta.get("deletionTimestamp") and int(meta.get("deletionGracePeriodSeconds") or 0) <= grace:
+            return pod
+        new = copy.deepcopy(pod)
+        new["metadata"]["deletionTimestamp"] = now_iso()
+        new["metadata"]["deletionGracePeriodSeconds"] = grace
+        key = key_for(info, meta["namespace"], meta["name"])
+        try:
+            return self.store.update(key, new, int(meta["resourceVersion"]))
+        except Conflict:
+            return self._delete_pod(info, self.get(info, meta["namespace"], meta["name"]), grace)
+
+    def _delete_namespace_contents(self, namespace: str) -> None:
+        for info in k.KINDS:
+            if not info.namespaced:
+                continue
+            items, _ = self.store.list(key_for(info, namespace))
+            for item in items:
+                try:
+                    self.store.delete(key_for(info, namespace, item["metadata"]["name"]))
+                except NotFound:
+                    continue
+
+    # --- subresources ---------------------------------------------------------------------
+    def bind(self, namespace: str, name: str, binding: Obj) -> Obj:
+        info = k.lookup("Pod")
+        target = (binding or {}).get("target") or {}
+        node = target.get("name")
+        if not node:
+            raise Invalid("Binding", name, [("target.name", "Required value")])
+        pod = self.get(info, namespace, name)
+        if pod["spec"].get("nodeName"):
+            raise Conflict(f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"')
+        new = copy.deepcopy(pod)
+        new["spec"]["nodeName"] = node
+        conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conds.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": now_iso()})
+        new.setdefault("status", {})["conditions"] = conds
+        try:
+            self.store.update(key_for(info, namespace, name), new, int(pod["metadata"]["resourceVersion"]))
+        except Conflict:
+            raise self._conflict(info, name) from None
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    def ensure_system_namespaces(self) -> None:
+        info = k.lookup("Namespace")
+        for ns in SYSTEM_NAMESPACES:
+            try:
+                self.create(info, None, {"metadata": {"name": ns}})
+                log.info("created namespace", extra={"namespace": ns})
+            except AlreadyExists:
+                continue

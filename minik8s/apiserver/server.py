@@ -1,0 +1,60 @@
+"""Run an ASGI app with uvicorn on several addresses, in a background thread."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+log = logging.getLogger("minik8s.apiserver")
+
+START_TIMEOUT_S = 30.0
+POLL_S = 0.05
+
+
+def bind_sockets(hosts: list[str], port: int) -> list[socket.socket]:
+    socks = []
+    for host in hosts:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(1024)
+        s.set_inheritable(True)
+        socks.append(s)
+    return socks
+
+
+class ServerThread:
+    """uvicorn in a daemon thread; `start()` returns once it accepts connections."""
+
+    def __init__(self, app: Any, hosts: list[str], port: int, name: str = "http", tls_cert: str | None = None,
+                 tls_key: str | None = None) -> None:
+        self.hosts, self.port, self.name = hosts, port, name
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                                    timeout_graceful_shutdown=1, ssl_certfile=tls_cert,
+                                                    ssl_keyfile=tls_key))
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        socks = bind_sockets(self.hosts, self.port)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": socks}, name=self.name,
+                                       daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} server did not start on {self.hosts}:{self.port}")
+            time.sleep(POLL_S)
+        log.info("serving", extra={"server": self.name, "hosts": self.hosts, "port": self.port})
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread:
+            self.thread.join(timeout=5)
+
+    def alive(self) -> bool:
+        return bool(self.thread and self.thread.is_alive() and self.server.started)

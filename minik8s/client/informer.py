@@ -1,0 +1,151 @@
+"""The shared informer: list, then watch from the list's resourceVersion, keep a local cache.
+
+Handlers get typed objects. Never mutate what the cache hands out: copy first
+(`obj.model_copy(deep=True)`). A watch that breaks or expires (410) relists; every
+`resync_seconds` each cached object is replayed to on_update so level-triggered controllers
+converge even when an event was missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from minik8s.client.sdk import Client
+from minik8s.errors import MiniK8sError
+
+log = logging.getLogger("minik8s.informer")
+
+RETRY_DELAY_S = 1.0
+WATCH_TIMEOUT_S = 300.0
+
+
+def object_key(obj: Any) -> str:
+    meta = obj.metadata
+    return f"{meta.namespace}/{meta.name}" if meta.namespace else str(meta.name)
+
+
+@dataclass
+class _Handler:
+    on_add: Callable[[Any], None] | None
+    on_update: Callable[[Any, Any], None] | None
+    on_delete: Callable[[Any], None] | None
+
+
+class Informer:
+    def __init__(self, client: Client, kind: str, namespace: str | None = None, label_selector: str | None = None,
+                 field_selector: str | None = None, resync_seconds: float = 30.0) -> None:
+        self.client, self.kind, self.namespace = client, kind, namespace
+        self.label_selector, self.field_selector = label_selector, field_selector
+        self.resync_seconds = resync_seconds
+        self._cache: dict[str, Any] = {}
+        self._lock = threading.RLock()
+        self._handlers: list[_Handler] = []
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def add_handler(self, on_add: Callable[[Any], None] | None = None,
+                    on_update: Callable[[Any, Any], None] | None = None,
+                    on_delete: Callable[[Any], None] | None = None) -> None:
+        self._handlers.append(_Handler(on_add, on_update, on_delete))
+
+    def start(self) -> None:
+        for target, name in ((self._run, "watch"), (self._resync_loop, "resync")):
+            th = threading.Thread(target=target, name=f"informer-{self.kind}-{name}", daemon=True)
+            th.start()
+            self._threads.append(th)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            return self._cache.get(key)
+
+    def list(self) -> list[Any]:
+        with self._lock:
+            return list(self._cache.values())
+
+    # --- internals --------------------------------------------------------------------------
+    def _emit(self, kind: str, old: Any, new: Any) -> None:
+        for h in self._handlers:
+            try:
+                if kind == "add" and h.on_add:
+                    h.on_add(new)
+                elif kind == "update" and h.on_update:
+                    h.on_update(old, new)
+                elif kind == "delete" and h.on_delete:
+                    h.on_delete(old)
+            except Exception:  # a handler bug must not kill the informer
+                log.exception("informer handler failed", extra={"kind": self.kind})
+
+    def _relist(self) -> str:
+        result = self.client.list(self.kind, self.namespace, self.label_selector, self.field_selector)
+        fresh = {object_key(o): o for o in result.items}
+        with self._lock:
+            old = self._cache
+            self._cache = dict(fresh)
+        for key, obj in fresh.items():
+            if key in old:
+                if old[key].metadata.resourceVersion != obj.metadata.resourceVersion:
+                    self._emit("update", old[key], obj)
+            else:
+                self._emit("add", None, obj)
+        for key, obj in old.items():
+            if key not in fresh:
+                self._emit("delete", obj, None)
+        self._synced.set()
+        return result.resource_version
+
+    def _run(self) -> None:
+        rv: str | None = None
+        while not self._stop.is_set():
+            try:
+                if rv is None:
+                    rv = self._relist()
+                for ev in self.client.watch(self.kind, self.namespace, rv, self.label_selector, self.field_selector,
+                                            timeout_seconds=WATCH_TIMEOUT_S):
+                    if self._stop.is_set():
+                        return
+                    self._apply(ev.type, ev.object)
+                    rv = ev.object.metadata.resourceVersion or rv
+            except MiniK8sError as exc:
+                log.info("watch ended, relisting", extra={"kind": self.kind, "reason": exc.message})
+                rv = None
+                self._stop.wait(RETRY_DELAY_S)
+            except Exception:
+                log.exception("informer loop failed", extra={"kind": self.kind})
+                rv = None
+                self._stop.wait(RETRY_DELAY_S)
+
+    def _apply(self, etype: str, obj: Any) -> None:
+        key = object_key(obj)
+        with self._lock:
+            old = self._cache.get(key)
+            if etype == "DELETED":
+                self._cache.pop(key, None)
+            else:
+                self._cache[key] = obj
+        if etype == "DELETED":
+            self._emit("delete", old or obj, None)
+        elif old is None:
+            self._emit("add", None, obj)
+        elif old.metadata.resourceVersion != obj.metadata.resourceVersion:
+            self._emit("update", old, obj)
+
+    def _resync_loop(self) -> None:
+        while not self._stop.wait(self.resync_seconds):
+            if not self._synced.is_set():
+                continue
+            for obj in self.list():
+                self._emit("update", obj, obj)

@@ -1,0 +1,246 @@
+"""`from minik8s import Client`: typed list/get/create/apply/delete/watch for every kind.
+
+    c = Client.from_config()
+    pod = c.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": {...}})
+    for ev in c.watch("Pod", namespace="default"): print(ev.type, ev.object.metadata.name)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from minik8s.api import kinds as k
+from minik8s.api import types as t
+from minik8s.errors import AlreadyExists, BadRequest, MiniK8sError, Unavailable, from_status
+
+DEFAULT_CONFIG = Path.home() / ".minik8s" / "config.json"
+DEFAULT_TIMEOUT_S = 30.0
+
+ObjLike = t.TypedObject | dict[str, Any]
+
+
+@dataclass
+class ObjectList:
+    items: list[Any]
+    resource_version: str
+
+
+@dataclass
+class WatchEvent:
+    type: str
+    object: Any
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("MINIK8S_CONFIG", str(DEFAULT_CONFIG)))
+
+
+def _as_dict(obj: ObjLike) -> dict[str, Any]:
+    return obj.to_dict() if isinstance(obj, t.TypedObject) else dict(obj)
+
+
+class Client:
+    def __init__(self, server: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 ca: str | None = None) -> None:
+        """`ca`: the cluster CA certificate (PEM text) that the API server's certificate must chain to."""
+        self.server = server.rstrip("/")
+        self.token = token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cadata=ca) if ca else True
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=timeout, verify=verify)
+
+    @classmethod
+    def from_config(cls, path: Path | None = None) -> Client:
+        """The cluster `minik8s up` wrote into ~/.minik8s/config.json (or $MINIK8S_CONFIG)."""
+        path = path or config_path()
+        try:
+            cfg = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise Unavailable(f"no cluster config at {path}: run `minik8s up` first") from None
+        return cls(cfg["server"], cfg.get("token"), ca=cfg.get("ca"))
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- transport --------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"cannot reach the API server at {self.server}: {exc}") from None
+        return self._decode(resp)
+
+    @staticmethod
+    def _decode(resp: httpx.Response) -> Any:
+        try:
+            body = resp.json() if resp.content else None
+        except json.JSONDecodeError:
+            body = {"message": resp.text}
+        if resp.status_code >= 400:
+            raise from_status(resp.status_code, body if isinstance(body, dict) else None)
+        return body
+
+    @staticmethod
+    def _model(obj: dict[str, Any]) -> Any:
+        try:
+            info = k.by_kind(obj.get("apiVersion"), obj.get("kind"))
+        except MiniK8sError:
+            return obj
+        return info.model.model_validate(obj)
+
+    @staticmethod
+    def _ns(info: k.KindInfo, namespace: str | None) -> str | None:
+        return (namespace or "default") if info.namespaced else None
+
+    # --- verbs ------------------------------------------------------------------------------
+    def get(self, kind: str, name: str, namespace: str | None = "default") -> Any:
+        info = k.lookup(kind)
+        return self._model(self.request("GET", info.url(self._ns(info, namespace), name)))
+
+    def list(self, kind: str, namespace: str | None = None, label_selector: str | None = None,
+             field_selector: str | None = None) -> ObjectList:
+        """All namespaces when `namespace` is None."""
+        info = k.lookup(kind)
+        params = {key: v for key, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
+        body = self.request("GET", info.url(namespace if info.namespaced else None), params=params)
+        items = [self._model({"apiVersion": info.api_version, "kind": info.kind, **o}) for o in body["items"]]
+        return ObjectList(items, body["metadata"]["resourceVersion"])
+
+    def create(self, obj: ObjLike, namespace: str | None = None, dry_run: bool = False) -> Any:
+        body = _as_dict(obj)
+        info = self._info_of(body)
+        ns = self._ns(info, namespace or (body.get("metadata") or {}).get("namespace"))
+        params = {"dryRun": "All"} if dry_run else {}
+        return self._model(self.request("POST", info.url(ns), json=body, params=params))
+
+    def update(self, obj: ObjLike, dry_run: bool = False) -> Any:
+        body = _as_dict(obj)
+        info = self._info_of(body)
+        meta = body.get("metadata") or {}
+        params = {"dryRun": "All"} if dry_run else {}
+        return self._model(self.request("PUT", info.url(self._ns(info, meta.get("namespace")), meta["name"]),
+                                        json=body, params=params))
+
+    def update_status(self, obj: ObjLike) -> Any:
+        body = _as_dict(obj)
+        info = self._info_of(body)
+        meta = body.get("metadata") or {}
+        url = info.url(self._ns(info, meta.get("namespace")), meta["name"], "status")
+        return self._model(self.request("PUT", url, json=body))
+
+    def patch(self, kind: str, name: str, patch: dict[str, Any], namespace: str | None = "default",
+              subresource: str | None = None) -> Any:
+        """JSON merge patch (RFC 7386)."""
+        info = k.lookup(kind)
+        return self._model(self.request("PATCH", info.url(self._ns(info, namespace), name, subresource),
+                                        content=json.dumps(patch),
+                                        headers={"Content-Type": "application/merge-patch+json"}))
+
+    def apply(self, obj: ObjLike, namespace: str | None = None) -> Any:
+        """Create the object, or update the existing one to match it."""
+        return self.apply_outcome(obj, namespace)[0]
+
+    def apply_outcome(self, obj: ObjLike, namespace: str | None = None, dry_run: bool = False) -> tuple[Any, str]:
+        """Create, or replace the spec of the existing object; returns (object, "created"|"configured"|"unchanged")."""
+        body = _as_dict(obj)
+        info = self._info_of(body)
+        meta = body.setdefault("metadata", {})
+        if namespace and info.namespaced:
+            meta["namespace"] = namespace
+        try:
+            return self.create(body, dry_run=dry_run), "created"
+        except AlreadyExists:
+            pass
+        current = self.get(info.kind, meta["name"], self._ns(info, meta.get("namespace")))
+        cur = current.to_dict() if isinstance(current, t.TypedObject) else current
+        merged = {**cur, **{key: v for key, v in body.items() if key not in ("metadata", "status")}}
+        merged["metadata"] = {**cur["metadata"], **{key: v for key, v in meta.items()
+                                                    if key in ("labels", "annotations")}}
+        result = self.update(merged, dry_run=dry_run)
+        same = _as_dict(result).get("metadata", {}).get("generation") == cur["metadata"].get("generation") and \
+            _as_dict(result).get("metadata", {}).get("labels") == cur["metadata"].get("labels")
+        return result, "unchanged" if same else "configured"
+
+    def delete(self, kind: str, name: str, namespace: str | None = "default",
+               grace_period_seconds: int | None = None, propagation_policy: str | None = None) -> Any:
+        info = k.lookup(kind)
+        params: dict[str, Any] = {}
+        if grace_period_seconds is not None:
+            params["gracePeriodSeconds"] = grace_period_seconds
+        if propagation_policy:
+            params["propagationPolicy"] = propagation_policy
+        return self.request("DELETE", info.url(self._ns(info, namespace), name), params=params)
+
+    def bind(self, name: str, node: str, namespace: str = "default") -> None:
+        info = k.lookup("Pod")
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name, "namespace": namespace},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node}}
+        self.request("POST", info.url(namespace, name, "binding"), json=body)
+
+    def watch(self, kind: str, namespace: str | None = None, resource_version: str | None = None,
+              label_selector: str | None = None, field_selector: str | None = None,
+              timeout_seconds: float | None = None) -> Iterator[WatchEvent]:
+        """Events from `resource_version` (or ADDED for everything first, then changes).
+
+        Raises errors.Gone when the version is too old (relist, then watch again).
+        """
+        info = k.lookup(kind)
+        params: dict[str, Any] = {"watch": "true"}
+        for key, val in (("resourceVersion", resource_version), ("labelSelector", label_selector),
+                         ("fieldSelector", field_selector), ("timeoutSeconds", timeout_seconds)):
+            if val is not None:
+                params[key] = val
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=None)
+        try:
+            with self._http.stream("GET", info.url(namespace if info.namespaced else None), params=params,
+                                   timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._decode(resp)
+                for line in resp.iter_lines():
+                    if not line.strip():
+                        continue
+                    ev = json.loads(line)
+                    if ev["type"] == "ERROR":
+                        status = ev["object"]
+                        raise from_status(int(status.get("code", 500)), status)
+                    yield WatchEvent(ev["type"], self._model(ev["object"]))
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"watch on {info.plural} broke: {exc}") from None
+
+    def pod_logs(self, name: str, namespace: str = "default", container: str | None = None,
+                 follow: bool = False, tail_lines: int | None = None, previous: bool = False) -> Iterator[bytes]:
+        info = k.lookup("Pod")
+        params: dict[str, Any] = {"follow": str(follow).lower(), "previous": str(previous).lower()}
+        if container:
+            params["container"] = container
+        if tail_lines is not None:
+            params["tailLines"] = tail_lines
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=None)
+        with self._http.stream("GET", info.url(namespace, name, "log"), params=params, timeout=timeout) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                self._decode(resp)
+            yield from resp.iter_raw()
+
+    def pod_exec(self, name: str, command: Sequence[str], namespace: str = "default",
+                 container: str | None = None) -> tuple[int, bytes]:
+        info = k.lookup("Pod")
+        params = {"container": container} if container else {}
+        body = self.request("POST", info.url(namespace, name, "exec"), params=params, json={"command": list(command)},
+                            timeout=httpx.Timeout(DEFAULT_TIMEOUT_S, read=None))
+        return int(body["exitCode"]), str(body.get("output", "")).encode()
+
+    @staticmethod
+    def _info_of(body: dict[str, Any]) -> k.KindInfo:
+        if not body.get("kind") or not body.get("apiVersion"):
+            raise BadRequest("the object needs apiVersion and kind")
+        return k.by_kind(body["apiVersion"], body["kind"])

@@ -1,0 +1,513 @@
+"""Start, stop and inspect a local cluster: the control plane in the root netns, nodes in netns.
+
+Control plane (root netns): etcd (unless external endpoints are given), the image registry,
+the builder ``dockerd`` and the Ray head.  Node ``i``: netns + veth (see :mod:`.netns`), a
+``dockerd`` and a Ray worker started inside that netns.  Every ``start_*`` adopts what already
+runs and waits until each component answers; every ``stop_*`` / :func:`down` removes exactly
+what ``start_*`` made (processes, mounts, links, netns), so the machine is left as found.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from minik8s.cluster import netns as nets
+from minik8s.cluster.config import ClusterConfig, NodeConfig
+from minik8s.cluster.procs import (
+    ManagedProcess,
+    clear_stale_pidfile,
+    kill_pids,
+    pids_in_cgroups,
+    pids_with_arg_containing,
+)
+
+log = logging.getLogger(__name__)
+
+#: Timeout of one readiness probe (HTTP, docker ping, TCP connect, GCS query).
+PROBE_TIMEOUT_S = 2.0
+#: Timeout of Docker API calls while emptying a node.
+DOCKER_API_TIMEOUT_S = 60
+#: Records the etcd endpoints in use (the managed ones, or the external ones given to ``up``).
+ETCD_ENDPOINTS_FILE = "etcd-endpoints"
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+MNT_DETACH = 2
+#: cgroup v1 hierarchies; dockerd's cgroupfs driver puts containers in ``<hierarchy>/docker/<id>``.
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+ORPHAN_KILL_WAIT_S = 5.0
+_NODE_DIR_RE = re.compile(r"^node-(\d+)$")
+
+
+class ComponentStatus(NamedTuple):
+    """One row of :func:`status`."""
+
+    component: str
+    healthy: bool
+    detail: str
+
+
+# ---- process definitions ------------------------------------------------------------------------
+
+
+def _etcd(cfg: ClusterConfig) -> ManagedProcess:
+    urls = ",".join(cfg.etcd_endpoints)
+    peer = cfg.etcd_peer_url
+    argv = [
+        "etcd", "--name", "minik8s", "--data-dir", str(cfg.etcd_dir),
+        "--listen-client-urls", urls, "--advertise-client-urls", urls,
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", f"minik8s={peer}",
+    ]
+    return ManagedProcess("etcd", argv, cfg.state_dir)
+
+
+def _write_registry_config_fallback(path: Path, storage_dir: Path, addr: str) -> None:
+    """Minimal registry config, used only while ``minik8s.images.daemons`` does not exist."""
+    path.write_text(
+        "version: 0.1\n"
+        "log:\n  level: info\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage_dir}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: {addr}\n"
+    )
+
+
+def _registry(cfg: ClusterConfig, write_config: bool = False) -> ManagedProcess:
+    """The registry process; ``write_config`` (re)writes its config file first (on start only)."""
+    config = cfg.registry_dir / "config.yml"
+    storage = cfg.registry_dir / "storage"
+    try:
+        from minik8s.images import daemons  # written beside this package; may not exist yet
+    except ImportError:
+        if write_config:
+            _write_registry_config_fallback(config, storage, cfg.registry_addr)
+        argv = ["docker-registry", "serve", str(config)]
+    else:
+        if write_config:
+            daemons.write_registry_config(config, storage, cfg.registry_addr)
+        argv = [str(a) for a in daemons.registry_argv(config)]
+    return ManagedProcess("registry", argv, cfg.state_dir)
+
+
+def _docker_socket_of(argv: list[str], default: Path) -> Path:
+    """The unix socket a dockerd argv listens on (``-H``/``--host``)."""
+    for i, a in enumerate(argv):
+        value = None
+        if a in ("-H", "--host") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith("--host="):
+            value = a.split("=", 1)[1]
+        if value and value.startswith("unix://"):
+            return Path(value.removeprefix("unix://"))
+    return default
+
+
+def _builder(cfg: ClusterConfig) -> tuple[ManagedProcess, Path]:
+    d = cfg.builder_dir
+    try:
+        from minik8s.images import daemons
+
+        argv = [str(a) for a in daemons.builder_dockerd_argv(d, cfg.registry_addr)]
+    except ImportError:
+        # No bridge: two root-netns dockerds would fight over docker0; builds need no network.
+        argv = [
+            "dockerd", "--data-root", str(d / "docker"), "--exec-root", str(d / "exec"),
+            "-H", f"unix://{cfg.builder_socket}", "--pidfile", str(d / "docker.pid"),
+            "--bridge=none", "--iptables=false", "--ip-masq=false",
+            "--insecure-registry", cfg.registry_addr,
+        ]
+    return ManagedProcess("builder-dockerd", argv, cfg.state_dir), _docker_socket_of(argv, cfg.builder_socket)
+
+
+def _docker_data_root_of(argv: list[str], default: Path) -> Path:
+    return Path(argv[argv.index("--data-root") + 1]) if "--data-root" in argv else default
+
+
+def _clear_dockerd_pidfile(argv: list[str]) -> None:
+    if "--pidfile" in argv:
+        clear_stale_pidfile(Path(argv[argv.index("--pidfile") + 1]))
+
+
+def _ray_bin() -> str:
+    """The ``ray`` CLI of the interpreter running us (a venv's bin is often not on PATH)."""
+    sibling = Path(sys.executable).parent / "ray"
+    return str(sibling) if sibling.exists() else shutil.which("ray") or "ray"
+
+
+def _ray_common(cfg: ClusterConfig, resource: str, cpus: int) -> list[str]:
+    return [
+        "--block", "--disable-usage-stats",
+        f"--num-cpus={cpus}", f"--object-store-memory={cfg.ray_object_store_bytes}",
+        "--resources=" + json.dumps({resource: cfg.ray_resource_amount}, separators=(",", ":")),
+    ]
+
+
+def _ray_head(cfg: ClusterConfig) -> ManagedProcess:
+    argv = [
+        _ray_bin(), "start", "--head", f"--node-ip-address={cfg.head_ip}", f"--port={cfg.ray_port}",
+        "--include-dashboard=false", f"--ray-client-server-port={cfg.ray_client_server_port}",
+        f"--dashboard-agent-listen-port={cfg.ray_dashboard_agent_port}",
+        f"--dashboard-port={cfg.ray_dashboard_port}",
+        f"--temp-dir={cfg.ray_dir}",
+        *_ray_common(cfg, cfg.ray_control_plane_resource, cfg.ray_head_cpus),
+    ]
+    return ManagedProcess("ray-head", argv, cfg.state_dir, env=RAY_ENV)
+
+
+def _node_dockerd(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
+    argv = [
+        "dockerd", "--data-root", str(node.docker_data_root), "--exec-root", str(node.docker_exec_root),
+        "-H", node.docker_url, "--pidfile", str(node.docker_pidfile),
+        f"--bip={node.pod_gateway}/{node.pod_cidr.split('/')[1]}",
+        "--iptables=false", "--ip-masq=false",
+        "--registry-mirror", cfg.registry_url, "--insecure-registry", cfg.registry_addr,
+    ]
+    return ManagedProcess(f"{node.name}/dockerd", argv, cfg.state_dir, netns=node.netns)
+
+
+def _node_raylet(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
+    argv = [
+        _ray_bin(), "start", f"--address={cfg.ray_address}", f"--node-ip-address={node.ip}",
+        f"--temp-dir={node.ray_temp_dir}",
+        *_ray_common(cfg, node.ray_resource, cfg.ray_node_cpus),
+    ]
+    return ManagedProcess(f"{node.name}/raylet", argv, cfg.state_dir, netns=node.netns, env=RAY_ENV)
+
+
+# ---- probes -------------------------------------------------------------------------------------------
+
+
+def _http_get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as resp:  # noqa: S310 - our own URLs
+        return int(resp.status), resp.read()
+
+
+def etcd_healthy(endpoint: str) -> bool:
+    code, body = _http_get(endpoint.rstrip("/") + "/health")
+    return code == 200 and json.loads(body).get("health") == "true"
+
+
+def registry_healthy(cfg: ClusterConfig) -> bool:
+    return _http_get(cfg.registry_url + "/v2/")[0] == 200
+
+
+def docker_healthy(sock: Path) -> bool:
+    import docker
+
+    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=int(PROBE_TIMEOUT_S))
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
+
+
+def tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def ray_alive_nodes(cfg: ClusterConfig) -> dict[str, dict[str, float]]:
+    """Alive Ray nodes as {node IP: total resources}, read from the GCS (no driver is started)."""
+    if not tcp_open(cfg.head_ip, cfg.ray_port):
+        return {}
+    import ray._raylet
+
+    client = ray._raylet.GcsClient(address=cfg.ray_address)  # type: ignore[attr-defined]
+    out: dict[str, dict[str, float]] = {}
+    for info in client.get_all_node_info(timeout=PROBE_TIMEOUT_S).values():
+        if info.state == 0:  # GcsNodeInfo.ALIVE
+            out[info.node_manager_address] = dict(info.resources_total)
+    return out
+
+
+# ---- mounts ---------------------------------------------------------------------------------------------
+
+
+def _mounts_under(path: Path) -> list[str]:
+    root = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            # mountinfo escapes space, tab, newline and backslash as octal.
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == root or point.startswith(root + "/"):
+                found.append(point)
+    return found
+
+
+def unmount_under(path: Path) -> int:
+    """Lazily unmount every mount at or below ``path``, deepest first.  Returns how many."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    points = sorted(set(_mounts_under(path)), key=lambda p: p.count("/"), reverse=True)
+    for point in points:
+        if libc.umount2(point.encode(), MNT_DETACH) != 0:
+            err = ctypes.get_errno()
+            log.warning("umount %s failed: %s", point, os.strerror(err), extra={"mount": point})
+        else:
+            log.info("unmounted %s", point, extra={"mount": point})
+    return len(points)
+
+
+# ---- control plane ------------------------------------------------------------------------------------
+
+
+def _ensure_dirs(cfg: ClusterConfig) -> None:
+    dirs = (cfg.log_dir, cfg.run_dir, cfg.etcd_dir, cfg.registry_dir / "storage", cfg.builder_dir)
+    for d in (*dirs, cfg.ray_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    # etcd refuses a data dir readable by others.
+    os.chmod(cfg.etcd_dir, 0o700)
+
+
+def etcd_endpoints(cfg: ClusterConfig) -> list[str]:
+    """The etcd endpoints the cluster uses: recorded by :func:`start_control_plane`, else the managed ones."""
+    try:
+        saved = (cfg.state_dir / ETCD_ENDPOINTS_FILE).read_text().split()
+    except FileNotFoundError:
+        saved = []
+    return saved or cfg.etcd_endpoints
+
+
+def _etcd_is_external(cfg: ClusterConfig) -> bool:
+    return etcd_endpoints(cfg) != cfg.etcd_endpoints
+
+
+def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = None) -> list[str]:
+    """Start (or adopt) the underlay, etcd, registry, builder dockerd and Ray head; wait until all answer.
+
+    ``etcd_endpoints`` names an existing etcd cluster (then none is started).  Returns the etcd
+    endpoints in use.
+    """
+    t0 = time.monotonic()
+    _ensure_dirs(cfg)
+    nets.ensure_underlay(cfg)
+    endpoints = list(etcd_endpoints) if etcd_endpoints else cfg.etcd_endpoints
+    (cfg.state_dir / ETCD_ENDPOINTS_FILE).write_text("\n".join(endpoints) + "\n")
+
+    waits: list[tuple[ManagedProcess, Any, str]] = []
+    if not etcd_endpoints:
+        etcd = _etcd(cfg)
+        etcd.start()
+        waits.append((etcd, lambda: etcd_healthy(endpoints[0]), "healthy"))
+    registry = _registry(cfg, write_config=True)
+    registry.start()
+    waits.append((registry, lambda: registry_healthy(cfg), "serving /v2/"))
+    builder, builder_sock = _builder(cfg)
+    if not builder.running():
+        _clear_dockerd_pidfile(builder.argv)
+    builder.start()
+    waits.append((builder, lambda: docker_healthy(builder_sock), "answering ping"))
+    head = _ray_head(cfg)
+    head.start()
+    waits.append((head, lambda: cfg.head_ip in ray_alive_nodes(cfg), "registered in the GCS"))
+    # All four start in parallel; wait for each in turn.
+    for proc, check, what in waits:
+        proc.wait_ready(check, cfg.ready_timeout_s, what)
+    if etcd_endpoints and not any(_probe(lambda e=e: etcd_healthy(e)) for e in endpoints):
+        log.warning("no external etcd endpoint is healthy: %s", endpoints)
+    log.info("control plane ready in %.1fs", time.monotonic() - t0, extra={"seconds": time.monotonic() - t0})
+    return endpoints
+
+
+def _stop_all_containers(sock: Path, what: str) -> None:
+    """Force-remove every container of the dockerd at ``sock`` (running ones are killed)."""
+    import docker
+    from docker.errors import APIError, NotFound
+
+    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=DOCKER_API_TIMEOUT_S)
+    try:
+        for c in client.containers.list(all=True):
+            try:
+                c.remove(force=True, v=True)
+                log.info("%s: removed container %s", what, c.name, extra={"container": c.id})
+            except NotFound:
+                pass
+            except APIError as e:
+                log.warning("%s: cannot remove container %s: %s", what, c.name, e)
+    finally:
+        client.close()
+
+
+def _kill_orphan_containers(data_root: Path) -> None:
+    """Kill processes of containers whose dockerd is gone, and remove their empty cgroups.
+
+    Normally dockerd removed them all; this covers a dockerd that crashed or was killed (its
+    shims may be gone too, but container processes live on in their own pid namespaces).
+    """
+    cdir = data_root / "containers"
+    ids = {d.name for d in cdir.iterdir()} if cdir.is_dir() else set()
+    if not ids:
+        return
+    pids = pids_in_cgroups(ids)
+    if pids:
+        log.warning("killing processes of orphaned containers under %s: %s", data_root, pids)
+        # Nobody will reap state for them any more: no grace period is useful.
+        kill_pids(pids, 0.0, "orphaned containers")
+        deadline = time.monotonic() + ORPHAN_KILL_WAIT_S
+        while pids_in_cgroups(ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for cid in ids:
+        for cg in CGROUP_ROOT.glob(f"*/docker/{cid}"):
+            try:
+                cg.rmdir()
+            except OSError as e:
+                log.warning("cannot remove cgroup %s: %s", cg, e)
+
+
+def stop_control_plane(cfg: ClusterConfig) -> None:
+    """Stop the Ray head, the builder dockerd (and its containers), the registry and managed etcd.
+
+    The underlay bridge stays (nodes may still use it); :func:`down` removes it.
+    """
+    t = cfg.stop_timeout_s
+    _ray_head(cfg).stop(t)
+    builder, builder_sock = _builder(cfg)
+    if builder.running() and _probe(lambda: docker_healthy(builder_sock)):
+        _stop_all_containers(builder_sock, "builder")
+    builder.stop(t)
+    _kill_leftovers(cfg.builder_dir, t)
+    _kill_orphan_containers(_docker_data_root_of(builder.argv, cfg.builder_dir / "docker"))
+    unmount_under(cfg.builder_dir)
+    _registry(cfg).stop(t)
+    _etcd(cfg).stop(t)
+
+
+def _probe(check: Any) -> bool:
+    try:
+        return bool(check())
+    except Exception as e:  # noqa: BLE001 - a failing probe is an unhealthy component, not an error
+        log.debug("probe failed: %s", e)
+        return False
+
+
+def _kill_leftovers(directory: Path, timeout: float) -> None:
+    """Stop processes outside the daemon's session that name its dirs: containerd and its shims
+    (they run in sessions of their own) and stray Ray workers."""
+    dirs = {str(directory), os.path.realpath(directory)}
+    pids = sorted({p for d in dirs for p in pids_with_arg_containing(d + "/")})
+    if pids:
+        log.warning("stopping leftover processes using %s: %s", directory, pids, extra={"pids": pids})
+        kill_pids(pids, timeout, str(directory))
+
+
+# ---- nodes --------------------------------------------------------------------------------------------
+
+
+def start_node(cfg: ClusterConfig, node: NodeConfig) -> None:
+    """Create (or adopt) the node's netns, dockerd and raylet; wait until dockerd answers and the
+    raylet is alive in the GCS.  The control plane must be running."""
+    t0 = time.monotonic()
+    node.dir.mkdir(parents=True, exist_ok=True)
+    nets.ensure_node_netns(cfg, node)
+    dockerd = _node_dockerd(cfg, node)
+    raylet = _node_raylet(cfg, node)
+    if not dockerd.running():
+        clear_stale_pidfile(node.docker_pidfile)
+    dockerd.start()
+    raylet.start()
+    dockerd.wait_ready(lambda: docker_healthy(node.docker_socket), cfg.ready_timeout_s, "answering ping")
+    raylet.wait_ready(lambda: node.ip in ray_alive_nodes(cfg), cfg.ready_timeout_s, "registered in the GCS")
+    dt = time.monotonic() - t0
+    log.info("%s ready in %.1fs", node.name, dt, extra={"node": node.name, "seconds": dt})
+
+
+def stop_node(cfg: ClusterConfig, node: NodeConfig) -> None:
+    """Remove the node's containers, stop its raylet and dockerd, unmount its dirs, delete its netns."""
+    t = cfg.stop_timeout_s
+    dockerd = _node_dockerd(cfg, node)
+    if dockerd.running() and _probe(lambda: docker_healthy(node.docker_socket)):
+        _stop_all_containers(node.docker_socket, node.name)
+    _node_raylet(cfg, node).stop(t)
+    dockerd.stop(t)
+    _kill_leftovers(node.dir, t)
+    _kill_orphan_containers(node.docker_data_root)
+    unmount_under(node.dir)
+    nets.remove_node_netns(cfg, node)
+
+
+def known_nodes(cfg: ClusterConfig) -> list[NodeConfig]:
+    """Nodes that exist on this machine: a state dir or a netns left by :func:`start_node`."""
+    indices: set[int] = set()
+    if cfg.nodes_dir.is_dir():
+        for d in cfg.nodes_dir.iterdir():
+            m = _NODE_DIR_RE.match(d.name)
+            if m and d.is_dir():
+                indices.add(int(m.group(1)))
+    for name in nets.node_netns_names(cfg):
+        m = _NODE_DIR_RE.match(name.removeprefix(cfg.netns_prefix))
+        if m:
+            indices.add(int(m.group(1)))
+    return [cfg.node(i) for i in sorted(indices)]
+
+
+# ---- whole cluster ----------------------------------------------------------------------------------
+
+
+def status(cfg: ClusterConfig) -> list[ComponentStatus]:
+    """Health of every component: underlay, etcd, registry, builder, Ray head, and each known node."""
+    rows: list[ComponentStatus] = []
+    ok, detail = nets.underlay_ok(cfg)
+    rows.append(ComponentStatus("underlay", ok, detail))
+
+    endpoints = etcd_endpoints(cfg)
+    etcd_ok = any(_probe(lambda e=e: etcd_healthy(e)) for e in endpoints)
+    if _etcd_is_external(cfg):
+        rows.append(ComponentStatus("etcd", etcd_ok, "external " + ",".join(endpoints)))
+    else:
+        rows.append(_proc_row("etcd", _etcd(cfg), etcd_ok, endpoints[0]))
+    registry_ok = _probe(lambda: registry_healthy(cfg))
+    rows.append(_proc_row("registry", _registry(cfg), registry_ok, cfg.registry_url))
+    builder, builder_sock = _builder(cfg)
+    builder_ok = _probe(lambda: docker_healthy(builder_sock))
+    rows.append(_proc_row("builder", builder, builder_ok, f"unix://{builder_sock}"))
+
+    alive: dict[str, dict[str, float]] = {}
+    try:
+        alive = ray_alive_nodes(cfg)
+    except Exception as e:  # noqa: BLE001 - GCS unreachable means an unhealthy head
+        log.debug("GCS query failed: %s", e)
+    head_detail = f"{cfg.ray_address}, {len(alive)} nodes alive"
+    rows.append(_proc_row("ray-head", _ray_head(cfg), cfg.head_ip in alive, head_detail))
+
+    for node in known_nodes(cfg):
+        ok, detail = nets.node_netns_ok(cfg, node)
+        rows.append(ComponentStatus(f"{node.name}/netns", ok, detail))
+        docker_ok = _probe(lambda n=node: docker_healthy(n.docker_socket))
+        rows.append(_proc_row(f"{node.name}/docker", _node_dockerd(cfg, node), docker_ok, node.docker_url))
+        rows.append(_proc_row(f"{node.name}/raylet", _node_raylet(cfg, node), node.ip in alive, node.ip))
+    return rows
+
+
+def _proc_row(component: str, proc: ManagedProcess, answering: bool, where: str) -> ComponentStatus:
+    pid = proc.pid()
+    if pid is None:
+        return ComponentStatus(component, False, f"not running (log {proc.logfile})")
+    if not answering:
+        return ComponentStatus(component, False, f"pid {pid} not answering at {where} (log {proc.logfile})")
+    return ComponentStatus(component, True, f"pid {pid}, {where}")
+
+
+def down(cfg: ClusterConfig, purge: bool = False) -> None:
+    """Stop every node and the control plane and remove the underlay.  ``purge`` also deletes the
+    state dir; without it etcd data, images and logs stay for the next ``up``."""
+    for node in known_nodes(cfg):
+        stop_node(cfg, node)
+    stop_control_plane(cfg)
+    nets.remove_underlay(cfg)
+    if purge and cfg.state_dir.exists():
+        _kill_leftovers(cfg.state_dir, cfg.stop_timeout_s)
+        unmount_under(cfg.state_dir)
+        log.info("purging %s", cfg.state_dir, extra={"path": str(cfg.state_dir)})
+        shutil.rmtree(cfg.state_dir)

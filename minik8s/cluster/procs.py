@@ -1,0 +1,300 @@
+"""Detached, pidfile-managed daemons (etcd, registry, dockerd, raylets).
+
+Each :class:`ManagedProcess` is started as the leader of a new session (``setsid``), so it
+outlives the ``minik8s`` process that started it and is never hit by its signals.  Its pid is
+kept in ``<state>/run/<name>.pid`` and its output in ``<state>/logs/<name>.log``.  ``start`` is
+idempotent (a live process named in the pidfile is adopted), and ``stop`` ends the whole
+session the process leads, so helpers it forked (Ray's raylet and GCS, dockerd's containerd)
+go with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+NETNS_DIR = Path("/var/run/netns")
+#: How often ``wait_ready`` / ``stop`` poll.
+POLL_INTERVAL_S = 0.1
+#: How many trailing log lines an error message quotes.
+LOG_TAIL_LINES = 20
+
+
+class ProcessError(RuntimeError):
+    """A managed process died or did not become ready in time."""
+
+
+# ---- /proc helpers ---------------------------------------------------------------------------------
+
+
+def _read_stat(pid: int) -> tuple[str, int] | None:
+    """(state, session id) of ``pid`` from /proc/PID/stat, or None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    rest = raw[raw.rindex(")") + 2 :].split()
+    return rest[0], int(rest[3])
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    st = _read_stat(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def cmdline(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def _all_pids() -> Iterator[int]:
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            yield int(entry.name)
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes whose session id is ``sid`` (the leader included, if alive)."""
+    out = []
+    for pid in _all_pids():
+        st = _read_stat(pid)
+        if st is not None and st[1] == sid and st[0] not in ("Z", "X"):
+            out.append(pid)
+    return out
+
+
+def pids_with_arg_containing(needle: str) -> list[int]:
+    """Live processes with an argument containing ``needle`` (e.g. a state-dir path), self excluded."""
+    me = os.getpid()
+    out = []
+    for pid in _all_pids():
+        if pid == me:
+            continue
+        args = cmdline(pid)
+        if args and any(needle in a for a in args) and pid_alive(pid):
+            out.append(pid)
+    return out
+
+
+def pids_in_cgroups(names: set[str]) -> list[int]:
+    """Live processes in a cgroup whose last path component is in ``names`` (any hierarchy).
+
+    Docker names a container's cgroup after its id, so this finds a container's processes
+    even when its dockerd, containerd and shim are gone.
+    """
+    out = []
+    for pid in _all_pids():
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if any(line.rsplit("/", 1)[-1] in names for line in lines) and pid_alive(pid):
+            out.append(pid)
+    return out
+
+
+def clear_stale_pidfile(path: Path) -> None:
+    """Remove a daemon's own pidfile whose pid is dead (dockerd refuses to start while it exists)."""
+    try:
+        pid = int(path.read_text().strip())
+    except FileNotFoundError:
+        return
+    except ValueError:
+        pid = None
+    if pid is None or not pid_alive(pid):
+        log.info("removing stale pidfile %s", path, extra={"path": str(path)})
+        path.unlink(missing_ok=True)
+
+
+def kill_pids(pids: Sequence[int], timeout: float, what: str) -> None:
+    """SIGTERM ``pids``, wait up to ``timeout``, then SIGKILL the survivors."""
+    _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    left = [p for p in pids if pid_alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S)
+        left = [p for p in left if pid_alive(p)]
+    if left:
+        log.warning("SIGKILL %s survivors %s", what, left, extra={"pids": left})
+        _signal_all(left, signal.SIGKILL)
+
+
+def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+# ---- the managed process ---------------------------------------------------------------------------
+
+
+@dataclass
+class ManagedProcess:
+    """A daemon started detached, optionally inside a network namespace, tracked by a pidfile."""
+
+    name: str
+    """Unique within the state dir; names the pidfile and the log (``/`` is allowed, becomes ``_``)."""
+    argv: list[str]
+    state_dir: Path
+    netns: str | None = None
+    """Run inside ``/var/run/netns/<netns>`` (entered with ``nsenter --net``, which keeps /sys)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Added to the caller's environment."""
+    cwd: Path | None = None
+
+    @property
+    def _slug(self) -> str:
+        return self.name.replace("/", "_")
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state_dir / "run" / f"{self._slug}.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return self.state_dir / "logs" / f"{self._slug}.log"
+
+    # -- identity -------------------------------------------------------------------------------
+
+    def _read_pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _is_ours(self, pid: int) -> bool:
+        """Does ``pid`` run our program?  Guards against pid reuse after a reboot or crash.
+
+        Interpreters put themselves first (``python …/ray start``), so the program is looked
+        for among the first two arguments.  Other arguments may differ (the config changed
+        while it ran): that is still our daemon (see :meth:`start`).
+        """
+        args = cmdline(pid)
+        if not args or not pid_alive(pid):
+            return False
+        prog = os.path.basename(self.argv[0])
+        return prog in (os.path.basename(a) for a in args[:2])
+
+    def _same_args(self, pid: int) -> bool:
+        args = cmdline(pid) or []
+        n = len(self.argv) - 1
+        return n == 0 or args[-n:] == self.argv[1:]
+
+    def pid(self) -> int | None:
+        """The pid of our live process, or None."""
+        pid = self._read_pid()
+        return pid if pid is not None and self._is_ours(pid) else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> int:
+        """Start the process unless ours is already running (then adopt it).  Returns its pid."""
+        pid = self.pid()
+        if pid is not None:
+            log.info("adopting %s (pid %d)", self.name, pid, extra={"component": self.name, "pid": pid})
+            if not self._same_args(pid):
+                log.warning(
+                    "%s (pid %d) runs with other arguments than configured; restart it to apply",
+                    self.name, pid, extra={"component": self.name, "pid": pid},
+                )
+            return pid
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        argv = list(self.argv)
+        if self.netns is not None:
+            ns_path = NETNS_DIR / self.netns
+            if not ns_path.exists():
+                raise ProcessError(f"{self.name}: network namespace {self.netns} does not exist")
+            # nsenter execs the program (no fork for --net), so the pid we get is the daemon's.
+            argv = ["nsenter", f"--net={ns_path}", "--", *argv]
+        env = {**os.environ, **self.env}
+        with open(self.logfile, "ab") as logf:
+            logf.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} start: {argv}\n".encode())
+            logf.flush()
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                env=env, cwd=self.cwd, start_new_session=True, close_fds=True,
+            )
+        # Reap it if it dies while we live (a long-lived caller would otherwise keep a zombie).
+        threading.Thread(target=proc.wait, name=f"reap-{self._slug}", daemon=True).start()
+        self.pidfile.write_text(f"{proc.pid}\n")
+        log.info("started %s (pid %d)", self.name, proc.pid, extra={"component": self.name, "pid": proc.pid})
+        return proc.pid
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        """SIGTERM the process, wait up to ``timeout``, then SIGKILL everything left in its session.
+
+        Returns True if something was stopped.  A pidfile naming a pid that is now some other
+        program is only removed: that process and its session are not ours.
+        """
+        pid = self._read_pid()
+        if pid is None:
+            return False
+        stopped = False
+        leader_alive = pid_alive(pid)
+        if leader_alive and not self._is_ours(pid):
+            log.warning("%s: pid %d is not ours any more; leaving it", self.name, pid)
+        else:
+            if leader_alive:
+                log.info("stopping %s (pid %d)", self.name, pid, extra={"component": self.name, "pid": pid})
+                _signal_all([pid], signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(POLL_INTERVAL_S)
+                stopped = True
+            # The session outlives its leader: children the leader failed to stop are still in it.
+            left = session_members(pid)
+            if left:
+                log.warning("SIGKILL %s session %d: %s", self.name, pid, left, extra={"pids": left})
+                _signal_all(left, signal.SIGKILL)
+                deadline = time.monotonic() + timeout
+                while any(pid_alive(p) for p in left) and time.monotonic() < deadline:
+                    time.sleep(POLL_INTERVAL_S)
+                stopped = True
+        self.pidfile.unlink(missing_ok=True)
+        return stopped
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float, what: str = "ready") -> None:
+        """Poll ``check`` until it returns True.  Raises :class:`ProcessError` with the log's tail
+        if the process dies first or ``timeout`` passes.  Exceptions from ``check`` count as False.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except Exception as e:  # noqa: BLE001 - any failure of a probe means "not yet"
+                log.debug("%s not %s yet: %s", self.name, what, e)
+            if not self.running():
+                raise ProcessError(f"{self.name} exited before it was {what}; log tail:\n{self.log_tail()}")
+            if time.monotonic() >= deadline:
+                raise ProcessError(
+                    f"{self.name} not {what} after {timeout:.0f}s; log tail:\n{self.log_tail()}"
+                )
+            time.sleep(POLL_INTERVAL_S)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.logfile.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])

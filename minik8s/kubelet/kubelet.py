@@ -1,0 +1,322 @@
+"""The kubelet: keeps this node's containers equal to the pods the API binds to it.
+
+Shape (Kubernetes' sample-controller): an Informer on Pods with
+``spec.nodeName=<node>`` feeds a WorkQueue of ``namespace/name`` keys; a few workers call
+one idempotent :meth:`Kubelet.sync`. Docker ``die``/``oom``/``start`` events and finished
+image pulls requeue the pod at once; a periodic resync also finds orphaned containers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from minik8s.api.types import Pod, PodStatus
+from minik8s.client import Informer, WorkQueue
+from minik8s.errors import Conflict, NotFound
+from minik8s.kubelet import labels as L
+from minik8s.kubelet.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS, DEFAULT_RESET_AFTER_SECONDS
+from minik8s.kubelet.events import NORMAL, ApiEventSink
+from minik8s.kubelet.heartbeat import NodeReporter
+from minik8s.kubelet.images import PullFn
+from minik8s.kubelet.node import DEFAULT_MAX_PODS, machine_capacity
+from minik8s.kubelet.runtime import DEFAULT_GRACE_SECONDS, DockerRuntime
+from minik8s.kubelet.server import KubeletServer, make_app
+
+try:
+    from minik8s.images.base import PAUSE_IMAGE as _PAUSE_IMAGE
+except ImportError:  # the images package is optional for the kubelet itself
+    _PAUSE_IMAGE = "minik8s/pause:1"
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAUSE_IMAGE: str = _PAUSE_IMAGE
+DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
+DEFAULT_PODS_DIR = Path("/var/lib/minik8s/pods")
+DEFAULT_HEARTBEAT_SECONDS = 10.0
+DEFAULT_LEASE_DURATION_SECONDS = 40
+DEFAULT_RESYNC_SECONDS = 30.0
+DEFAULT_WORKERS = 4
+DEFAULT_SERVER_PORT = 10250
+#: How long a worker waits on the queue before re-checking for stop.
+QUEUE_POLL_SECONDS = 1.0
+#: Pause between attempts when the API or dockerd is unreachable.
+RETRY_SECONDS = 2.0
+DOCKER_EVENTS = ("die", "oom", "start", "destroy")
+TERMINAL_PHASES = ("Succeeded", "Failed")
+THREAD_JOIN_SECONDS = 5.0
+
+
+@dataclass
+class KubeletConfig:
+    """Everything a kubelet needs; the defaults are the documented ones."""
+
+    node_name: str
+    node_ip: str
+    #: Written to Node.spec.podCIDR; the node's dockerd must hand out addresses from it (``--bip``).
+    pod_cidr: str | None = None
+    docker_url: str = DEFAULT_DOCKER_URL
+    #: emptyDir volumes live under ``pods_dir/<pod uid>/volumes/<name>``.
+    pods_dir: Path = DEFAULT_PODS_DIR
+    pause_image: str = DEFAULT_PAUSE_IMAGE
+    #: Command for the pause container; None runs the image's own (the pause binary).
+    pause_command: list[str] | None = None
+    #: The cluster registry (``host:port``); when set, images are pulled from it via ``minik8s.images``.
+    image_registry: str | None = None
+    cpu: str | None = None  # capacity overrides; None = what the machine has
+    memory: str | None = None
+    max_pods: int = DEFAULT_MAX_PODS
+    node_labels: dict[str, str] = field(default_factory=dict)
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    lease_duration_seconds: int = DEFAULT_LEASE_DURATION_SECONDS
+    resync_seconds: float = DEFAULT_RESYNC_SECONDS
+    backoff_base_seconds: float = DEFAULT_BASE_SECONDS
+    backoff_cap_seconds: float = DEFAULT_CAP_SECONDS
+    backoff_reset_seconds: float = DEFAULT_RESET_AFTER_SECONDS
+    workers: int = DEFAULT_WORKERS
+    server_port: int = DEFAULT_SERVER_PORT
+    #: Where the kubelet server listens; None = ``node_ip``.
+    server_host: str | None = None
+    #: Bearer token the kubelet server requires; the server is not started without one.
+    api_token: str | None = None
+
+
+class Kubelet:
+    def __init__(
+        self, config: KubeletConfig, client: Any, docker_client: docker.DockerClient | None = None
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.docker = docker_client or docker.DockerClient(base_url=config.docker_url)
+        self.events = ApiEventSink(client, config.node_name)
+        self.runtime = DockerRuntime(
+            self.docker,
+            config.node_name,
+            config.pods_dir,
+            config.pause_image,
+            pause_command=config.pause_command,
+            host_ip=config.node_ip,
+            backoff_base=config.backoff_base_seconds,
+            backoff_cap=config.backoff_cap_seconds,
+            backoff_reset=config.backoff_reset_seconds,
+            events=self.events,
+            pull_fn=self._pull_fn(),
+            on_image_ready=self._image_ready,
+        )
+        self.reporter = NodeReporter(
+            client,
+            self.docker,
+            node_name=config.node_name,
+            node_ip=config.node_ip,
+            pod_cidr=config.pod_cidr,
+            capacity=machine_capacity(config.cpu, config.memory, config.max_pods),
+            port=config.server_port,
+            pods_dir=config.pods_dir,
+            lease_duration_seconds=config.lease_duration_seconds,
+            labels=config.node_labels,
+        )
+        self.queue = WorkQueue()
+        self.informer = Informer(
+            client,
+            "Pod",
+            field_selector=f"spec.nodeName={config.node_name}",
+            resync_seconds=config.resync_seconds,
+        )
+        self.informer.add_handler(
+            on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new), on_delete=self._enqueue
+        )
+        self.server: KubeletServer | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._docker_events: Any = None
+
+    # --- wiring ----------------------------------------------------------------------------------
+
+    def _pull_fn(self) -> PullFn | None:
+        registry = self.config.image_registry
+        if registry is None:
+            return None
+        from minik8s.images.registry import pull_image
+
+        def pull(image: str) -> None:
+            pull_image(self.docker, image, registry)
+
+        return pull
+
+    @staticmethod
+    def key_of(pod: Pod) -> str:
+        return f"{pod.metadata.namespace or 'default'}/{pod.name}"
+
+    def _enqueue(self, pod: Pod) -> None:
+        self.queue.add(self.key_of(pod))
+
+    def _image_ready(self, image: str) -> None:
+        for pod in self.informer.list():
+            if any(c.image == image for c in pod.spec.containers):
+                self._enqueue(pod)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Register, start every loop, and block until :meth:`stop`."""
+        while not self._stop.is_set():
+            try:
+                self.reporter.register()
+                self.reporter.renew_lease()
+                break
+            except Exception as exc:  # the API server may not be up yet
+                log.warning(
+                    "node registration failed, retrying",
+                    extra={"node": self.config.node_name, "error": str(exc)},
+                )
+                self._stop.wait(RETRY_SECONDS)
+        if self._stop.is_set():
+            return
+        self.informer.start()
+        for i in range(self.config.workers):
+            self._spawn(self._worker, f"kubelet-worker-{i}")
+        self._spawn(self._watch_docker, "kubelet-docker-events")
+        self._spawn(self._heartbeat_loop, "kubelet-heartbeat")
+        self._start_server()
+        log.info("kubelet running", extra={"node": self.config.node_name})
+        while not self._stop.wait(self.config.resync_seconds):
+            self.resync()
+
+    def _spawn(self, target: Any, name: str) -> None:
+        th = threading.Thread(target=target, name=name, daemon=True)
+        th.start()
+        self._threads.append(th)
+
+    def _start_server(self) -> None:
+        if not self.config.api_token:
+            log.warning("no api_token configured: kubelet server (logs, exec) not started")
+            return
+        self.server = KubeletServer(
+            make_app(self.runtime, self.config.api_token),
+            self.config.server_host or self.config.node_ip,
+            self.config.server_port,
+        )
+        self.server.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.shutdown()
+        self.informer.stop()
+        if self._docker_events is not None:
+            try:
+                self._docker_events.close()
+            except Exception as exc:  # closing a half-dead stream may raise; we are leaving anyway
+                log.debug("closing docker events failed", extra={"error": str(exc)})
+        if self.server is not None:
+            self.server.stop()
+        for th in self._threads:
+            th.join(THREAD_JOIN_SECONDS)
+        self.runtime.close()
+
+    # --- loops -----------------------------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(self.config.heartbeat_seconds):
+            self.reporter.heartbeat()
+
+    def _watch_docker(self) -> None:
+        filters = {"type": "container", "label": [f"{L.MANAGED}=true"], "event": list(DOCKER_EVENTS)}
+        while not self._stop.is_set():
+            try:
+                self._docker_events = self.docker.events(decode=True, filters=filters)
+                for ev in self._docker_events:
+                    ref = L.pod_ref_from_labels(dict(ev.get("Actor", {}).get("Attributes", {})))
+                    if ref is not None:
+                        self.queue.add(ref.key)
+            except Exception as exc:  # dockerd restarted or the stream was closed by stop()
+                if self._stop.is_set():
+                    return
+                log.warning("docker event stream failed, reconnecting", extra={"error": str(exc)})
+            self._stop.wait(RETRY_SECONDS)
+
+    def resync(self) -> None:
+        """Queue every pod we know of, and every pod that still has containers here (orphans)."""
+        for pod in self.informer.list():
+            self._enqueue(pod)
+        try:
+            for ref in self.runtime.list_pods():
+                self.queue.add(ref.key)
+        except (docker.errors.DockerException, OSError) as exc:
+            log.warning("listing containers failed", extra={"error": str(exc)})
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get(timeout=QUEUE_POLL_SECONDS)
+            if key is None:
+                continue
+            try:
+                requeue = self.sync(key)
+            except Exception:
+                log.exception("pod sync failed", extra={"pod": key})
+                self.queue.add_rate_limited(key)
+            else:
+                self.queue.forget(key)
+                if requeue is not None:
+                    self.queue.add_after(key, requeue)
+            finally:
+                self.queue.done(key)
+
+    # --- sync ------------------------------------------------------------------------------------
+
+    def sync(self, key: str) -> float | None:
+        """Make the node match the pod ``key``; returns seconds after which to sync again, if any."""
+        namespace, _, name = key.partition("/")
+        pod: Pod | None = self.informer.get(key)
+        uid = pod.metadata.uid if pod is not None else None
+        for ref in self.runtime.list_pods():
+            if ref.namespace == namespace and ref.name == name and ref.uid != uid:
+                log.info("removing containers of a deleted pod", extra={"pod": key, "uid": ref.uid})
+                self.runtime.kill_pod(ref.uid, None)
+                self.runtime.remove_pod(ref.uid)
+        if pod is None:
+            return None
+        if pod.metadata.deletionTimestamp:
+            self._terminate(pod)
+            return None
+        if pod.status is not None and pod.status.phase in TERMINAL_PHASES:
+            self.runtime.stop_sandbox(pod.metadata.uid or "")
+            return None
+        requeue = self.runtime.sync_pod(pod)
+        self._write_status(pod, self.runtime.pod_status(pod))
+        return requeue
+
+    def _terminate(self, pod: Pod) -> None:
+        grace = pod.metadata.deletionGracePeriodSeconds
+        if grace is None:
+            grace = pod.spec.terminationGracePeriodSeconds
+        if grace is None:
+            grace = DEFAULT_GRACE_SECONDS
+        uid = pod.metadata.uid or ""
+        for c in pod.spec.containers:
+            self.events.event(pod, NORMAL, "Killing", f"Stopping container {c.name}", c.name)
+        self.runtime.kill_pod(uid, grace)
+        self.runtime.remove_pod(uid)
+        try:
+            self.client.delete("Pod", pod.name, pod.metadata.namespace or "default", grace_period_seconds=0)
+        except NotFound:
+            pass
+        log.info("pod terminated", extra={"pod": self.key_of(pod), "uid": uid, "grace": grace})
+
+    def _write_status(self, pod: Pod, status: PodStatus) -> None:
+        old = pod.status.to_dict() if pod.status is not None else None
+        if old == status.to_dict():
+            return
+        try:
+            self.client.update_status(pod.model_copy(update={"status": status}))
+        except NotFound:
+            return
+        except Conflict:
+            # Our cached copy is stale: try again once the informer has the newer one.
+            log.debug("status write conflicted", extra={"pod": self.key_of(pod)})
+            self.queue.add_rate_limited(self.key_of(pod))

@@ -1,0 +1,596 @@
+"""Pods on one node's Docker Engine: a pause (sandbox) container plus app containers.
+
+The sandbox holds the pod's network namespace (an address on the node dockerd's bridge,
+i.e. the node's pod CIDR) and a shareable IPC namespace; app containers join both, so the
+containers of a pod reach each other on localhost. Everything the runtime needs to know
+about a pod after a restart is in the containers' labels (see ``labels``), so a new
+``DockerRuntime`` over the same dockerd adopts running pods instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container as DockerContainer
+
+from minik8s.api.types import Container, Pod, PodStatus
+from minik8s.errors import BadRequest, NotFound
+from minik8s.kubelet import labels as L
+from minik8s.kubelet import status as S
+from minik8s.kubelet.backoff import (
+    DEFAULT_BASE_SECONDS,
+    DEFAULT_CAP_SECONDS,
+    DEFAULT_RESET_AFTER_SECONDS,
+    Backoff,
+    Clock,
+    SystemClock,
+)
+from minik8s.kubelet.events import NORMAL, WARNING, EventSink, NullSink
+from minik8s.kubelet.images import ImagePuller, PullFn, PullState
+from minik8s.kubelet.spec import SpecError, VolumePaths, container_kwargs, sandbox_port_bindings
+
+log = logging.getLogger(__name__)
+
+#: Kubernetes' default terminationGracePeriodSeconds.
+DEFAULT_GRACE_SECONDS = 30
+#: The sandbox runs nothing that needs a long grace period.
+SANDBOX_STOP_SECONDS = 2
+#: Instances kept per container name: the current one and the previous (for ``logs --previous``).
+KEEP_INSTANCES = 2
+#: Parallel ``docker stop`` calls when killing a pod.
+KILL_WORKERS = 8
+REASON_RUN_ERROR = "RunContainerError"
+REASON_NEVER_PULL = "ErrImageNeverPull"
+POD_DIR_VOLUMES = "volumes"
+HOST_PATH_DIRECTORY_OR_CREATE = "DirectoryOrCreate"
+HOST_PATH_FILE_OR_CREATE = "FileOrCreate"
+HOST_PATH_DIRECTORY = "Directory"
+HOST_PATH_FILE = "File"
+
+
+def _labels(c: DockerContainer) -> dict[str, str]:
+    """Labels of an inspected container or of a sparse (list-only) one."""
+    config = c.attrs.get("Config")
+    found = config.get("Labels") if isinstance(config, dict) else c.attrs.get("Labels")
+    return dict(found or {})
+
+
+def record_of(c: DockerContainer) -> S.ContainerRecord:
+    """A ContainerRecord from an inspected Docker container."""
+    state = c.attrs.get("State", {})
+    status = str(state.get("Status", "unknown"))
+    error = str(state.get("Error") or "")
+    if status == "created" and error:
+        status = "exited"  # it failed to start: a crash for restart and status purposes
+    started = S.docker_time(state.get("StartedAt"))
+    finished = S.docker_time(state.get("FinishedAt"))
+    if status == "exited" and finished is None:
+        finished = S.docker_time(c.attrs.get("Created"))
+    labels = _labels(c)
+    return S.ContainerRecord(
+        id=c.id or "",
+        name=labels.get(L.CONTAINER_NAME, ""),
+        restart_count=L.restart_count_of(labels),
+        image_id=str(c.attrs.get("Image", "")),
+        status=status,
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        error=error,
+        started_at=started,
+        finished_at=finished,
+        spec_hash=labels.get(L.SPEC_HASH, ""),
+    )
+
+
+def should_restart(policy: str | None, rec: S.ContainerRecord) -> bool:
+    if policy == "Never":
+        return False
+    if policy == "OnFailure":
+        return rec.exit_code != 0
+    return True
+
+
+class DockerRuntime:
+    """Runs pods on one dockerd. Thread-safe for different pods; one pod is synced by one thread."""
+
+    def __init__(
+        self,
+        docker_client: docker.DockerClient,
+        node_name: str,
+        pods_dir: Path,
+        pause_image: str,
+        clock: Clock | None = None,
+        *,
+        pause_command: list[str] | None = None,
+        host_ip: str | None = None,
+        backoff_base: float = DEFAULT_BASE_SECONDS,
+        backoff_cap: float = DEFAULT_CAP_SECONDS,
+        backoff_reset: float = DEFAULT_RESET_AFTER_SECONDS,
+        events: EventSink | None = None,
+        pull_fn: PullFn | None = None,
+        on_image_ready: Callable[[str], None] | None = None,
+        readiness: S.ReadinessFn = S.always_ready,
+    ) -> None:
+        self.docker = docker_client
+        self.node_name = node_name
+        self.pods_dir = Path(pods_dir)
+        self.pause_image = pause_image
+        self.pause_command = pause_command
+        self.host_ip = host_ip
+        self.clock: Clock = clock or SystemClock()
+        self.events: EventSink = events or NullSink()
+        self.readiness = readiness
+        self.backoff = Backoff(backoff_base, backoff_cap, backoff_reset, self.clock)
+        self.puller = ImagePuller(
+            docker_client,
+            node_name,
+            Backoff(backoff_base, backoff_cap, backoff_reset, self.clock),
+            pull_fn=pull_fn,
+            on_done=on_image_ready,
+        )
+        self._lock = threading.Lock()
+        self._waiting: dict[str, dict[str, tuple[str, str]]] = {}  # uid -> container -> (reason, message)
+        self._pull_seen: dict[tuple[str, str], float] = {}  # (uid, container) -> failure time reported
+
+    # --- listing -------------------------------------------------------------------------------
+
+    def _containers(self, sparse: bool = False, **selector: str) -> list[DockerContainer]:
+        """Managed containers matching ``selector`` (inspected unless ``sparse``: labels only, no State)."""
+        found: list[DockerContainer] = self.docker.containers.list(
+            all=True, sparse=sparse, filters=L.label_filter(**selector), ignore_removed=True
+        )
+        return found
+
+    def list_pods(self) -> list[L.PodRef]:
+        """Every pod that has at least one container on this node (running or not)."""
+        refs = {L.pod_ref_from_labels(_labels(c)) for c in self._containers(sparse=True)}
+        return sorted((r for r in refs if r is not None), key=lambda r: (r.namespace, r.name, r.uid))
+
+    def list_pod_uids(self) -> list[str]:
+        return sorted({r.uid for r in self.list_pods()})
+
+    def _split(
+        self, containers: list[DockerContainer]
+    ) -> tuple[list[DockerContainer], dict[str, list[DockerContainer]]]:
+        """(sandboxes newest first, app containers by name newest first)."""
+        sandboxes: list[DockerContainer] = []
+        apps: dict[str, list[DockerContainer]] = {}
+        for c in containers:
+            labels = _labels(c)
+            if labels.get(L.CONTAINER_TYPE) == L.TYPE_SANDBOX:
+                sandboxes.append(c)
+            else:
+                apps.setdefault(labels.get(L.CONTAINER_NAME, ""), []).append(c)
+
+        def order(c: DockerContainer) -> tuple[int, str]:
+            return (L.restart_count_of(_labels(c)), str(c.attrs.get("Created", "")))
+
+        sandboxes.sort(key=order, reverse=True)
+        for group in apps.values():
+            group.sort(key=order, reverse=True)
+        return sandboxes, apps
+
+    # --- status --------------------------------------------------------------------------------
+
+    def observe(self, pod: Pod) -> S.PodObservation:
+        uid = pod.metadata.uid or ""
+        sandboxes, apps = self._split(self._containers(uid=uid))
+        obs = S.PodObservation(host_ip=self.host_ip)
+        if sandboxes and sandboxes[0].status == "running":
+            obs.pod_ip = self._sandbox_ip(pod, sandboxes[0])
+        obs.containers = {name: [record_of(c) for c in group] for name, group in apps.items()}
+        with self._lock:
+            obs.waiting = dict(self._waiting.get(uid, {}))
+        return obs
+
+    def _sandbox_ip(self, pod: Pod, sandbox: DockerContainer) -> str | None:
+        if pod.spec.hostNetwork:
+            return self.host_ip
+        ip = sandbox.attrs.get("NetworkSettings", {}).get("IPAddress")
+        return str(ip) if ip else None
+
+    def pod_status(self, pod: Pod) -> PodStatus:
+        return S.pod_status(pod, self.observe(pod), self.clock.now(), self.readiness)
+
+    # --- sync ------------------------------------------------------------------------------------
+
+    def sync_pod(self, pod: Pod) -> float | None:
+        """Make the node match ``pod``'s spec; returns seconds after which to sync again, if any."""
+        uid = pod.metadata.uid or ""
+        ref = L.PodRef(uid=uid, namespace=pod.metadata.namespace or "default", name=pod.name)
+        sandboxes, apps = self._split(self._containers(uid=uid))
+        waiting: dict[str, tuple[str, str]] = {}
+        requeue: list[float] = []
+        to_start: dict[str, int] = {}  # container name -> restart count to create it with
+        running = 0
+        for spec in pod.spec.containers:
+            group = apps.get(spec.name, [])
+            self._prune(group)
+            decision = self._decide(pod, ref, spec, group, waiting, requeue)
+            if decision == "running":
+                running += 1
+            elif isinstance(decision, int):
+                to_start[spec.name] = decision
+        sandbox = sandboxes[0] if sandboxes else None
+        if not to_start and running == 0 and not waiting:
+            # Every container finished for good: release the pod's address, as Kubernetes does.
+            if sandbox is not None and sandbox.status == "running":
+                self._stop(sandbox, SANDBOX_STOP_SECONDS)
+            self._set_waiting(uid, waiting)
+            return None
+        if to_start:
+            sandbox = self._ensure_sandbox(pod, ref, sandboxes, apps, waiting, requeue)
+            if sandbox is not None:
+                for spec in pod.spec.containers:
+                    if spec.name in to_start:
+                        self._start_container(pod, ref, spec, to_start[spec.name], sandbox, waiting, requeue)
+        self._set_waiting(uid, waiting)
+        return min(requeue) if requeue else None
+
+    def _set_waiting(self, uid: str, waiting: dict[str, tuple[str, str]]) -> None:
+        with self._lock:
+            self._waiting[uid] = waiting
+
+    def _prune(self, group: list[DockerContainer]) -> None:
+        for old in group[KEEP_INSTANCES:]:
+            self._remove(old)
+        del group[KEEP_INSTANCES:]
+
+    def _decide(
+        self,
+        pod: Pod,
+        ref: L.PodRef,
+        spec: Container,
+        group: list[DockerContainer],
+        waiting: dict[str, tuple[str, str]],
+        requeue: list[float],
+    ) -> str | int | None:
+        """ "running", a restart count to start the container with, or None (done / backing off)."""
+        if not group:
+            return 0
+        current = group[0]
+        rec = record_of(current)
+        if rec.running:
+            if rec.spec_hash and rec.spec_hash != L.spec_hash(spec.to_dict()):
+                self.events.event(
+                    pod,
+                    NORMAL,
+                    "Killing",
+                    f"Container {spec.name} definition changed, will be restarted",
+                    spec.name,
+                )
+                self._stop(current, pod.spec.terminationGracePeriodSeconds or DEFAULT_GRACE_SECONDS)
+                return rec.restart_count + 1
+            return "running"
+        if not rec.exited:  # created but never started (a kubelet crash in between): start it afresh
+            self._remove(current)
+            group.pop(0)
+            return rec.restart_count
+        if not should_restart(pod.spec.restartPolicy, rec):
+            return None
+        key = (ref.uid, spec.name)
+        finished = S.parse_time(rec.finished_at) or self.clock.now()
+        started = S.parse_time(rec.started_at) or finished
+        remaining = self.backoff.remaining(key, finished, finished - started)
+        if remaining > 0:
+            delay = self.backoff.delay(key)
+            message = (
+                f"back-off {delay:g}s restarting failed container={spec.name} "
+                f"pod={ref.name}_{ref.namespace}({ref.uid})"
+            )
+            waiting[spec.name] = (S.REASON_CRASH_LOOP, message)
+            self.events.event(pod, WARNING, "BackOff", "Back-off restarting failed container", spec.name)
+            requeue.append(remaining)
+            return None
+        return rec.restart_count + 1
+
+    def _ensure_sandbox(
+        self,
+        pod: Pod,
+        ref: L.PodRef,
+        sandboxes: list[DockerContainer],
+        apps: dict[str, list[DockerContainer]],
+        waiting: dict[str, tuple[str, str]],
+        requeue: list[float],
+    ) -> DockerContainer | None:
+        if sandboxes and sandboxes[0].status == "running":
+            return sandboxes[0]
+        # No live sandbox: containers still running in a dead one's namespace must go with it.
+        for group in apps.values():
+            for c in group:
+                if c.status == "running":
+                    self._stop(c, pod.spec.terminationGracePeriodSeconds or DEFAULT_GRACE_SECONDS)
+        attempt = L.restart_count_of(_labels(sandboxes[0])) + 1 if sandboxes else 0
+        for old in sandboxes:
+            self._remove(old)
+        if not self._image_ready(pod, ref, L.SANDBOX_NAME, self.pause_image, None, waiting, requeue):
+            for spec in pod.spec.containers:
+                waiting.setdefault(spec.name, waiting.get(L.SANDBOX_NAME, (S.REASON_CONTAINER_CREATING, "")))
+            waiting.pop(L.SANDBOX_NAME, None)
+            return None
+        try:
+            volumes = self._prepare_volumes(pod)
+            return self._create_sandbox(pod, ref, attempt, volumes)
+        except (docker.errors.APIError, SpecError, OSError) as exc:
+            message = f"failed to create pod sandbox: {exc}"
+            log.warning("sandbox creation failed", extra={"pod": ref.key, "error": str(exc)})
+            self.events.event(pod, WARNING, "FailedCreatePodSandBox", message)
+            for spec in pod.spec.containers:
+                waiting[spec.name] = (S.REASON_CONTAINER_CREATING, message)
+            requeue.append(self.backoff.base)
+            return None
+
+    def _create_sandbox(self, pod: Pod, ref: L.PodRef, attempt: int, volumes: VolumePaths) -> DockerContainer:
+        grace = pod.spec.terminationGracePeriodSeconds or DEFAULT_GRACE_SECONDS
+        kwargs: dict[str, Any] = {
+            "name": L.docker_name(ref, L.SANDBOX_NAME, attempt),
+            "labels": L.container_labels(ref, self.node_name, L.SANDBOX_NAME, attempt, "", grace),
+            "hostname": pod.spec.hostname or pod.name,
+            "ipc_mode": "shareable",
+            "detach": True,
+        }
+        if pod.spec.hostNetwork:
+            kwargs["network_mode"] = "host"
+            kwargs.pop("hostname")
+        else:
+            ports = sandbox_port_bindings(pod)
+            if ports:
+                kwargs["ports"] = ports
+        if self.pause_command is not None:
+            kwargs["command"] = list(self.pause_command)
+        sandbox: DockerContainer = self.docker.containers.create(self.pause_image, **kwargs)
+        sandbox.start()
+        sandbox.reload()
+        log.info("started sandbox", extra={"pod": ref.key, "uid": ref.uid, "container_id": sandbox.id})
+        return sandbox
+
+    def _prepare_volumes(self, pod: Pod) -> VolumePaths:
+        uid = pod.metadata.uid or ""
+        paths: dict[str, Path] = {}
+        owned: set[str] = set()
+        for v in pod.spec.volumes or []:
+            if v.emptyDir is not None:
+                path = self.pods_dir / uid / POD_DIR_VOLUMES / v.name
+                path.mkdir(parents=True, exist_ok=True)
+                path.chmod(0o777)  # like Kubernetes: any container user may write an emptyDir
+                paths[v.name] = path
+                owned.add(v.name)
+            elif v.hostPath is not None:
+                paths[v.name] = self._host_path(v.name, v.hostPath.path, v.hostPath.type or "")
+            else:
+                raise SpecError(f"spec.volumes[{v.name}]: only emptyDir and hostPath volumes are supported")
+        return VolumePaths(paths=paths, owned=frozenset(owned))
+
+    @staticmethod
+    def _host_path(name: str, raw: str, kind: str) -> Path:
+        path = Path(raw)
+        if kind == HOST_PATH_DIRECTORY_OR_CREATE:
+            path.mkdir(parents=True, exist_ok=True)
+        elif kind == HOST_PATH_FILE_OR_CREATE:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(exist_ok=True)
+        elif kind == HOST_PATH_DIRECTORY and not path.is_dir():
+            raise SpecError(f"spec.volumes[{name}].hostPath: {raw} is not a directory")
+        elif kind == HOST_PATH_FILE and not path.is_file():
+            raise SpecError(f"spec.volumes[{name}].hostPath: {raw} is not a file")
+        return path
+
+    def _image_ready(
+        self,
+        pod: Pod,
+        ref: L.PodRef,
+        name: str,
+        image: str,
+        policy: str | None,
+        waiting: dict[str, tuple[str, str]],
+        requeue: list[float],
+    ) -> bool:
+        result = self.puller.check(image, policy)
+        if result.state is PullState.PRESENT:
+            if self._pull_seen.pop((ref.uid, name), None) is not None:
+                self.events.event(pod, NORMAL, "Pulled", f'Container image "{image}" is now present', name)
+            return True
+        if result.state is PullState.PULLING:
+            if (ref.uid, name) not in self._pull_seen:
+                self._pull_seen[(ref.uid, name)] = 0.0
+                self.events.event(pod, NORMAL, "Pulling", f'Pulling image "{image}"', name)
+            waiting[name] = (S.REASON_CONTAINER_CREATING, f'pulling image "{image}"')
+            return False
+        if result.state is PullState.NEVER:
+            waiting[name] = (REASON_NEVER_PULL, result.message)
+            self.events.event(pod, WARNING, REASON_NEVER_PULL, result.message, name)
+            return False
+        if self._pull_seen.get((ref.uid, name)) == result.failed_at:
+            waiting[name] = (
+                S.REASON_IMAGE_PULL_BACKOFF,
+                f'Back-off pulling image "{image}": {result.message}',
+            )
+            self.events.event(pod, NORMAL, "BackOff", f'Back-off pulling image "{image}"', name)
+        else:
+            self._pull_seen[(ref.uid, name)] = result.failed_at
+            waiting[name] = (S.REASON_ERR_IMAGE_PULL, result.message)
+            self.events.event(pod, WARNING, "Failed", f"Failed to pull image: {result.message}", name)
+        requeue.append(result.retry_in)
+        return False
+
+    def _start_container(
+        self,
+        pod: Pod,
+        ref: L.PodRef,
+        spec: Container,
+        restart_count: int,
+        sandbox: DockerContainer,
+        waiting: dict[str, tuple[str, str]],
+        requeue: list[float],
+    ) -> None:
+        image = spec.image or ""
+        if not self._image_ready(pod, ref, spec.name, image, spec.imagePullPolicy, waiting, requeue):
+            return
+        grace = pod.spec.terminationGracePeriodSeconds or DEFAULT_GRACE_SECONDS
+        name = L.docker_name(ref, spec.name, restart_count)
+        try:
+            kwargs = container_kwargs(
+                pod,
+                spec,
+                sandbox.id or "",
+                self._prepare_volumes(pod),
+                self._sandbox_ip(pod, sandbox),
+                self.host_ip,
+            )
+            self._remove_named(name)
+            created: DockerContainer = self.docker.containers.create(
+                image,
+                name=name,
+                labels=L.container_labels(
+                    ref, self.node_name, spec.name, restart_count, L.spec_hash(spec.to_dict()), grace
+                ),
+                **kwargs,
+            )
+        except (docker.errors.APIError, SpecError, OSError) as exc:
+            message = str(exc)
+            waiting[spec.name] = (S.REASON_CREATE_ERROR, message)
+            self.events.event(pod, WARNING, "Failed", f"Error: {message}", spec.name)
+            requeue.append(self.backoff.base)
+            return
+        self.events.event(pod, NORMAL, "Created", f"Created container {spec.name}", spec.name)
+        if restart_count > 0:
+            self.backoff.restarted((ref.uid, spec.name))
+        try:
+            created.start()
+        except docker.errors.APIError as exc:
+            message = str(exc)
+            waiting[spec.name] = (REASON_RUN_ERROR, message)
+            self.events.event(pod, WARNING, "Failed", f"Error: {message}", spec.name)
+            if restart_count == 0:
+                self.backoff.restarted((ref.uid, spec.name))
+            requeue.append(self.backoff.delay((ref.uid, spec.name)))
+            return
+        self.events.event(pod, NORMAL, "Started", f"Started container {spec.name}", spec.name)
+        log.info(
+            "started container",
+            extra={"pod": ref.key, "container": spec.name, "restart_count": restart_count},
+        )
+
+    # --- teardown --------------------------------------------------------------------------------
+
+    def _stop(self, c: DockerContainer, grace: int) -> None:
+        try:
+            c.stop(timeout=max(0, grace))
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            log.warning("docker stop failed", extra={"container_id": c.id, "error": str(exc)})
+
+    def _remove(self, c: DockerContainer) -> None:
+        try:
+            c.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            # 409 "removal already in progress" is fine; anything else is retried on the next sync
+            log.warning("docker rm failed", extra={"container_id": c.id, "error": str(exc)})
+
+    def _remove_named(self, name: str) -> None:
+        try:
+            self._remove(self.docker.containers.get(name))
+        except docker.errors.NotFound:
+            return
+
+    def kill_pod(self, uid: str, grace_seconds: int | None = None) -> None:
+        """Stop every container of the pod: SIGTERM, wait up to the grace period, SIGKILL; sandbox last.
+
+        ``grace_seconds`` None uses the grace period recorded on the containers.
+        """
+        sandboxes, apps = self._split(self._containers(uid=uid))
+        live = [c for group in apps.values() for c in group if c.status == "running"]
+        if live:
+            with ThreadPoolExecutor(
+                max_workers=min(KILL_WORKERS, len(live)), thread_name_prefix="kill"
+            ) as pool:
+                for c in live:
+                    grace = grace_seconds
+                    if grace is None:
+                        grace = int(_labels(c).get(L.GRACE_PERIOD, DEFAULT_GRACE_SECONDS))
+                    pool.submit(self._stop, c, grace)
+        for sandbox in sandboxes:
+            if sandbox.status == "running":
+                self._stop(
+                    sandbox,
+                    min(
+                        SANDBOX_STOP_SECONDS,
+                        grace_seconds if grace_seconds is not None else SANDBOX_STOP_SECONDS,
+                    ),
+                )
+        log.info("killed pod", extra={"uid": uid, "containers": len(live)})
+
+    def stop_sandbox(self, uid: str) -> None:
+        """Release a finished pod's network namespace (its app containers have all exited)."""
+        sandboxes, _ = self._split(self._containers(uid=uid, container=L.SANDBOX_NAME))
+        for sandbox in sandboxes:
+            if sandbox.status == "running":
+                self._stop(sandbox, SANDBOX_STOP_SECONDS)
+
+    def remove_pod(self, uid: str) -> None:
+        """Remove the pod's containers (running ones are killed) and its emptyDir volumes."""
+        for c in self._containers(uid=uid):
+            self._remove(c)
+        pod_dir = self.pods_dir / uid
+        if pod_dir.exists():
+            shutil.rmtree(pod_dir, ignore_errors=True)
+        self.backoff.forget_prefix(uid)
+        with self._lock:
+            self._waiting.pop(uid, None)
+            for key in [k for k in list(self._pull_seen) if k[0] == uid]:
+                del self._pull_seen[key]
+
+    # --- logs and exec ---------------------------------------------------------------------------
+
+    def _instances(self, namespace: str, pod: str, container: str) -> list[DockerContainer]:
+        found = self._containers(namespace=namespace, name=pod, container=container)
+        if not found:
+            raise NotFound(
+                f'container "{container}" in pod "{pod}" (namespace {namespace}) not found on node '
+                f"{self.node_name}"
+            )
+        found.sort(
+            key=lambda c: (str(c.attrs.get("Created", "")), L.restart_count_of(_labels(c))), reverse=True
+        )
+        return found
+
+    def logs(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        follow: bool = False,
+        tail_lines: int | None = None,
+        previous: bool = False,
+    ) -> Iterator[bytes]:
+        instances = self._instances(namespace, pod, container)
+        if previous:
+            if len(instances) < 2:
+                raise BadRequest(f'previous terminated container "{container}" in pod "{pod}" not found')
+            target = instances[1]
+        else:
+            target = instances[0]
+        tail: int | str = tail_lines if tail_lines is not None else "all"
+        stream: Iterator[bytes] = target.logs(stream=True, follow=follow, tail=tail)
+        return stream
+
+    def exec(self, namespace: str, pod: str, container: str, cmd: list[str]) -> tuple[int, bytes]:
+        target = self._instances(namespace, pod, container)[0]
+        if target.status != "running":
+            raise BadRequest(f'container "{container}" in pod "{pod}" is not running')
+        result = target.exec_run(cmd)
+        return int(result.exit_code or 0), bytes(result.output or b"")
+
+    def close(self) -> None:
+        self.puller.shutdown()
