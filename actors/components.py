@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -56,7 +57,8 @@ class KubeletActor:
         from minik8s.kubelet.kubelet import Kubelet, KubeletConfig
 
         _logging()
-        self.kubelet = Kubelet(KubeletConfig(**config), Client(server, token, ca=ca))
+        cfg = KubeletConfig(**{**config, "pods_dir": Path(config["pods_dir"])})
+        self.kubelet = Kubelet(cfg, Client(server, token, ca=ca))
         self.thread = threading.Thread(target=self.kubelet.run, name="kubelet", daemon=True)
         self.thread.start()
 

@@ -57,8 +57,8 @@ def _write_client_config(cfg: ClusterConfig, token: str, ca: str) -> Path:
 
 def kubelet_config(cfg: ClusterConfig, node: NodeConfig, token: str) -> dict[str, Any]:
     return {"node_name": node.name, "node_ip": node.ip, "pod_cidr": node.pod_cidr,
-            "docker_url": node.docker_url, "pods_dir": str(node.dir / "pods"), "server_token": token,
-            "server_port": KUBELET_PORT, "registry": cfg.registry_addr}
+            "docker_url": node.docker_url, "pods_dir": str(node.dir / "pods"), "api_token": token,
+            "server_port": KUBELET_PORT, "image_registry": cfg.registry_addr}
 
 
 def actor_specs(cfg: ClusterConfig, token: str, pki: Pki, nodes: list[NodeConfig]) -> tuple[list[Any], list[Any]]:

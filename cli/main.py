@@ -11,13 +11,14 @@ import click
 
 from cli.manifests import ManifestError
 from minik8s.errors import MiniK8sError
+from minik8s.images import ImageError
 
 
 class Minik8sGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (MiniK8sError, ManifestError) as exc:
+        except (MiniK8sError, ManifestError, ImageError) as exc:
             message = exc.message if isinstance(exc, MiniK8sError) else str(exc)
             click.echo(f"error: {message}", err=True)
             ctx.exit(1)

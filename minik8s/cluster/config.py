@@ -120,6 +120,12 @@ class ClusterConfig:
     ray_node_cpus: int = 2
     ray_object_store_bytes: int = 80 * 1024 * 1024
     """Per-raylet object store; Ray's minimum is 75 MiB."""
+    ray_sigterm_drain_s: float = 0.0
+    """``RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S``: Ray 2.60 drains a node for up to 30 s on SIGTERM
+    while actors run on it.  Stopping a node stops its actors anyway (they are cattle), so don't wait."""
+    ray_log_monitor: bool = False
+    """Ray's log monitor (~80 MB per raylet) only streams worker output to attached drivers; our
+    actors are detached, and their logs stay in the session dir either way."""
     ray_control_plane_resource: str = "minik8s/control-plane"
     ray_node_resource_prefix: str = "minik8s/node/"
     ray_resource_amount: int = 1000

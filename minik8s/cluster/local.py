@@ -26,6 +26,7 @@ from minik8s.cluster import netns as nets
 from minik8s.cluster.config import ClusterConfig, NodeConfig
 from minik8s.cluster.procs import (
     ManagedProcess,
+    ProcessError,
     clear_stale_pidfile,
     kill_pids,
     pids_in_cgroups,
@@ -41,6 +42,8 @@ DOCKER_API_TIMEOUT_S = 60
 #: Records the etcd endpoints in use (the managed ones, or the external ones given to ``up``).
 ETCD_ENDPOINTS_FILE = "etcd-endpoints"
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+#: Probes never go through a proxy: every address we probe is ours.
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 MNT_DETACH = 2
 #: cgroup v1 hierarchies; dockerd's cgroupfs driver puts containers in ``<hierarchy>/docker/<id>``.
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -145,10 +148,14 @@ def _ray_bin() -> str:
 
 def _ray_common(cfg: ClusterConfig, resource: str, cpus: int) -> list[str]:
     return [
-        "--block", "--disable-usage-stats",
+        "--block", "--disable-usage-stats", f"--include-log-monitor={str(cfg.ray_log_monitor).lower()}",
         f"--num-cpus={cpus}", f"--object-store-memory={cfg.ray_object_store_bytes}",
         "--resources=" + json.dumps({resource: cfg.ray_resource_amount}, separators=(",", ":")),
     ]
+
+
+def _ray_env(cfg: ClusterConfig) -> dict[str, str]:
+    return {**RAY_ENV, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": str(cfg.ray_sigterm_drain_s)}
 
 
 def _ray_head(cfg: ClusterConfig) -> ManagedProcess:
@@ -160,7 +167,7 @@ def _ray_head(cfg: ClusterConfig) -> ManagedProcess:
         f"--temp-dir={cfg.ray_dir}",
         *_ray_common(cfg, cfg.ray_control_plane_resource, cfg.ray_head_cpus),
     ]
-    return ManagedProcess("ray-head", argv, cfg.state_dir, env=RAY_ENV)
+    return ManagedProcess("ray-head", argv, cfg.state_dir, env=_ray_env(cfg))
 
 
 def _node_dockerd(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
@@ -180,14 +187,14 @@ def _node_raylet(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
         f"--temp-dir={node.ray_temp_dir}",
         *_ray_common(cfg, node.ray_resource, cfg.ray_node_cpus),
     ]
-    return ManagedProcess(f"{node.name}/raylet", argv, cfg.state_dir, netns=node.netns, env=RAY_ENV)
+    return ManagedProcess(f"{node.name}/raylet", argv, cfg.state_dir, netns=node.netns, env=_ray_env(cfg))
 
 
 # ---- probes -------------------------------------------------------------------------------------------
 
 
 def _http_get(url: str) -> tuple[int, bytes]:
-    with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as resp:  # noqa: S310 - our own URLs
+    with _HTTP.open(url, timeout=PROBE_TIMEOUT_S) as resp:
         return int(resp.status), resp.read()
 
 
@@ -196,7 +203,20 @@ def etcd_healthy(endpoint: str) -> bool:
     return code == 200 and json.loads(body).get("health") == "true"
 
 
+def head_ip_is_local(cfg: ClusterConfig) -> bool:
+    """Is the head address on one of this machine's interfaces?  Probing it when it is not
+    would send packets off the machine (via the default route) instead of failing."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((cfg.head_ip, 0))
+        return True
+    except OSError:
+        return False
+
+
 def registry_healthy(cfg: ClusterConfig) -> bool:
+    if not head_ip_is_local(cfg):
+        return False
     return _http_get(cfg.registry_url + "/v2/")[0] == 200
 
 
@@ -220,7 +240,7 @@ def tcp_open(host: str, port: int) -> bool:
 
 def ray_alive_nodes(cfg: ClusterConfig) -> dict[str, dict[str, float]]:
     """Alive Ray nodes as {node IP: total resources}, read from the GCS (no driver is started)."""
-    if not tcp_open(cfg.head_ip, cfg.ray_port):
+    if not head_ip_is_local(cfg) or not tcp_open(cfg.head_ip, cfg.ray_port):
         return {}
     import ray._raylet
 
@@ -409,6 +429,8 @@ def start_node(cfg: ClusterConfig, node: NodeConfig) -> None:
     """Create (or adopt) the node's netns, dockerd and raylet; wait until dockerd answers and the
     raylet is alive in the GCS.  The control plane must be running."""
     t0 = time.monotonic()
+    if not head_ip_is_local(cfg) or not tcp_open(cfg.head_ip, cfg.ray_port):
+        raise ProcessError(f"the Ray head is not reachable at {cfg.ray_address}: start the control plane first")
     node.dir.mkdir(parents=True, exist_ok=True)
     nets.ensure_node_netns(cfg, node)
     dockerd = _node_dockerd(cfg, node)
@@ -462,11 +484,12 @@ def status(cfg: ClusterConfig) -> list[ComponentStatus]:
     rows.append(ComponentStatus("underlay", ok, detail))
 
     endpoints = etcd_endpoints(cfg)
-    etcd_ok = any(_probe(lambda e=e: etcd_healthy(e)) for e in endpoints)
     if _etcd_is_external(cfg):
+        etcd_ok = any(_probe(lambda e=e: etcd_healthy(e)) for e in endpoints)
         rows.append(ComponentStatus("etcd", etcd_ok, "external " + ",".join(endpoints)))
     else:
-        rows.append(_proc_row("etcd", _etcd(cfg), etcd_ok, endpoints[0]))
+        loopback = cfg.etcd_endpoints[0]  # the underlay one may not be local while the bridge is gone
+        rows.append(_proc_row("etcd", _etcd(cfg), _probe(lambda: etcd_healthy(loopback)), loopback))
     registry_ok = _probe(lambda: registry_healthy(cfg))
     rows.append(_proc_row("registry", _registry(cfg), registry_ok, cfg.registry_url))
     builder, builder_sock = _builder(cfg)

@@ -36,6 +36,7 @@ from minik8s.kubelet.backoff import (
 from minik8s.kubelet.events import NORMAL, WARNING, EventSink, NullSink
 from minik8s.kubelet.images import ImagePuller, PullFn, PullState
 from minik8s.kubelet.spec import SpecError, VolumePaths, container_kwargs, sandbox_port_bindings
+from minik8s.kubelet.volumes import prepare_volumes
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,6 @@ KEEP_INSTANCES = 2
 KILL_WORKERS = 8
 REASON_RUN_ERROR = "RunContainerError"
 REASON_NEVER_PULL = "ErrImageNeverPull"
-POD_DIR_VOLUMES = "volumes"
-HOST_PATH_DIRECTORY_OR_CREATE = "DirectoryOrCreate"
-HOST_PATH_FILE_OR_CREATE = "FileOrCreate"
-HOST_PATH_DIRECTORY = "Directory"
-HOST_PATH_FILE = "File"
 
 
 def _labels(c: DockerContainer) -> dict[str, str]:
@@ -283,8 +279,7 @@ class DockerRuntime:
         if remaining > 0:
             delay = self.backoff.delay(key)
             message = (
-                f"back-off {delay:g}s restarting failed container={spec.name} "
-                f"pod={ref.name}_{ref.namespace}({ref.uid})"
+                f"back-off {delay:g}s restarting failed container={spec.name} pod={ref.name}_{ref.namespace}({ref.uid})"
             )
             waiting[spec.name] = (S.REASON_CRASH_LOOP, message)
             self.events.event(pod, WARNING, "BackOff", "Back-off restarting failed container", spec.name)
@@ -317,7 +312,7 @@ class DockerRuntime:
             waiting.pop(L.SANDBOX_NAME, None)
             return None
         try:
-            volumes = self._prepare_volumes(pod)
+            volumes = prepare_volumes(pod, self.pods_dir)
             return self._create_sandbox(pod, ref, attempt, volumes)
         except (docker.errors.APIError, SpecError, OSError) as exc:
             message = f"failed to create pod sandbox: {exc}"
@@ -351,37 +346,6 @@ class DockerRuntime:
         sandbox.reload()
         log.info("started sandbox", extra={"pod": ref.key, "uid": ref.uid, "container_id": sandbox.id})
         return sandbox
-
-    def _prepare_volumes(self, pod: Pod) -> VolumePaths:
-        uid = pod.metadata.uid or ""
-        paths: dict[str, Path] = {}
-        owned: set[str] = set()
-        for v in pod.spec.volumes or []:
-            if v.emptyDir is not None:
-                path = self.pods_dir / uid / POD_DIR_VOLUMES / v.name
-                path.mkdir(parents=True, exist_ok=True)
-                path.chmod(0o777)  # like Kubernetes: any container user may write an emptyDir
-                paths[v.name] = path
-                owned.add(v.name)
-            elif v.hostPath is not None:
-                paths[v.name] = self._host_path(v.name, v.hostPath.path, v.hostPath.type or "")
-            else:
-                raise SpecError(f"spec.volumes[{v.name}]: only emptyDir and hostPath volumes are supported")
-        return VolumePaths(paths=paths, owned=frozenset(owned))
-
-    @staticmethod
-    def _host_path(name: str, raw: str, kind: str) -> Path:
-        path = Path(raw)
-        if kind == HOST_PATH_DIRECTORY_OR_CREATE:
-            path.mkdir(parents=True, exist_ok=True)
-        elif kind == HOST_PATH_FILE_OR_CREATE:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(exist_ok=True)
-        elif kind == HOST_PATH_DIRECTORY and not path.is_dir():
-            raise SpecError(f"spec.volumes[{name}].hostPath: {raw} is not a directory")
-        elif kind == HOST_PATH_FILE and not path.is_file():
-            raise SpecError(f"spec.volumes[{name}].hostPath: {raw} is not a file")
-        return path
 
     def _image_ready(
         self,
@@ -441,7 +405,7 @@ class DockerRuntime:
                 pod,
                 spec,
                 sandbox.id or "",
-                self._prepare_volumes(pod),
+                prepare_volumes(pod, self.pods_dir),
                 self._sandbox_ip(pod, sandbox),
                 self.host_ip,
             )
@@ -512,9 +476,7 @@ class DockerRuntime:
         sandboxes, apps = self._split(self._containers(uid=uid))
         live = [c for group in apps.values() for c in group if c.status == "running"]
         if live:
-            with ThreadPoolExecutor(
-                max_workers=min(KILL_WORKERS, len(live)), thread_name_prefix="kill"
-            ) as pool:
+            with ThreadPoolExecutor(max_workers=min(KILL_WORKERS, len(live)), thread_name_prefix="kill") as pool:
                 for c in live:
                     grace = grace_seconds
                     if grace is None:
@@ -557,12 +519,9 @@ class DockerRuntime:
         found = self._containers(namespace=namespace, name=pod, container=container)
         if not found:
             raise NotFound(
-                f'container "{container}" in pod "{pod}" (namespace {namespace}) not found on node '
-                f"{self.node_name}"
+                f'container "{container}" in pod "{pod}" (namespace {namespace}) not found on node {self.node_name}'
             )
-        found.sort(
-            key=lambda c: (str(c.attrs.get("Created", "")), L.restart_count_of(_labels(c))), reverse=True
-        )
+        found.sort(key=lambda c: (str(c.attrs.get("Created", "")), L.restart_count_of(_labels(c))), reverse=True)
         return found
 
     def logs(

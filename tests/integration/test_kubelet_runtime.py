@@ -151,9 +151,7 @@ def test_two_containers_share_localhost_and_empty_dir(dockerd: Any) -> None:
          "volumeMounts": [{"name": "shared", "mountPath": "/data", "readOnly": True}]},
     ], volumes=[{"name": "shared", "emptyDir": {}}])
     try:
-        started = time.monotonic()
         assert rt.sync_pod(pod) is None
-        elapsed = time.monotonic() - started
         status = rt.pod_status(pod)
         assert status.phase == "Running", status.to_dict()
         assert status.podIP and status.podIP.startswith(POD_NET_PREFIX)

@@ -1,0 +1,124 @@
+"""Pod start-up latency through minik8s versus the same containers started directly with Docker.
+
+Run on a cluster made by `minik8s up` (as root):
+
+    .venv/bin/python benchmarks/pod_startup.py [--pods 30]
+
+For each of N pods: time from the create call to the pod being seen Running (all containers
+ready) on a watch. Baseline, same run, same node dockerd: create+start a pause container and
+an app container joined to its network namespace with the Docker SDK. Prints p50/p99 of both
+and the ratio (target: p50 <= 2x direct, p99 <= 1.5 s), then the RSS of the whole control
+plane + node processes when idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import docker
+
+from minik8s import Client
+from minik8s.cluster.config import ClusterConfig
+from minik8s.images.base import PAUSE_IMAGE
+
+APP_CMD = ["sleep", "3600"]
+SETTLE_S = 5.0
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
+
+
+def through_minik8s(client: Client, n: int) -> list[float]:
+    tag = uuid.uuid4().hex[:6]
+    created: dict[str, float] = {}
+    running: dict[str, float] = {}
+    start_rv = client.list("Pod", "default").resource_version
+    done = threading.Event()
+
+    def watch() -> None:
+        for ev in client.watch("Pod", "default", start_rv, label_selector=f"bench={tag}"):
+            pod = ev.object
+            statuses = (pod.status.containerStatuses if pod.status else None) or []
+            if pod.status and pod.status.phase == "Running" and statuses and all(s.ready for s in statuses):
+                running.setdefault(pod.metadata.name, time.perf_counter())
+                if len(running) == n:
+                    done.set()
+                    return
+
+    threading.Thread(target=watch, daemon=True).start()
+    for i in range(n):
+        name = f"bench-{tag}-{i}"
+        created[name] = time.perf_counter()
+        client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": tag}},
+                       "spec": {"containers": [{"name": "app", "image": "busybox", "command": APP_CMD}],
+                                "terminationGracePeriodSeconds": 0}})
+    done.wait(300)
+    latencies = [running[k] - created[k] for k in created if k in running]
+    for name in created:
+        client.delete("Pod", name, grace_period_seconds=0)
+    return latencies
+
+
+def direct_docker(node_docker: docker.DockerClient, n: int) -> list[float]:
+    latencies, made = [], []
+    for i in range(n):
+        t0 = time.perf_counter()
+        pause = node_docker.containers.run(PAUSE_IMAGE, detach=True, name=f"direct-pause-{i}-{uuid.uuid4().hex[:4]}")
+        app = node_docker.containers.run("busybox", APP_CMD, detach=True, network_mode=f"container:{pause.id}",
+                                         ipc_mode=f"container:{pause.id}")
+        latencies.append(time.perf_counter() - t0)
+        made += [app, pause]
+    for c in made:
+        c.remove(force=True)
+    return latencies
+
+
+def rss_mb(state_dir: Path) -> float:
+    """Resident memory of etcd, registry, dockerds and every Ray process of the cluster."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if str(state_dir) not in cmd and "ray" not in cmd and "minik8s" not in cmd:
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pods", type=int, default=30)
+    args = parser.parse_args()
+    cfg = ClusterConfig()
+    client = Client.from_config()
+    node_docker = docker.DockerClient(base_url=cfg.node(1).docker_url)
+    direct = direct_docker(node_docker, args.pods)
+    ours = through_minik8s(client, args.pods)
+    d50, d99 = percentile(direct, 50), percentile(direct, 99)
+    o50, o99 = percentile(ours, 50), percentile(ours, 99)
+    print(f"pods: {len(ours)}/{args.pods} running")
+    print(f"direct docker (pause+app): p50 {d50 * 1000:.0f} ms  p99 {d99 * 1000:.0f} ms  "
+          f"mean {statistics.mean(direct) * 1000:.0f} ms")
+    print(f"minik8s create->Running:   p50 {o50 * 1000:.0f} ms  p99 {o99 * 1000:.0f} ms  "
+          f"mean {statistics.mean(ours) * 1000:.0f} ms")
+    print(f"ratio p50 minik8s/direct: {o50 / d50:.2f} (target <= 2.0); p99 {o99:.2f} s (target <= 1.5 s)")
+    time.sleep(SETTLE_S)
+    print(f"idle RSS, control plane + {len(list(cfg.nodes_dir.glob('node-*')))} node(s): "
+          f"{rss_mb(cfg.state_dir):.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""A real local cluster for end-to-end tests, driven through the CLI and the SDK as a user would.
+
+The session starts it with `minik8s up` (adopting one that already runs) and stops it with
+`minik8s down` at the end unless MINIK8S_E2E_KEEP=1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from minik8s import Client
+
+REPO = Path(__file__).resolve().parents[2]
+MINIK8S = str(Path(sys.executable).parent / "minik8s")
+UP_TIMEOUT_S = 900
+CMD_TIMEOUT_S = 120
+T = TypeVar("T")
+
+
+def run(*args: str, input: str | None = None, check: bool = True, timeout: float = CMD_TIMEOUT_S
+        ) -> subprocess.CompletedProcess[str]:
+    """`minik8s ARGS…` as a user types it; output captured as text."""
+    proc = subprocess.run([MINIK8S, *args], input=input, capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"minik8s {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.5) -> T:
+    """Poll until `probe` returns something truthy; fail naming `what` and the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except Exception as exc:  # the probe may race with the system it observes
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[None]:
+    if os.geteuid() != 0:
+        pytest.fail("e2e tests need root (network namespaces, dockerd)")
+    run("up", "--nodes", "1", timeout=UP_TIMEOUT_S)
+    yield
+    if os.environ.get("MINIK8S_E2E_KEEP") != "1":
+        run("down", timeout=UP_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def client(cluster: None) -> Iterator[Client]:
+    c = Client.from_config()
+    yield c
+    c.close()
+
+
+def pod_phase(client: Client, name: str, namespace: str = "default") -> str | None:
+    pod = client.get("Pod", name, namespace)
+    return pod.status.phase if pod.status else None
+
+
+def wait_running(client: Client, name: str, timeout: float = 90.0) -> Any:
+    def ready() -> Any:
+        pod = client.get("Pod", name)
+        statuses = (pod.status.containerStatuses if pod.status else None) or []
+        ok = pod.status and pod.status.phase == "Running" and statuses and all(s.ready for s in statuses)
+        return pod if ok else None
+
+    return wait_for(f"pod {name} running and ready", ready, timeout)
