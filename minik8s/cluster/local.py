@@ -9,7 +9,6 @@ what ``start_*`` made (processes, mounts, links, netns), so the machine is left 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -28,9 +27,9 @@ from minik8s.cluster.procs import (
     ManagedProcess,
     ProcessError,
     clear_stale_pidfile,
-    kill_pids,
-    pids_in_cgroups,
-    pids_with_arg_containing,
+    kill_orphan_containers,
+    kill_processes_using,
+    unmount_under,
 )
 
 log = logging.getLogger(__name__)
@@ -44,10 +43,6 @@ ETCD_ENDPOINTS_FILE = "etcd-endpoints"
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 #: Probes never go through a proxy: every address we probe is ours.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-MNT_DETACH = 2
-#: cgroup v1 hierarchies; dockerd's cgroupfs driver puts containers in ``<hierarchy>/docker/<id>``.
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-ORPHAN_KILL_WAIT_S = 5.0
 _NODE_DIR_RE = re.compile(r"^node-(\d+)$")
 
 
@@ -252,34 +247,6 @@ def ray_alive_nodes(cfg: ClusterConfig) -> dict[str, dict[str, float]]:
     return out
 
 
-# ---- mounts ---------------------------------------------------------------------------------------------
-
-
-def _mounts_under(path: Path) -> list[str]:
-    root = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            # mountinfo escapes space, tab, newline and backslash as octal.
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-            if point == root or point.startswith(root + "/"):
-                found.append(point)
-    return found
-
-
-def unmount_under(path: Path) -> int:
-    """Lazily unmount every mount at or below ``path``, deepest first.  Returns how many."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    points = sorted(set(_mounts_under(path)), key=lambda p: p.count("/"), reverse=True)
-    for point in points:
-        if libc.umount2(point.encode(), MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            log.warning("umount %s failed: %s", point, os.strerror(err), extra={"mount": point})
-        else:
-            log.info("unmounted %s", point, extra={"mount": point})
-    return len(points)
-
-
 # ---- control plane ------------------------------------------------------------------------------------
 
 
@@ -360,32 +327,6 @@ def _stop_all_containers(sock: Path, what: str) -> None:
         client.close()
 
 
-def _kill_orphan_containers(data_root: Path) -> None:
-    """Kill processes of containers whose dockerd is gone, and remove their empty cgroups.
-
-    Normally dockerd removed them all; this covers a dockerd that crashed or was killed (its
-    shims may be gone too, but container processes live on in their own pid namespaces).
-    """
-    cdir = data_root / "containers"
-    ids = {d.name for d in cdir.iterdir()} if cdir.is_dir() else set()
-    if not ids:
-        return
-    pids = pids_in_cgroups(ids)
-    if pids:
-        log.warning("killing processes of orphaned containers under %s: %s", data_root, pids)
-        # Nobody will reap state for them any more: no grace period is useful.
-        kill_pids(pids, 0.0, "orphaned containers")
-        deadline = time.monotonic() + ORPHAN_KILL_WAIT_S
-        while pids_in_cgroups(ids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    for cid in ids:
-        for cg in CGROUP_ROOT.glob(f"*/docker/{cid}"):
-            try:
-                cg.rmdir()
-            except OSError as e:
-                log.warning("cannot remove cgroup %s: %s", cg, e)
-
-
 def stop_control_plane(cfg: ClusterConfig) -> None:
     """Stop the Ray head, the builder dockerd (and its containers), the registry and managed etcd.
 
@@ -397,8 +338,8 @@ def stop_control_plane(cfg: ClusterConfig) -> None:
     if builder.running() and _probe(lambda: docker_healthy(builder_sock)):
         _stop_all_containers(builder_sock, "builder")
     builder.stop(t)
-    _kill_leftovers(cfg.builder_dir, t)
-    _kill_orphan_containers(_docker_data_root_of(builder.argv, cfg.builder_dir / "docker"))
+    kill_processes_using(cfg.builder_dir, t)
+    kill_orphan_containers(_docker_data_root_of(builder.argv, cfg.builder_dir / "docker"))
     unmount_under(cfg.builder_dir)
     _registry(cfg).stop(t)
     _etcd(cfg).stop(t)
@@ -410,16 +351,6 @@ def _probe(check: Any) -> bool:
     except Exception as e:  # noqa: BLE001 - a failing probe is an unhealthy component, not an error
         log.debug("probe failed: %s", e)
         return False
-
-
-def _kill_leftovers(directory: Path, timeout: float) -> None:
-    """Stop processes outside the daemon's session that name its dirs: containerd and its shims
-    (they run in sessions of their own) and stray Ray workers."""
-    dirs = {str(directory), os.path.realpath(directory)}
-    pids = sorted({p for d in dirs for p in pids_with_arg_containing(d + "/")})
-    if pids:
-        log.warning("stopping leftover processes using %s: %s", directory, pids, extra={"pids": pids})
-        kill_pids(pids, timeout, str(directory))
 
 
 # ---- nodes --------------------------------------------------------------------------------------------
@@ -453,24 +384,25 @@ def stop_node(cfg: ClusterConfig, node: NodeConfig) -> None:
         _stop_all_containers(node.docker_socket, node.name)
     _node_raylet(cfg, node).stop(t)
     dockerd.stop(t)
-    _kill_leftovers(node.dir, t)
-    _kill_orphan_containers(node.docker_data_root)
+    kill_processes_using(node.dir, t)
+    kill_orphan_containers(node.docker_data_root)
     unmount_under(node.dir)
     nets.remove_node_netns(cfg, node)
 
 
 def known_nodes(cfg: ClusterConfig) -> list[NodeConfig]:
-    """Nodes that exist on this machine: a state dir or a netns left by :func:`start_node`."""
-    indices: set[int] = set()
-    if cfg.nodes_dir.is_dir():
-        for d in cfg.nodes_dir.iterdir():
-            m = _NODE_DIR_RE.match(d.name)
-            if m and d.is_dir():
-                indices.add(int(m.group(1)))
+    """Configured nodes (``1..cfg.nodes``) plus any other node that is up on this machine (a netns
+    or a pidfile left by :func:`start_node`), so ``status``/``down`` see a cluster started bigger."""
+    indices: set[int] = set(range(1, cfg.nodes + 1))
     for name in nets.node_netns_names(cfg):
         m = _NODE_DIR_RE.match(name.removeprefix(cfg.netns_prefix))
         if m:
             indices.add(int(m.group(1)))
+    if cfg.run_dir.is_dir():
+        for pidfile in cfg.run_dir.glob("node-*_*.pid"):
+            m = _NODE_DIR_RE.match(pidfile.name.split("_", 1)[0])
+            if m:
+                indices.add(int(m.group(1)))
     return [cfg.node(i) for i in sorted(indices)]
 
 
@@ -530,7 +462,6 @@ def down(cfg: ClusterConfig, purge: bool = False) -> None:
     stop_control_plane(cfg)
     nets.remove_underlay(cfg)
     if purge and cfg.state_dir.exists():
-        _kill_leftovers(cfg.state_dir, cfg.stop_timeout_s)
         unmount_under(cfg.state_dir)
         log.info("purging %s", cfg.state_dir, extra={"path": str(cfg.state_dir)})
         shutil.rmtree(cfg.state_dir)

@@ -5,13 +5,16 @@ outlives the ``minik8s`` process that started it and is never hit by its signals
 kept in ``<state>/run/<name>.pid`` and its output in ``<state>/logs/<name>.log``.  ``start`` is
 idempotent (a live process named in the pidfile is adopted), and ``stop`` ends the whole
 session the process leads, so helpers it forked (Ray's raylet and GCS, dockerd's containerd)
-go with it.
+go with it.  The cleanup helpers below find what a daemon leaves when it dies badly: mounts
+under its dirs, processes naming its dirs, and processes of its containers.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -23,6 +26,12 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 NETNS_DIR = Path("/var/run/netns")
+MNT_DETACH = 2
+#: cgroup v1 hierarchies; dockerd's cgroupfs driver puts containers in ``<hierarchy>/docker/<id>``.
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+ORPHAN_KILL_WAIT_S = 5.0
+#: Programs our daemons start in sessions of their own, found by the dirs they name.
+DAEMON_HELPER_PREFIXES = ("containerd", "dockerd", "docker-proxy", "runc", "raylet", "gcs_server", "ray")
 #: How often ``wait_ready`` / ``stop`` poll.
 POLL_INTERVAL_S = 0.1
 #: How many trailing log lines an error message quotes.
@@ -139,6 +148,79 @@ def _signal_all(pids: Sequence[int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+# ---- leftovers: mounts, processes, containers -------------------------------------------------
+
+
+def _mounts_under(path: Path) -> list[str]:
+    root = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            # mountinfo escapes space, tab, newline and backslash as octal.
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == root or point.startswith(root + "/"):
+                found.append(point)
+    return found
+
+
+def unmount_under(path: Path) -> int:
+    """Lazily unmount every mount at or below ``path``, deepest first.  Returns how many."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    points = sorted(set(_mounts_under(path)), key=lambda p: p.count("/"), reverse=True)
+    for point in points:
+        if libc.umount2(point.encode(), MNT_DETACH) != 0:
+            err = ctypes.get_errno()
+            log.warning("umount %s failed: %s", point, os.strerror(err), extra={"mount": point})
+        else:
+            log.info("unmounted %s", point, extra={"mount": point})
+    return len(points)
+
+
+def _is_daemon_helper(args: list[str]) -> bool:
+    """Is this one of the helpers our daemons spawn (so never a user's ``tail -f`` on a log)?"""
+    progs = [os.path.basename(a) for a in args[:2]]
+    return any(p.startswith(DAEMON_HELPER_PREFIXES) for p in progs) or any(
+        "/site-packages/ray/" in a for a in args[:2]
+    )
+
+
+def kill_processes_using(directory: Path, timeout: float) -> None:
+    """Stop daemon helpers outside the daemon's session that name its dirs: containerd and its
+    shims (they run in sessions of their own), and stray Ray processes."""
+    dirs = {str(directory), os.path.realpath(directory)}
+    found = {p for d in dirs for p in pids_with_arg_containing(d + "/")}
+    pids = sorted(p for p in found if _is_daemon_helper(cmdline(p) or []))
+    if pids:
+        log.warning("stopping leftover processes using %s: %s", directory, pids, extra={"pids": pids})
+        kill_pids(pids, timeout, str(directory))
+
+
+def kill_orphan_containers(data_root: Path) -> None:
+    """Kill processes of containers whose dockerd is gone, and remove their empty cgroups.
+
+    Normally dockerd removed them all; this covers a dockerd that crashed or was killed (its
+    shims may be gone too, but container processes live on in their own pid namespaces).
+    """
+    cdir = data_root / "containers"
+    ids = {d.name for d in cdir.iterdir()} if cdir.is_dir() else set()
+    if not ids:
+        return
+    pids = pids_in_cgroups(ids)
+    if pids:
+        log.warning("killing processes of orphaned containers under %s: %s", data_root, pids)
+        # Nobody will reap state for them any more: no grace period is useful.
+        kill_pids(pids, 0.0, "orphaned containers")
+        deadline = time.monotonic() + ORPHAN_KILL_WAIT_S
+        while pids_in_cgroups(ids) and time.monotonic() < deadline:
+            time.sleep(POLL_INTERVAL_S)
+    for cid in ids:
+        for cg in CGROUP_ROOT.glob(f"*/docker/{cid}"):
+            try:
+                cg.rmdir()
+            except OSError as e:
+                log.warning("cannot remove cgroup %s: %s", cg, e)
 
 
 # ---- the managed process ---------------------------------------------------------------------------

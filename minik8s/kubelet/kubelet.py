@@ -48,6 +48,8 @@ DEFAULT_SERVER_PORT = 10250
 QUEUE_POLL_SECONDS = 1.0
 #: Pause between attempts when the API or dockerd is unreachable.
 RETRY_SECONDS = 2.0
+#: Containers of a pod already gone from the API (force-deleted) get this long to stop, as in Kubernetes.
+ORPHAN_GRACE_SECONDS = 1
 DOCKER_EVENTS = ("die", "oom", "start", "destroy")
 TERMINAL_PHASES = ("Succeeded", "Failed")
 THREAD_JOIN_SECONDS = 5.0
@@ -158,7 +160,7 @@ class Kubelet:
 
     def _image_ready(self, image: str) -> None:
         for pod in self.informer.list():
-            if any(c.image == image for c in pod.spec.containers):
+            if image == self.config.pause_image or any(c.image == image for c in pod.spec.containers):
                 self._enqueue(pod)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -277,7 +279,7 @@ class Kubelet:
         for ref in self.runtime.list_pods():
             if ref.namespace == namespace and ref.name == name and ref.uid != uid:
                 log.info("removing containers of a deleted pod", extra={"pod": key, "uid": ref.uid})
-                self.runtime.kill_pod(ref.uid, None)
+                self.runtime.kill_pod(ref.uid, ORPHAN_GRACE_SECONDS)
                 self.runtime.remove_pod(ref.uid)
         if pod is None:
             return None

@@ -38,6 +38,9 @@ from minik8s.kubelet.images import ImagePuller, PullFn, PullState
 from minik8s.kubelet.spec import SpecError, VolumePaths, container_kwargs, sandbox_port_bindings
 from minik8s.kubelet.volumes import prepare_volumes
 
+#: How soon a pod waiting on an in-flight pull is looked at again.
+PULL_POLL_SECONDS = 2.0
+
 log = logging.getLogger(__name__)
 
 #: Kubernetes' default terminationGracePeriodSeconds.
@@ -367,6 +370,7 @@ class DockerRuntime:
                 self._pull_seen[(ref.uid, name)] = 0.0
                 self.events.event(pod, NORMAL, "Pulling", f'Pulling image "{image}"', name)
             waiting[name] = (S.REASON_CONTAINER_CREATING, f'pulling image "{image}"')
+            requeue.append(PULL_POLL_SECONDS)  # a safety net: the pull's callback normally requeues first
             return False
         if result.state is PullState.NEVER:
             waiting[name] = (REASON_NEVER_PULL, result.message)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import textwrap
 
+import docker
+
 from minik8s import Client
+from minik8s.cluster.config import ClusterConfig
 from tests.e2e.conftest import run, unique, wait_for, wait_running
 
 
@@ -184,15 +187,19 @@ def test_graceful_delete_gives_sigterm_time(client: Client) -> None:
         kind: Pod
         metadata: {{name: {name}}}
         spec:
-          terminationGracePeriodSeconds: 3
+          terminationGracePeriodSeconds: 20
           containers:
           - name: main
             image: busybox
-            command: [sh, -c, "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.2; done"]
+            command: [sh, -c, "trap 'echo got-term; sleep 4; exit 0' TERM; while true; do sleep 0.2; done"]
         """)
     wait_running(client, name)
     run("delete", "pod", name, "--no-wait")
-    pod = client.get("Pod", name)
-    assert pod.metadata.deletionTimestamp is not None
+    # the container handles SIGTERM for a few seconds: meanwhile the pod is Terminating, not gone
+    assert client.get("Pod", name).metadata.deletionTimestamp is not None
     assert "Terminating" in run("get", "pod", name).stdout
+    assert "got-term" in wait_for("the SIGTERM handler's output", lambda: run("logs", name, check=False).stdout)
     wait_for("the pod object to go away", lambda: name not in run("get", "pods", "-o", "name").stdout, timeout=30)
+    node = ClusterConfig().node(1)
+    leftovers = docker.DockerClient(base_url=node.docker_url).containers.list(all=True, filters={"name": name})
+    assert leftovers == []
