@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import ray
 
@@ -48,7 +48,7 @@ def ensure(specs: list[ActorSpec]) -> dict[str, Any]:
 def health(name: str) -> dict[str, Any]:
     try:
         handle = ray.get_actor(name)
-        result: dict[str, Any] = ray.get(handle.health.remote(), timeout=HEALTH_TIMEOUT_S)
+        result = cast(dict[str, Any], ray.get(handle.health.remote(), timeout=HEALTH_TIMEOUT_S))
         return result
     except ValueError:
         return {"healthy": False, "detail": "not running"}

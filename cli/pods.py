@@ -24,7 +24,7 @@ def logs(pod: str, container: str | None, follow: bool, tail: int | None, previo
     Example:
       minik8s logs web -c server -f
     """
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     for chunk in client().pod_logs(pod, namespace or "default", container, follow, tail, previous):
         out.write(chunk)
         out.flush()
@@ -43,7 +43,7 @@ def exec_(pod: str, command: tuple[str, ...], container: str | None, namespace: 
       minik8s exec web -c client -- wget -qO- http://localhost:8080/
     """
     code, output = client().pod_exec(pod, list(command), namespace or "default", container)
-    click.get_binary_stream("stdout").write(output)
+    sys.stdout.buffer.write(output)
     sys.stdout.flush()
     if code:
         sys.exit(code)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ QUEUE_POLL_SECONDS = 1.0
 RETRY_SECONDS = 2.0
 #: Containers of a pod already gone from the API (force-deleted) get this long to stop, as in Kubernetes.
 ORPHAN_GRACE_SECONDS = 1
+KILL_POLL_SECONDS = 0.01
 DOCKER_EVENTS = ("die", "oom", "start", "destroy")
 TERMINAL_PHASES = ("Succeeded", "Failed")
 THREAD_JOIN_SECONDS = 5.0
@@ -135,6 +138,8 @@ class Kubelet:
         )
         self.server: KubeletServer | None = None
         self._stop = threading.Event()
+        self._killing: set[str] = set()  # pod uids whose containers are being stopped
+        self._killing_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._docker_events: Any = None
 
@@ -279,8 +284,7 @@ class Kubelet:
         for ref in self.runtime.list_pods():
             if ref.namespace == namespace and ref.name == name and ref.uid != uid:
                 log.info("removing containers of a deleted pod", extra={"pod": key, "uid": ref.uid})
-                self.runtime.kill_pod(ref.uid, ORPHAN_GRACE_SECONDS)
-                self.runtime.remove_pod(ref.uid)
+                self._kill_in_background(ref.uid, ORPHAN_GRACE_SECONDS, key)
         if pod is None:
             return None
         if pod.metadata.deletionTimestamp:
@@ -300,15 +304,52 @@ class Kubelet:
         if grace is None:
             grace = DEFAULT_GRACE_SECONDS
         uid = pod.metadata.uid or ""
+        with self._killing_lock:
+            if uid in self._killing:
+                return
         for c in pod.spec.containers:
             self.events.event(pod, NORMAL, "Killing", f"Stopping container {c.name}", c.name)
-        self.runtime.kill_pod(uid, grace)
-        self.runtime.remove_pod(uid)
-        try:
-            self.client.delete("Pod", pod.name, pod.metadata.namespace or "default", grace_period_seconds=0)
-        except NotFound:
-            pass
-        log.info("pod terminated", extra={"pod": self.key_of(pod), "uid": uid, "grace": grace})
+
+        def delete_object() -> None:
+            try:
+                self.client.delete("Pod", pod.name, pod.metadata.namespace or "default", grace_period_seconds=0)
+            except NotFound:
+                pass
+            log.info("pod terminated", extra={"pod": self.key_of(pod), "uid": uid, "grace": grace})
+
+        self._kill_in_background(uid, grace, self.key_of(pod), delete_object)
+
+    def wait_for_kills(self, timeout: float) -> bool:
+        """True once no pod is being stopped in the background (tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._killing_lock:
+                if not self._killing:
+                    return True
+            time.sleep(KILL_POLL_SECONDS)
+        return False
+
+    def _kill_in_background(self, uid: str, grace: int, key: str, then: Callable[[], None] | None = None) -> None:
+        """Stop and remove a pod's containers off the work queue: a long grace period never holds a worker."""
+        with self._killing_lock:
+            if uid in self._killing:
+                return
+            self._killing.add(uid)
+
+        def kill() -> None:
+            try:
+                self.runtime.kill_pod(uid, grace)
+                self.runtime.remove_pod(uid)
+                if then is not None:
+                    then()
+            except Exception:
+                log.exception("killing pod failed", extra={"pod": key, "uid": uid})
+            finally:
+                with self._killing_lock:
+                    self._killing.discard(uid)
+                self.queue.add(key)
+
+        threading.Thread(target=kill, name=f"kill-{uid[:8]}", daemon=True).start()
 
     def _write_status(self, pod: Pod, status: PodStatus) -> None:
         old = pod.status.to_dict() if pod.status is not None else None

@@ -106,9 +106,11 @@ def test_deleting_pod_is_killed_with_its_grace_then_deleted_for_real() -> None:
 def test_pod_gone_from_api_and_replaced_pod_orphans_are_removed() -> None:
     k, client, rt = make([], [PodRef("old", "ns", "p")])
     k.sync("ns/p")
-    assert rt.calls == [("kill", ("old", None)), ("remove", "old")]
+    assert k.wait_for_kills(5)
+    assert rt.calls == [("kill", ("old", 1)), ("remove", "old")]
     k, client, rt = make([pod("new")], [PodRef("old", "ns", "p"), PodRef("new", "ns", "p")])
     k.sync("ns/p")
+    assert k.wait_for_kills(5)
     assert ("remove", "old") in rt.calls and ("remove", "new") not in rt.calls and ("sync", "new") in rt.calls
 
 
