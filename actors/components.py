@@ -49,6 +49,41 @@ class SchedulerActor:
 
 
 @ray.remote
+class ControllerManagerActor:
+    def __init__(self, server: str, token: str, ca: str, node_lifecycle: dict[str, float]) -> None:
+        from minik8s.client import Client
+        from minik8s.controllers.manager import ControllerManager, ControllerManagerConfig
+        from minik8s.controllers.nodelifecycle import NodeLifecycleConfig
+
+        _logging()
+        config = ControllerManagerConfig(node_lifecycle=NodeLifecycleConfig(**node_lifecycle))
+        self.manager = ControllerManager(Client(server, token, ca=ca), config)
+        self.manager.start()
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": True, "pid": os.getpid()}
+
+
+@ray.remote
+class NetworkAgentActor:
+    """The node's pod network (VXLAN peers, masquerade); runs inside the node's netns with its raylet."""
+
+    def __init__(self, node: dict[str, str], server: str, token: str, ca: str) -> None:
+        import threading
+
+        from minik8s.client import Client
+        from minik8s.network.agent import NetworkAgent
+
+        _logging()
+        self.agent = NetworkAgent(Client(server, token, ca=ca), node["name"], node["ip"], node["pod_cidr"])
+        self.thread = threading.Thread(target=self.agent.run, name="network-agent", daemon=True)
+        self.thread.start()
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": self.thread.is_alive(), "pid": os.getpid()}
+
+
+@ray.remote
 class KubeletActor:
     def __init__(self, config: dict[str, Any], server: str, token: str, ca: str) -> None:
         import threading

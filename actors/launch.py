@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any, cast
 
 import ray
 
-from actors.components import ACTOR_OPTIONS, ApiServerActor, KubeletActor, SchedulerActor
+from actors.components import ACTOR_OPTIONS, ApiServerActor, ControllerManagerActor, KubeletActor, SchedulerActor
 
 log = logging.getLogger("minik8s.actors")
 
@@ -29,6 +30,9 @@ class ActorSpec:
 def connect(address: str, namespace: str) -> None:
     if not ray.is_initialized():
         ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
+        # Ray installs a crash handler that prints a stack on SIGTERM; children this process forks
+        # (pyroute2's netns helpers) inherit it and print one each time they are stopped.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def ensure(specs: list[ActorSpec]) -> dict[str, Any]:
@@ -73,5 +77,5 @@ def kill(names: list[str]) -> None:
             continue
 
 
-__all__ = ["ActorSpec", "ApiServerActor", "KubeletActor", "SchedulerActor", "connect", "ensure", "health",
-           "kill", "wait_healthy"]
+__all__ = ["ActorSpec", "ApiServerActor", "ControllerManagerActor", "KubeletActor", "SchedulerActor", "connect",
+           "ensure", "health", "kill", "wait_healthy"]

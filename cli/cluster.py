@@ -1,77 +1,37 @@
-"""up, down, status, kubeconfig: the local cluster's life cycle."""
+"""up, down, status, kubeconfig, token, join, node remove: the cluster's life cycle."""
 
 from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from minik8s.client.sdk import config_path
+from actors import cluster as boot
+from minik8s.api.validation import pydantic_causes
+from minik8s.client.sdk import Client, config_path
 from minik8s.cluster import local
-from minik8s.cluster.config import ClusterConfig, NodeConfig
-from minik8s.pki import Pki, ensure_pki
+from minik8s.cluster.config import ClusterConfig
+from minik8s.errors import BadRequest, NotFound
 
-log = logging.getLogger("minik8s.cli")
-
-TOKEN_FILE = "token"
-TOKEN_BYTES = 32
-KUBELET_PORT = 10250
-API_READY_TIMEOUT_S = 60.0
+DRAIN_TIMEOUT_S = 90.0
+POLL_S = 0.5
 
 
-def _token(cfg: ClusterConfig) -> str:
-    """The API bearer token: made at the first `up`, mode 0600 in the state dir."""
-    path = cfg.state_dir / TOKEN_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(TOKEN_BYTES))
-    return path.read_text().strip()
-
-
-def _api_url(cfg: ClusterConfig, host: str = "127.0.0.1") -> str:
-    return f"https://{host}:{cfg.api_port}"
-
-
-def _pki(cfg: ClusterConfig) -> Pki:
-    return ensure_pki(cfg.state_dir / "pki", ["127.0.0.1", cfg.head_ip], ["localhost", "minik8s-apiserver"])
-
-
-def _write_client_config(cfg: ClusterConfig, token: str, ca: str) -> Path:
+def _write_client_config(cfg: ClusterConfig) -> Path:
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"server": _api_url(cfg), "token": token, "ca": ca, "stateDir": str(cfg.state_dir)}, f)
+        json.dump({"server": boot.api_url(cfg), "token": boot.api_token(cfg), "ca": boot.pki(cfg).ca_pem(),
+                   "stateDir": str(cfg.state_dir)}, f)
     return path
-
-
-def kubelet_config(cfg: ClusterConfig, node: NodeConfig, token: str) -> dict[str, Any]:
-    return {"node_name": node.name, "node_ip": node.ip, "pod_cidr": node.pod_cidr,
-            "docker_url": node.docker_url, "pods_dir": str(node.dir / "pods"), "api_token": token,
-            "server_port": KUBELET_PORT, "image_registry": cfg.registry_addr}
-
-
-def actor_specs(cfg: ClusterConfig, token: str, pki: Pki, nodes: list[NodeConfig]) -> tuple[list[Any], list[Any]]:
-    from actors.launch import ActorSpec, ApiServerActor, KubeletActor, SchedulerActor
-
-    api_cfg = {"etcd_endpoints": local.etcd_endpoints(cfg), "token": token, "hosts": ["127.0.0.1", cfg.head_ip],
-               "port": cfg.api_port, "tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key)}
-    server, ca = _api_url(cfg, cfg.head_ip), pki.ca_pem()
-    control = [ActorSpec("apiserver", ApiServerActor, cfg.ray_control_plane_resource, (api_cfg,))]
-    rest = [ActorSpec("scheduler", SchedulerActor, cfg.ray_control_plane_resource, (server, token, ca))]
-    rest += [ActorSpec(f"kubelet-{n.name}", KubeletActor, n.ray_resource,
-                       (kubelet_config(cfg, n, token), server, token, ca)) for n in nodes]
-    return control, rest
 
 
 def _echo_health(states: dict[str, dict[str, Any]]) -> bool:
@@ -84,55 +44,44 @@ def _echo_health(states: dict[str, dict[str, Any]]) -> bool:
 
 
 @click.command()
-@click.option("--nodes", type=click.IntRange(1, 50), default=1, show_default=True, help="How many nodes.")
+@click.option("--nodes", type=click.IntRange(1, 50), default=3, show_default=True, help="How many nodes.")
 @click.option("--etcd-endpoints", default=None, help="Use an existing etcd cluster: http://a:2379,http://b:2379")
 @click.option("--skip-images", is_flag=True, help="Do not build the base images.")
-def up(nodes: int, etcd_endpoints: str | None, skip_images: bool) -> None:
-    """Start (or adopt) a local cluster: etcd, registry, Ray head, N nodes, and the actors.
+@click.option("--node-monitor-grace-period", type=float, default=40.0, show_default=True,
+              help="Seconds without a kubelet heartbeat before a node is NotReady.")
+@click.option("--pod-eviction-timeout", type=float, default=300.0, show_default=True,
+              help="Seconds a node may stay NotReady before its pods are deleted.")
+def up(nodes: int, etcd_endpoints: str | None, skip_images: bool, node_monitor_grace_period: float,
+       pod_eviction_timeout: float) -> None:
+    """Start (or adopt) a local cluster: etcd, registry, Ray head, the control plane and N nodes.
 
-    Idempotent: a second `up` adopts what runs and starts only what is missing.
+    Idempotent: a second `up` adopts what runs and starts only what is missing. The control
+    plane's settings take effect when its actors are first created.
 
     \b
     Example:
-      minik8s up --nodes 1
+      minik8s up --nodes 3
     """
-    from actors import launch
-
     t0 = time.monotonic()
     cfg = ClusterConfig(nodes=nodes)
-    token = _token(cfg)
-    pki = _pki(cfg)
-    click.echo("control plane: etcd, registry, image builder, Ray head ...")
-    local.start_control_plane(cfg, etcd_endpoints.split(",") if etcd_endpoints else None)
-    if not skip_images:
-        import docker
-
-        from minik8s.images.base import ensure_base_images
-
-        click.echo("base images ...")
-        builder = docker.DockerClient(base_url=f"unix://{cfg.builder_socket}")
-        ensure_base_images(builder, cfg.registry_addr, cfg.state_dir / "images")
-    node_cfgs = [cfg.node(i) for i in range(1, nodes + 1)]
-    for node in node_cfgs:
-        click.echo(f"{node.name}: netns {node.netns}, {node.ip}, dockerd, raylet ...")
-        local.start_node(cfg, node)
-    launch.connect(cfg.ray_address, cfg.ray_namespace)
-    control, rest = actor_specs(cfg, token, pki, node_cfgs)
-    launch.ensure(control)
-    states = launch.wait_healthy([s.name for s in control])
-    launch.ensure(rest)
-    states.update(launch.wait_healthy([s.name for s in rest]))
-    path = _write_client_config(cfg, token, pki.ca_pem())
+    opts = boot.ControlPlaneOptions(etcd_endpoints.split(",") if etcd_endpoints else None, skip_images,
+                                    node_monitor_grace_period, pod_eviction_timeout)
+    states = boot.start_control_plane(cfg, opts, click.echo)
+    token = boot.join_token(cfg)
+    for i in range(1, nodes + 1):
+        req = boot.JoinRequest(name=cfg.node(i).name, server=boot.api_url(cfg), token=token)
+        states.update(boot.join_local(cfg, req, click.echo))
+    path = _write_client_config(cfg)
     click.echo("actors:")
     ok = _echo_health(states)
     click.echo(f"cluster {'ready' if ok else 'NOT healthy'} in {time.monotonic() - t0:.1f}s; "
-               f"API {_api_url(cfg)} (client config {path})")
+               f"API {boot.api_url(cfg)} (client config {path})")
     if not ok:
         raise SystemExit(1)
 
 
 @click.command()
-@click.option("--purge", is_flag=True, help="Also delete all state: etcd data, images, token.")
+@click.option("--purge", is_flag=True, help="Also delete all state: etcd data, images, tokens.")
 def down(purge: bool) -> None:
     """Stop everything `up` started and remove every netns, link and mount it made.
 
@@ -159,14 +108,15 @@ def status() -> None:
 
     cfg = ClusterConfig()
     ok = True
-    for row in local.status(cfg):
+    rows = local.status(cfg)
+    for row in rows:
         ok &= row.healthy
         click.echo(f"  {row.component:<22}{'healthy' if row.healthy else 'UNHEALTHY'}  {row.detail}".rstrip())
-    nodes = local.known_nodes(cfg)
-    if any(r.component == "ray-head" and r.healthy for r in local.status(cfg)):
+    if any(r.component == "ray-head" and r.healthy for r in rows):
         launch.connect(cfg.ray_address, cfg.ray_namespace)
-        ok &= _echo_health({n: launch.health(n) for n in
-                            ["apiserver", "scheduler", *[f"kubelet-{n.name}" for n in nodes]]})
+        names = ["apiserver", "scheduler", "controller-manager"]
+        names += [a for n in local.known_nodes(cfg) for a in boot.node_actor_names(n.name)]
+        ok &= _echo_health({n: launch.health(n) for n in names})
     if not ok:
         raise SystemExit(1)
 
@@ -179,9 +129,9 @@ def kubeconfig() -> None:
     Example:
       minik8s kubeconfig > kc && kubectl --kubeconfig kc get pods
     """
-    cfg_file = json.loads(config_path().read_text()) if config_path().exists() else None
-    if not cfg_file:
-        raise click.ClickException("no cluster: run `minik8s up` first")
+    if not config_path().exists():
+        raise BadRequest("no cluster: run `minik8s up` first")
+    cfg_file = json.loads(config_path().read_text())
     doc = {
         "apiVersion": "v1", "kind": "Config", "current-context": "minik8s",
         "clusters": [{"name": "minik8s", "cluster": {
@@ -194,4 +144,117 @@ def kubeconfig() -> None:
     click.echo(yaml.safe_dump(doc, sort_keys=False).rstrip())
 
 
-COMMANDS = [up, down, status, kubeconfig]
+@click.command()
+def token() -> None:
+    """Print the join token nodes present to join this cluster (like k3s's node-token).
+
+    \b
+    Example:
+      minik8s token
+    """
+    cfg = ClusterConfig()
+    if not (cfg.state_dir / boot.TOKEN_FILE).exists():
+        raise BadRequest("no cluster: run `minik8s up` first")
+    click.echo(boot.join_token(cfg))
+
+
+class NodeJoinConfig(BaseModel):
+    """The file `minik8s join --config` reads; unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+    apiVersion: str = "minik8s.io/v1"
+    kind: str = "NodeJoinConfig"
+    name: str
+    server: str
+    token: str
+    labels: dict[str, str] = {}
+    taints: list[dict[str, str]] = []
+    resources: dict[str, str | int] = {}
+    address: str | None = None
+
+
+def load_join_config(path: Path) -> boot.JoinRequest:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadRequest(f"{path}: cannot read the join config: {str(exc).splitlines()[0]}") from None
+    try:
+        conf = NodeJoinConfig.model_validate(raw)
+    except ValidationError as exc:
+        field, message = pydantic_causes(exc)[0]
+        raise BadRequest(f"{path}: {field}: {message}") from None
+    if conf.kind != "NodeJoinConfig":
+        raise BadRequest(f'{path}: kind must be NodeJoinConfig, got "{conf.kind}"')
+    return boot.JoinRequest(conf.name, conf.server, conf.token, conf.labels, list(conf.taints),
+                            dict(conf.resources), conf.address)
+
+
+@click.command()
+@click.option("--config", "config_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Node join config: name, server, token, labels, taints, resources, address.")
+def join(config_file: Path) -> None:
+    """Join a node to a cluster. On one machine this makes the node's netns, dockerd and raylet.
+
+    \b
+    Example (node.yaml):
+      apiVersion: minik8s.io/v1
+      kind: NodeJoinConfig
+      name: node-4
+      server: https://10.200.0.1:6443
+      token: K10...   # from `minik8s token`
+      labels: {disk: ssd}
+      taints: [{key: dedicated, value: batch, effect: NoSchedule}]
+      resources: {cpu: "2", memory: 2Gi, pods: 50}
+    \b
+      minik8s join --config node.yaml
+    """
+    req = load_join_config(config_file)
+    cfg = ClusterConfig()
+    ok = _echo_health(boot.join_local(cfg, req, click.echo))
+    click.echo(f"node {req.name} {'joined' if ok else 'joined but NOT healthy'}")
+    if not ok:
+        raise SystemExit(1)
+
+
+@click.group()
+def node() -> None:
+    """Node operations."""
+
+
+@node.command(name="remove")
+@click.argument("name")
+def node_remove(name: str) -> None:
+    """Drain a node (cordon, delete its pods), stop it, and delete its Node object.
+
+    \b
+    Example:
+      minik8s node remove node-3
+    """
+    from actors import launch
+
+    client = Client.from_config()
+    cfg = ClusterConfig()
+    client.get("Node", name, None)
+    client.patch("Node", name, {"spec": {"unschedulable": True}}, None)
+    click.echo(f"node/{name} cordoned")
+    pods = client.list("Pod", field_selector=f"spec.nodeName={name}").items
+    for pod in pods:
+        client.delete("Pod", pod.metadata.name, pod.metadata.namespace)
+        click.echo(f"evicting pod {pod.metadata.namespace}/{pod.metadata.name}")
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while client.list("Pod", field_selector=f"spec.nodeName={name}").items and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    for pod in client.list("Pod", field_selector=f"spec.nodeName={name}").items:
+        client.delete("Pod", pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+    launch.connect(cfg.ray_address, cfg.ray_namespace)
+    launch.kill(boot.node_actor_names(name))
+    if boot.LOCAL_NODE_NAME.match(name):
+        local.stop_node(cfg, boot.local_node(cfg, name))
+    try:
+        client.delete("Node", name, None)
+    except NotFound:
+        pass
+    click.echo(f"node/{name} removed")
+
+
+COMMANDS = [up, down, status, kubeconfig, token, join, node]

@@ -104,7 +104,7 @@ POD_COLUMNS = [
 
 def node_status(obj: Obj) -> str:
     conds = {c.get("type"): c.get("status") for c in (obj.get("status") or {}).get("conditions") or []}
-    state = {"True": "Ready", "False": "NotReady"}.get(str(conds.get("Ready")), "Unknown")
+    state = "Ready" if conds.get("Ready") == "True" else "NotReady"
     if (obj.get("spec") or {}).get("unschedulable"):
         state += ",SchedulingDisabled"
     return state

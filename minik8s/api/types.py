@@ -216,6 +216,78 @@ class PodSecurityContext(Model):
     fsGroup: int | None = None
 
 
+class NodeSelectorRequirement(Model):
+    """Operators: In, NotIn, Exists, DoesNotExist, Gt, Lt (checked in validation.py)."""
+
+    key: str
+    operator: str
+    values: list[str] | None = None
+
+
+class NodeSelectorTerm(Model):
+    """Expressions and fields are ANDed; an empty term matches no node."""
+
+    matchExpressions: list[NodeSelectorRequirement] | None = None
+    matchFields: list[NodeSelectorRequirement] | None = None
+
+
+class NodeSelector(Model):
+    """Terms are ORed."""
+
+    nodeSelectorTerms: list[NodeSelectorTerm]
+
+
+class PreferredSchedulingTerm(Model):
+    weight: int
+    preference: NodeSelectorTerm
+
+
+class NodeAffinity(Model):
+    requiredDuringSchedulingIgnoredDuringExecution: NodeSelector | None = None
+    preferredDuringSchedulingIgnoredDuringExecution: list[PreferredSchedulingTerm] | None = None
+
+
+class LabelSelectorRequirement(Model):
+    """Operators: In, NotIn, Exists, DoesNotExist (checked in validation.py)."""
+
+    key: str
+    operator: str
+    values: list[str] | None = None
+
+
+class LabelSelector(Model):
+    matchLabels: dict[str, str] | None = None
+    matchExpressions: list[LabelSelectorRequirement] | None = None
+
+
+class PodAffinityTerm(Model):
+    labelSelector: LabelSelector | None = None
+    namespaces: list[str] | None = None
+    namespaceSelector: LabelSelector | None = None
+    topologyKey: str
+
+
+class WeightedPodAffinityTerm(Model):
+    weight: int
+    podAffinityTerm: PodAffinityTerm
+
+
+class PodAffinity(Model):
+    requiredDuringSchedulingIgnoredDuringExecution: list[PodAffinityTerm] | None = None
+    preferredDuringSchedulingIgnoredDuringExecution: list[WeightedPodAffinityTerm] | None = None
+
+
+class PodAntiAffinity(Model):
+    requiredDuringSchedulingIgnoredDuringExecution: list[PodAffinityTerm] | None = None
+    preferredDuringSchedulingIgnoredDuringExecution: list[WeightedPodAffinityTerm] | None = None
+
+
+class Affinity(Model):
+    nodeAffinity: NodeAffinity | None = None
+    podAffinity: PodAffinity | None = None
+    podAntiAffinity: PodAntiAffinity | None = None
+
+
 class PodSpec(Model):
     containers: list[Container]
     initContainers: list[Container] | None = None
@@ -224,7 +296,7 @@ class PodSpec(Model):
     terminationGracePeriodSeconds: int | None = None
     nodeName: str | None = None
     nodeSelector: dict[str, str] | None = None
-    affinity: dict[str, Any] | None = None
+    affinity: Affinity | None = None
     tolerations: list[Toleration] | None = None
     schedulerName: str | None = None
     hostname: str | None = None

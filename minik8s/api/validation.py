@@ -151,6 +151,81 @@ def validate_pod_spec(spec: t.PodSpec, path: str, causes: Causes) -> None:
             _check_container(c, cpath, volumes, causes)
     if spec.terminationGracePeriodSeconds is not None and spec.terminationGracePeriodSeconds < 0:
         causes.append((f"{path}.terminationGracePeriodSeconds", "Invalid value: must be >= 0"))
+    if spec.affinity:
+        validate_affinity(spec.affinity, f"{path}.affinity", causes)
+
+
+NODE_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")
+LABEL_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+NODE_FIELDS = ("metadata.name",)
+MAX_AFFINITY_WEIGHT = 100
+
+
+def _check_requirement(req: t.NodeSelectorRequirement | t.LabelSelectorRequirement, path: str,
+                       operators: tuple[str, ...], causes: Causes) -> None:
+    if req.operator not in operators:
+        supported = ", ".join(f'"{o}"' for o in operators)
+        causes.append((f"{path}.operator", f'Unsupported value: "{req.operator}": supported values: {supported}'))
+        return
+    values = req.values or []
+    if req.operator in ("In", "NotIn") and not values:
+        causes.append((f"{path}.values", "Required value: must be specified when `operator` is 'In' or 'NotIn'"))
+    elif req.operator in ("Exists", "DoesNotExist") and values:
+        causes.append((f"{path}.values", "Forbidden: may not be specified when `operator` is 'Exists' or "
+                                         "'DoesNotExist'"))
+    elif req.operator in ("Gt", "Lt") and (len(values) != 1 or not values[0].lstrip("-").isdigit()):
+        causes.append((f"{path}.values", "Required value: must be specified single integer value when `operator` "
+                                         "is 'Lt' or 'Gt'"))
+
+
+def _check_node_term(term: t.NodeSelectorTerm, path: str, causes: Causes) -> None:
+    for i, req in enumerate(term.matchExpressions or []):
+        _check_requirement(req, f"{path}.matchExpressions[{i}]", NODE_OPERATORS, causes)
+    for i, req in enumerate(term.matchFields or []):
+        if req.key not in NODE_FIELDS:
+            causes.append((f"{path}.matchFields[{i}].key", f'Unsupported value: "{req.key}": supported values: '
+                                                            '"metadata.name"'))
+        _check_requirement(req, f"{path}.matchFields[{i}]", ("In", "NotIn"), causes)
+
+
+def _check_weight(weight: int, path: str, causes: Causes) -> None:
+    if not 1 <= weight <= MAX_AFFINITY_WEIGHT:
+        causes.append((path, f"Invalid value: {weight}: must be in the range 1-{MAX_AFFINITY_WEIGHT}"))
+
+
+def _check_pod_terms(rules: t.PodAffinity | t.PodAntiAffinity, path: str, causes: Causes) -> None:
+    required = [(f"{path}.requiredDuringSchedulingIgnoredDuringExecution[{i}]", term)
+                for i, term in enumerate(rules.requiredDuringSchedulingIgnoredDuringExecution or [])]
+    for i, wt in enumerate(rules.preferredDuringSchedulingIgnoredDuringExecution or []):
+        wpath = f"{path}.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
+        _check_weight(wt.weight, f"{wpath}.weight", causes)
+        required.append((f"{wpath}.podAffinityTerm", wt.podAffinityTerm))
+    for tpath, term in required:
+        if not term.topologyKey:
+            causes.append((f"{tpath}.topologyKey", "Required value: can not be empty"))
+        for sel_name, sel in (("labelSelector", term.labelSelector), ("namespaceSelector", term.namespaceSelector)):
+            for j, req in enumerate((sel.matchExpressions if sel else None) or []):
+                _check_requirement(req, f"{tpath}.{sel_name}.matchExpressions[{j}]", LABEL_OPERATORS, causes)
+
+
+def validate_affinity(aff: t.Affinity, path: str, causes: Causes) -> None:
+    """Operators, values and weights of node and inter-pod (anti-)affinity, as Kubernetes checks them."""
+    na = aff.nodeAffinity
+    if na and na.requiredDuringSchedulingIgnoredDuringExecution:
+        rpath = f"{path}.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+        terms = na.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms
+        if not terms:
+            causes.append((f"{rpath}.nodeSelectorTerms", "Required value: must have at least one node selector term"))
+        for i, term in enumerate(terms):
+            _check_node_term(term, f"{rpath}.nodeSelectorTerms[{i}]", causes)
+    for i, pref in enumerate((na.preferredDuringSchedulingIgnoredDuringExecution if na else None) or []):
+        ppath = f"{path}.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}]"
+        _check_weight(pref.weight, f"{ppath}.weight", causes)
+        _check_node_term(pref.preference, f"{ppath}.preference", causes)
+    if aff.podAffinity:
+        _check_pod_terms(aff.podAffinity, f"{path}.podAffinity", causes)
+    if aff.podAntiAffinity:
+        _check_pod_terms(aff.podAntiAffinity, f"{path}.podAntiAffinity", causes)
 
 
 def validate_pod(pod: t.Pod) -> Causes:

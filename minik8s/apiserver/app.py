@@ -27,6 +27,7 @@ from minik8s.store import EtcdStore, StoreEvent
 log = logging.getLogger("minik8s.apiserver")
 
 UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz")
+JOIN_PATH = "/minik8s/join"
 KUBELET_TIMEOUT_S = 60.0
 WATCH_QUEUE_MAX = 10000
 
@@ -42,6 +43,10 @@ class ApiServerConfig:
     compaction_interval_s: float = 300.0  # like kube-apiserver's --etcd-compaction-interval
     tls_cert: str | None = None  # serving certificate and key (PEM files); None serves plain HTTP (tests)
     tls_key: str | None = None
+    pod_cidr: str = "10.244.0.0/16"  # cluster pod network; each Node gets a /node_cidr_prefix of it
+    node_cidr_prefix: int = 24
+    join_token: str | None = None  # accepted only on JOIN_PATH, like k3s's node-token
+    cluster_info: dict[str, Any] = field(default_factory=dict)  # handed to joining nodes (Ray address, registry)
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -98,7 +103,7 @@ class ApiServer:
     def __init__(self, config: ApiServerConfig, store: EtcdStore | None = None) -> None:
         self.config = config
         self.store = store or EtcdStore(config.etcd_endpoints)
-        self.resources = Resources(self.store)
+        self.resources = Resources(self.store, config.pod_cidr, config.node_cidr_prefix)
         self.app = self._build()
 
     # --- app ---------------------------------------------------------------------------------
@@ -112,6 +117,7 @@ class ApiServer:
         app.middleware("http")(self._auth)
         for path in UNAUTHENTICATED_PATHS:
             app.get(path)(self._healthz)
+        app.post(JOIN_PATH)(self._join)
         app.get("/version")(lambda: discovery.SERVER_VERSION)
         app.get("/api")(discovery.api_versions)
         app.get("/apis")(discovery.api_group_list)
@@ -144,12 +150,26 @@ class ApiServer:
                 log.warning("compaction failed: %s", exc)
 
     async def _auth(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if self.config.token and request.url.path not in UNAUTHENTICATED_PATHS:
-            header = request.headers.get("authorization", "")
-            given = header[7:] if header.lower().startswith("bearer ") else ""
+        path = request.url.path
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        if path == JOIN_PATH:
+            expected = self.config.join_token or ""
+            if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+                return _error(Unauthorized("invalid join token: use the token `minik8s token` prints"))
+        elif self.config.token and path not in UNAUTHENTICATED_PATHS:
             if not hmac.compare_digest(given.encode(), self.config.token.encode()):
                 return _error(Unauthorized("Unauthorized: a valid bearer token is required"))
         return await call_next(request)
+
+    async def _join(self, request: Request) -> Response:
+        """A node presents the join token and its wishes; it gets its Node object and the cluster's credentials."""
+        try:
+            body = await self._body(request)
+            node = await anyio.to_thread.run_sync(lambda: self.resources.join_node(body))
+        except MiniK8sError as exc:
+            return _error(exc)
+        return _json({"node": node, "token": self.config.token, "clusterInfo": self.config.cluster_info}, 201)
 
     async def _healthz(self) -> Response:
         try:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import ipaddress
 import logging
 import secrets
+import threading
 import uuid
 from typing import Any
 
@@ -25,6 +27,8 @@ log = logging.getLogger("minik8s.apiserver")
 Obj = dict[str, Any]
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DEFAULT_GRACE_S = 30
+DEFAULT_POD_CIDR = "10.244.0.0/16"
+DEFAULT_NODE_CIDR_PREFIX = 24
 GENERATE_SUFFIX_LEN = 5
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -93,8 +97,60 @@ DEFAULTERS = {"Pod": _pod_defaults}
 class Resources:
     """CRUD for every kind in the kinds table, over one EtcdStore."""
 
-    def __init__(self, store: EtcdStore) -> None:
+    def __init__(self, store: EtcdStore, pod_cidr: str = DEFAULT_POD_CIDR,
+                 node_cidr_prefix: int = DEFAULT_NODE_CIDR_PREFIX) -> None:
         self.store = store
+        self.pod_network = ipaddress.IPv4Network(pod_cidr)
+        self.node_cidr_prefix = node_cidr_prefix
+        self._node_lock = threading.Lock()  # one pod CIDR per node, even for concurrent creates
+
+    # --- nodes ----------------------------------------------------------------------------
+    def _assign_pod_cidr(self, node: Obj) -> None:
+        """Give the node the /N it asks for if no other node has it, else the lowest free one."""
+        spec = node.setdefault("spec", {})
+        others, _ = self.store.list(key_for(k.lookup("Node"), None))
+        taken = {o.get("spec", {}).get("podCIDR"): o["metadata"]["name"] for o in others
+                 if o["metadata"]["name"] != node["metadata"]["name"]}
+        wanted = spec.get("podCIDR")
+        if wanted:
+            try:
+                net = ipaddress.IPv4Network(wanted)
+            except ValueError:
+                raise Invalid("Node", node["metadata"]["name"],
+                              [("spec.podCIDR", f'Invalid value: "{wanted}": not a CIDR')]) from None
+            if not net.subnet_of(self.pod_network):
+                raise Invalid("Node", node["metadata"]["name"],
+                              [("spec.podCIDR", f'Invalid value: "{wanted}": not inside the cluster pod network '
+                                                f"{self.pod_network}")])
+            if str(net) in taken:
+                raise Invalid("Node", node["metadata"]["name"],
+                              [("spec.podCIDR", f'Invalid value: "{wanted}": already assigned to node '
+                                                f'"{taken[str(net)]}"')])
+        else:
+            subnets = self.pod_network.subnets(new_prefix=self.node_cidr_prefix)
+            next(subnets)  # the first /24 holds no node, as in flannel's default layout
+            free = next((str(n) for n in subnets if str(n) not in taken), None)
+            if free is None:
+                raise Invalid("Node", node["metadata"]["name"],
+                              [("spec.podCIDR", f"no free pod CIDR left in {self.pod_network}")])
+            spec["podCIDR"] = free
+        spec["podCIDRs"] = [spec["podCIDR"]]
+
+    def join_node(self, request: Obj) -> Obj:
+        """Register (or re-register) a joining node: its name, labels, taints and wished pod CIDR."""
+        if not isinstance(request, dict) or not request.get("name"):
+            raise BadRequest("a join request needs the node's name")
+        name = str(request["name"])
+        info = k.lookup("Node")
+        try:
+            return self.get(info, None, name)
+        except NotFound:
+            pass
+        body = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(request.get("labels") or {})}},
+                "spec": {key: v for key, v in (("taints", request.get("taints")), ("podCIDR", request.get("podCIDR")))
+                         if v}}
+        return self.create(info, None, body)
 
     # --- helpers --------------------------------------------------------------------------
     def _validate(self, info: k.KindInfo, obj: Obj) -> Obj:
@@ -174,6 +230,10 @@ class Resources:
         if dry_run:
             return obj
         try:
+            if info.kind == "Node":
+                with self._node_lock:
+                    self._assign_pod_cidr(obj)
+                    return self.store.create(key_for(info, None, meta["name"]), obj)
             return self.store.create(key_for(info, meta.get("namespace"), meta["name"]), obj)
         except AlreadyExists:
             raise AlreadyExists(f'{info.plural} "{meta["name"]}" already exists',
@@ -237,6 +297,12 @@ class Resources:
         obj = self._validate(info, new)
         if info.kind == "Pod":
             self._check_pod_update(current, obj)
+        if info.kind == "Node":
+            old_cidr = (current.get("spec") or {}).get("podCIDR")
+            new_cidr = (obj.get("spec") or {}).get("podCIDR")
+            if old_cidr and new_cidr != old_cidr:
+                raise Invalid("Node", cur_meta["name"], [("spec.podCIDR", f'Forbidden: the pod CIDR is "{old_cidr}" '
+                                                                          "and cannot change")])
         if obj.get("spec") != current.get("spec"):
             obj["metadata"]["generation"] = int(cur_meta.get("generation") or 1) + 1
         if info.kind in DEFAULTERS and "spec" in obj:

@@ -95,6 +95,8 @@ class ClusterConfig:
     pod_cidr: str = "10.244.0.0/16"
     """Cluster pod network; node ``i`` gets the ``i``-th ``/node_pod_prefixlen`` subnet."""
     node_pod_prefixlen: int = 24
+    pod_mtu: int = 1450
+    """Pod interfaces' MTU: the underlay's 1500 less VXLAN's 50 bytes of headers (as flannel does)."""
     service_cidr: str = "10.96.0.0/16"
     """Virtual IPs of Services (cluster DNS takes host ``dns_host_index``)."""
     dns_host_index: int = 10

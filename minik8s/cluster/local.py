@@ -31,6 +31,7 @@ from minik8s.cluster.procs import (
     kill_processes_using,
     unmount_under,
 )
+from minik8s.network.vxlan import ensure_host_routes, remove_host_routes
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def _node_dockerd(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
         "dockerd", "--data-root", str(node.docker_data_root), "--exec-root", str(node.docker_exec_root),
         "-H", node.docker_url, "--pidfile", str(node.docker_pidfile),
         f"--bip={node.pod_gateway}/{node.pod_cidr.split('/')[1]}",
-        "--iptables=false", "--ip-masq=false",
+        "--iptables=false", "--ip-masq=false", f"--mtu={cfg.pod_mtu}",
         "--registry-mirror", cfg.registry_url, "--insecure-registry", cfg.registry_addr,
     ]
     return ManagedProcess(f"{node.name}/dockerd", argv, cfg.state_dir, netns=node.netns)
@@ -364,6 +365,7 @@ def start_node(cfg: ClusterConfig, node: NodeConfig) -> None:
         raise ProcessError(f"the Ray head is not reachable at {cfg.ray_address}: start the control plane first")
     node.dir.mkdir(parents=True, exist_ok=True)
     nets.ensure_node_netns(cfg, node)
+    ensure_host_routes([node])  # the user's shell reaches this node's pods through its underlay IP
     dockerd = _node_dockerd(cfg, node)
     raylet = _node_raylet(cfg, node)
     if not dockerd.running():
@@ -387,6 +389,7 @@ def stop_node(cfg: ClusterConfig, node: NodeConfig) -> None:
     kill_processes_using(node.dir, t)
     kill_orphan_containers(node.docker_data_root)
     unmount_under(node.dir)
+    remove_host_routes([node])
     nets.remove_node_netns(cfg, node)
 
 

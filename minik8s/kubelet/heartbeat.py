@@ -88,6 +88,11 @@ class NodeReporter:
         except NotFound:
             node = self.client.create(self._new_node())
             log.info("registered node", extra={"node": self.node_name, "node_ip": self.node_ip})
+        wanted = self._new_node().metadata.labels or {}
+        current = node.metadata.labels or {}
+        if any(key not in current for key in wanted):  # registered by `join`: add what the kubelet knows
+            labels = {**wanted, **current}
+            node = self.client.patch("Node", self.node_name, {"metadata": {"labels": labels}}, None)
         if self.pod_cidr and node.spec.podCIDR != self.pod_cidr:
             spec = node.spec.model_copy(update={"podCIDR": self.pod_cidr, "podCIDRs": [self.pod_cidr]})
             node = self.client.update(node.model_copy(update={"spec": spec}))

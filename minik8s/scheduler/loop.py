@@ -1,9 +1,15 @@
-"""The scheduler component: informers on nodes and unscheduled pods, bind through the API."""
+"""The scheduler component: informers feed an incremental cache; one thread decides, a pool binds.
+
+Decisions stay single-threaded so each one sees every earlier decision (assumed in the
+cache before its bind is sent); the HTTP calls (binding, status, events) go to a small
+thread pool so a decision never waits for the API server.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,14 +17,22 @@ from minik8s.api import types as t
 from minik8s.client import Client, Informer, WorkQueue
 from minik8s.client.events import EventRecorder
 from minik8s.errors import Conflict, MiniK8sError, NotFound
-from minik8s.scheduler.policy import NodeInfo, Snapshot, schedule
+from minik8s.scheduler.cache import SchedulerCache
+from minik8s.scheduler.policy import POLICIES, Placement, Policy
+from minik8s.scheduler.snapshot import pod_key
 
 log = logging.getLogger("minik8s.scheduler")
+
+SCHEDULER_NAME = "default-scheduler"
 
 
 @dataclass
 class SchedulerConfig:
-    workers: int = 1  # one binder keeps the snapshot consistent without locking
+    policy: str = "default"  # a key of policy.POLICIES: "default" (filter + score) or "round-robin"
+    scheduler_name: str = SCHEDULER_NAME  # pods naming another spec.schedulerName are left alone
+    bind_workers: int = 16  # concurrent binding/status/event requests; decisions stay on one thread
+    max_inflight_binds: int = 512  # decisions wait when this many API calls are queued (back-pressure)
+    record_scheduled_events: bool = True  # a "Scheduled" Event per bind, as kube-scheduler writes
     retry_unschedulable_s: float = 5.0  # also retried at once when nodes or pods change
     resync_s: float = 30.0
 
@@ -27,65 +41,100 @@ class Scheduler:
     def __init__(self, client: Client, config: SchedulerConfig | None = None) -> None:
         self.client = client
         self.config = config or SchedulerConfig()
+        if self.config.policy not in POLICIES:
+            raise ValueError(f"unknown scheduler policy {self.config.policy!r}: one of {', '.join(POLICIES)}")
+        self.policy: Policy = POLICIES[self.config.policy]
         self.queue = WorkQueue()
-        self.pending = Informer(client, "Pod", field_selector="spec.nodeName=", resync_seconds=self.config.resync_s)
+        self.cache = SchedulerCache()
         self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
         self.nodes = Informer(client, "Node", resync_seconds=self.config.resync_s)
-        self.events = EventRecorder(client, "default-scheduler")
+        self.namespaces = Informer(client, "Namespace", resync_seconds=self.config.resync_s)
+        self.events = EventRecorder(client, self.config.scheduler_name)
+        self._pool = ThreadPoolExecutor(self.config.bind_workers, thread_name_prefix="scheduler-bind")
+        self._inflight = threading.BoundedSemaphore(self.config.max_inflight_binds)
         self._stop = threading.Event()
         self._unschedulable: set[str] = set()
         self._lock = threading.Lock()
+        self._last_node: str | None = None  # round-robin's cursor
+        self._thread: threading.Thread | None = None
 
+    # --- informer handlers ---------------------------------------------------------------------
     def _requeue_unschedulable(self, *_args: Any) -> None:
         with self._lock:
             keys, self._unschedulable = self._unschedulable, set()
         for key in keys:
             self.queue.add(key)
 
-    def _enqueue(self, pod: t.Pod) -> None:
-        if not pod.spec.nodeName and not pod.metadata.deletionTimestamp:
-            self.queue.add(f"{pod.metadata.namespace}/{pod.metadata.name}")
+    def _pod_added(self, pod: t.Pod) -> None:
+        self.cache.update_pod(pod)
+        self._enqueue(pod)
 
-    def start(self) -> None:
-        self.pending.add_handler(on_add=self._enqueue, on_update=lambda _o, n: self._enqueue(n))
-        self.nodes.add_handler(on_add=self._requeue_unschedulable, on_update=self._node_changed)
-        self.pods.add_handler(on_delete=self._requeue_unschedulable)
-        for inf in (self.nodes, self.pods, self.pending):
-            inf.start()
-        for inf in (self.nodes, self.pods, self.pending):
-            inf.wait_synced()
-        for i in range(self.config.workers):
-            threading.Thread(target=self._worker, name=f"scheduler-{i}", daemon=True).start()
-        log.info("scheduler started")
+    def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
+        self.cache.update_pod(new)
+        with self._lock:
+            waiting = pod_key(new) in self._unschedulable
+        if waiting and old.spec == new.spec and old.metadata.labels == new.metadata.labels:
+            return  # e.g. our own PodScheduled=False write: the retry timer or a cluster change requeues it
+        self._enqueue(new)
+        if old.spec.nodeName and new.status and new.status.phase in ("Succeeded", "Failed") and \
+                not (old.status and old.status.phase in ("Succeeded", "Failed")):
+            self._requeue_unschedulable()  # its resources are free again
+
+    def _pod_deleted(self, pod: t.Pod) -> None:
+        self.cache.remove_pod(pod)
+        if pod.spec.nodeName:
+            self._requeue_unschedulable()
+
+    def _node_added(self, node: t.Node) -> None:
+        self.cache.set_node(node)
+        self._requeue_unschedulable()
 
     def _node_changed(self, old: t.Node, new: t.Node) -> None:
+        self.cache.set_node(new)
         if old.metadata.resourceVersion != new.metadata.resourceVersion:
             self._requeue_unschedulable()
+
+    def _mine(self, pod: t.Pod) -> bool:
+        return (pod.spec.schedulerName or SCHEDULER_NAME) == self.config.scheduler_name
+
+    def _enqueue(self, pod: t.Pod) -> None:
+        if not pod.spec.nodeName and not pod.metadata.deletionTimestamp and \
+                self._mine(pod):
+            self.queue.add(pod_key(pod))
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.namespaces.add_handler(on_add=self.cache.set_namespace,
+                                    on_update=lambda _o, n: self.cache.set_namespace(n))
+        self.nodes.add_handler(on_add=self._node_added, on_update=self._node_changed,
+                               on_delete=self.cache.remove_node)
+        self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
+        informers = (self.namespaces, self.nodes, self.pods)
+        for inf in informers:
+            inf.start()
+        for inf in informers:
+            inf.wait_synced()
+        self._thread = threading.Thread(target=self._decide_loop, name="scheduler", daemon=True)
+        self._thread.start()
+        log.info("scheduler started", extra={"policy": self.config.policy})
 
     def stop(self) -> None:
         self._stop.set()
         self.queue.shutdown()
-        for inf in (self.nodes, self.pods, self.pending):
+        for inf in (self.namespaces, self.nodes, self.pods):
             inf.stop()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def snapshot(self) -> Snapshot:
-        by_node: dict[str, list[t.Pod]] = {}
-        for p in self.pods.list():
-            if p.spec.nodeName and (p.status is None or p.status.phase not in ("Succeeded", "Failed")):
-                by_node.setdefault(p.spec.nodeName, []).append(p)
-        return Snapshot([NodeInfo(n, by_node.get(n.metadata.name or "", [])) for n in self.nodes.list()])
-
-    def _worker(self) -> None:
+    # --- the decision loop ---------------------------------------------------------------------
+    def _decide_loop(self) -> None:
         while not self._stop.is_set():
             key = self.queue.get()
             if key is None:
                 return
             try:
                 self.sync(key)
-                self.queue.forget(key)
-            except MiniK8sError as exc:
-                log.warning("scheduling failed, retrying", extra={"pod": key, "error": exc.message})
-                self.queue.add_rate_limited(key)
             except Exception:
                 log.exception("scheduling crashed", extra={"pod": key})
                 self.queue.add_rate_limited(key)
@@ -93,38 +142,73 @@ class Scheduler:
                 self.queue.done(key)
 
     def sync(self, key: str) -> None:
-        pod = self.pending.get(key)
-        if pod is None or pod.spec.nodeName or pod.metadata.deletionTimestamp:
+        """Decide for one pending pod; the bind (or the unschedulable report) is sent from the pool."""
+        pod: t.Pod | None = self.pods.get(key)
+        if pod is None or pod.spec.nodeName or pod.metadata.deletionTimestamp or \
+                not self._mine(pod):
             return
-        if pod.spec.schedulerName not in (None, "default-scheduler"):
-            return
-        snap = self.snapshot()
-        placement = schedule(pod, snap)
-        ns, name = pod.metadata.namespace or "default", pod.metadata.name or ""
+        with self.cache.lock:
+            if self.cache.is_assumed(key):
+                return  # already decided; the bind is in flight or the informer has not caught up
+            placement = self.policy.schedule(pod, self.cache.snapshot, self._last_node)
+            total = len(self.cache.snapshot.nodes)
+            if placement.node is not None:
+                self.cache.assume(pod, placement.node)
+                self._last_node = placement.node
+        self._inflight.acquire()
         if placement.node is None:
-            message = placement.message(len(snap.nodes))
-            self._mark_unschedulable(pod, message)
             with self._lock:
                 self._unschedulable.add(key)
             self.queue.add_after(key, self.config.retry_unschedulable_s)
-            return
-        try:
-            self.client.bind(name, placement.node, ns)
-        except (Conflict, NotFound):
-            return  # bound by someone else, or gone: nothing to do
-        self.events.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {placement.node}")
-        log.info("bound", extra={"pod": key, "node": placement.node})
+            self._submit(self._report_unschedulable, pod, placement, total)
+        else:
+            self.queue.forget(key)
+            self._submit(self._bind, pod, placement.node)
 
-    def _mark_unschedulable(self, pod: t.Pod, message: str) -> None:
+    def _submit(self, fn: Any, *args: Any) -> None:
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("scheduler API call crashed", extra={"call": getattr(fn, "__name__", "?")})
+            finally:
+                self._inflight.release()
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # the pool is shut down: we are stopping
+            self._inflight.release()
+
+    # --- API calls (pool threads) ----------------------------------------------------------------
+    def _bind(self, pod: t.Pod, node: str) -> None:
+        ns, name = pod.metadata.namespace or "default", pod.metadata.name or ""
+        try:
+            self.client.bind(name, node, ns)
+        except (Conflict, NotFound):
+            self.cache.forget(pod)  # bound by someone else, or gone: the informer has the truth
+            return
+        except MiniK8sError as exc:
+            self.cache.forget(pod)
+            log.warning("binding failed, retrying", extra={"pod": pod_key(pod), "node": node, "error": exc.message})
+            self.queue.add_rate_limited(pod_key(pod))
+            return
+        if self.config.record_scheduled_events:
+            self.events.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
+        log.debug("bound", extra={"pod": pod_key(pod), "node": node})
+
+    def _report_unschedulable(self, pod: t.Pod, placement: Placement, total: int) -> None:
+        """PodScheduled=False with the reasons, and a FailedScheduling event."""
+        message = placement.message(total)
         conds = (pod.status.conditions if pod.status else None) or []
         current = next((c for c in conds if c.type == "PodScheduled"), None)
-        if current and current.status == "False" and current.message == message:
-            return
-        cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
-        others = [c.to_dict() for c in conds if c.type != "PodScheduled"]
-        try:
-            self.client.patch("Pod", pod.metadata.name or "", {"status": {"conditions": [*others, cond]}},
-                              pod.metadata.namespace, subresource="status")
-        except NotFound:
-            return
+        if not (current and current.status == "False" and current.message == message):
+            cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+            others = [c.to_dict() for c in conds if c.type != "PodScheduled"]
+            try:
+                self.client.patch("Pod", pod.metadata.name or "", {"status": {"conditions": [*others, cond]}},
+                                  pod.metadata.namespace, subresource="status")
+            except NotFound:
+                return
+            except MiniK8sError as exc:
+                log.warning("could not mark pod unschedulable", extra={"pod": pod_key(pod), "error": exc.message})
         self.events.record(pod, "Warning", "FailedScheduling", message)
+        log.info("unschedulable", extra={"pod": pod_key(pod), "reason": message})

@@ -1,96 +1,105 @@
-"""Placement as a pure function: snapshot in, node name (or the reasons why none) out."""
+"""Placement as a pure function: snapshot in, node name (or the reasons why none) out.
+
+Filters and scorers are plug-ins in registries (`FILTERS`, `SCORERS`), as in Nomad's
+scheduler. Each receives a `Cycle` (the pod being placed, the snapshot and a memo for what
+is computed once per decision, like the domains where the pod's affinity terms are met) and
+one `NodeInfo`. A filter returns None when the node fits, else a short reason; the reasons
+are counted into "0/3 nodes are available: 2 Insufficient memory, 1 node(s) were not ready.".
+A scorer returns a raw score; its optional normalizer maps the raw scores of all feasible
+nodes to 0..100 before weighting, as Kubernetes' NormalizeScore does.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from minik8s.api import types as t
-from minik8s.api.quantity import QuantityError, cpu_millis, memory_bytes
+from minik8s.scheduler import affinity as a
+from minik8s.scheduler.snapshot import NodeInfo, OwnerKey, Snapshot, owner_key, pod_requests
 
-DEFAULT_MAX_PODS = 110
+__all__ = ["FILTERS", "POLICIES", "SCORERS", "Cycle", "NodeInfo", "Placement", "Policy", "ScorePlugin", "Snapshot",
+           "pod_requests", "schedule"]
 
-
-@dataclass
-class NodeInfo:
-    node: t.Node
-    pods: list[t.Pod] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.node.metadata.name or ""
-
-    def allocatable(self) -> tuple[int, int, int]:
-        alloc = (self.node.status.allocatable if self.node.status else None) or {}
-        return (cpu_millis(alloc.get("cpu", 0)), memory_bytes(alloc.get("memory", 0)),
-                int(alloc.get("pods", DEFAULT_MAX_PODS)))
-
-    def requested(self) -> tuple[int, int, int]:
-        cpu = mem = 0
-        for p in self.pods:
-            c, m = pod_requests(p)
-            cpu, mem = cpu + c, mem + m
-        return cpu, mem, len(self.pods)
+MAX_SCORE = 100.0
+T = TypeVar("T")
 
 
-@dataclass
-class Snapshot:
-    nodes: list[NodeInfo]
+class Cycle:
+    """One scheduling decision: the pod, the snapshot, and values computed once for all nodes."""
+
+    def __init__(self, pod: t.Pod, snapshot: Snapshot) -> None:
+        self.pod, self.snapshot = pod, snapshot
+        self.namespace = pod.metadata.namespace or "default"
+        self.cpu, self.mem = pod_requests(pod)
+        self.owner: OwnerKey | None = owner_key(pod)
+        aff = pod.spec.affinity
+        self.node_affinity = aff.nodeAffinity if aff else None
+        self.pod_affinity = aff.podAffinity if aff else None
+        self.pod_anti_affinity = aff.podAntiAffinity if aff else None
+        self._memo: dict[str, Any] = {}
+
+    def memo(self, name: str, compute: Callable[[Cycle], T]) -> T:
+        if name not in self._memo:
+            self._memo[name] = compute(self)
+        return self._memo[name]  # type: ignore[no-any-return]
 
 
-def pod_requests(pod: t.Pod) -> tuple[int, int]:
-    cpu = mem = 0
-    for c in pod.spec.containers:
-        req = (c.resources.requests if c.resources else None) or {}
-        lim = (c.resources.limits if c.resources else None) or {}
-        try:
-            cpu += cpu_millis(req.get("cpu", lim.get("cpu", 0)))
-            mem += memory_bytes(req.get("memory", lim.get("memory", 0)))
-        except QuantityError:
-            continue  # the API server rejects bad quantities; never crash the scheduler on one
-    return cpu, mem
+Filter = Callable[[Cycle, NodeInfo], str | None]
+Scorer = Callable[[Cycle, NodeInfo], float]
+Normalizer = Callable[[list[float]], list[float]]
 
 
-# --- filters: return None when the node fits, else a short reason ---------------------------
+# --- filters ---------------------------------------------------------------------------------
 
-Filter = Callable[[t.Pod, NodeInfo], str | None]
-
-
-def node_ready(pod: t.Pod, ni: NodeInfo) -> str | None:
-    conds = (ni.node.status.conditions if ni.node.status else None) or []
-    ready = any(c.type == "Ready" and c.status == "True" for c in conds)
+def node_ready(c: Cycle, ni: NodeInfo) -> str | None:
+    conds = (ni.node.status.conditions if ni.node and ni.node.status else None) or []
+    ready = any(cond.type == "Ready" and cond.status == "True" for cond in conds)
     return None if ready else "node(s) were not ready"
 
 
-def node_schedulable(pod: t.Pod, ni: NodeInfo) -> str | None:
-    return "node(s) were unschedulable" if ni.node.spec.unschedulable else None
+def node_schedulable(c: Cycle, ni: NodeInfo) -> str | None:
+    return "node(s) were unschedulable" if ni.node and ni.node.spec.unschedulable else None
 
 
-def fits_resources(pod: t.Pod, ni: NodeInfo) -> str | None:
-    cpu, mem = pod_requests(pod)
-    a_cpu, a_mem, a_pods = ni.allocatable()
-    u_cpu, u_mem, u_pods = ni.requested()
-    if u_pods + 1 > a_pods:
+def fits_resources(c: Cycle, ni: NodeInfo) -> str | None:
+    a_cpu, a_mem, a_pods = ni.alloc
+    if len(ni.pods) + 1 > a_pods:
         return "Too many pods"
-    if cpu and u_cpu + cpu > a_cpu:
+    if c.cpu and ni.cpu + c.cpu > a_cpu:
         return "Insufficient cpu"
-    if mem and u_mem + mem > a_mem:
+    if c.mem and ni.mem + c.mem > a_mem:
         return "Insufficient memory"
     return None
 
 
-def node_selector(pod: t.Pod, ni: NodeInfo) -> str | None:
-    labels = ni.node.metadata.labels or {}
-    wanted = pod.spec.nodeSelector or {}
+def node_selector(c: Cycle, ni: NodeInfo) -> str | None:
+    wanted = c.pod.spec.nodeSelector
+    if not wanted:
+        return None
+    labels = ni.labels
     return None if all(labels.get(k) == v for k, v in wanted.items()) else "node(s) didn't match Pod's node selector"
 
 
-def taints_tolerated(pod: t.Pod, ni: NodeInfo) -> str | None:
-    for taint in ni.node.spec.taints or []:
-        if taint.effect == "PreferNoSchedule":
-            continue
-        if not any(_tolerates(tol, taint) for tol in pod.spec.tolerations or []):
+def node_affinity(c: Cycle, ni: NodeInfo) -> str | None:
+    req = c.node_affinity.requiredDuringSchedulingIgnoredDuringExecution if c.node_affinity else None
+    if req is None:
+        return None
+    if any(a.node_term_matches(term, ni.name, ni.labels) for term in req.nodeSelectorTerms):
+        return None
+    return "node(s) didn't match Pod's node affinity/selector"
+
+
+def _untolerated(c: Cycle, taint: t.Taint) -> bool:
+    return not any(_tolerates(tol, taint) for tol in c.pod.spec.tolerations or [])
+
+
+def taints_tolerated(c: Cycle, ni: NodeInfo) -> str | None:
+    """NoSchedule and NoExecute taints both keep a pod off the node unless tolerated."""
+    for taint in (ni.node.spec.taints if ni.node else None) or []:
+        if taint.effect in ("NoSchedule", "NoExecute") and _untolerated(c, taint):
             return "node(s) had untolerated taint"
     return None
 
@@ -103,31 +112,153 @@ def _tolerates(tol: t.Toleration, taint: t.Taint) -> bool:
     return tol.key == taint.key and (tol.value or "") == (taint.value or "")
 
 
+def _required_affinity(c: Cycle) -> list[set[a.Domain]] | None:
+    """Per required term, the domains holding a selected pod; None when the pod may go anywhere it matches itself.
+
+    Kubernetes lets the first pod of a group that selects itself land when no pod matches yet.
+    """
+    terms = c.pod_affinity.requiredDuringSchedulingIgnoredDuringExecution if c.pod_affinity else None
+    domains = [a.matching_domains(term, c.namespace, c.snapshot) for term in terms or []]
+    if not any(domains) and all(a.term_matches_pod(term, c.namespace, c.pod, c.snapshot) for term in terms or []):
+        return None
+    return domains
+
+
+def pod_affinity(c: Cycle, ni: NodeInfo) -> str | None:
+    terms = c.pod_affinity.requiredDuringSchedulingIgnoredDuringExecution if c.pod_affinity else None
+    if not terms:
+        return None
+    domains = c.memo("affinity", _required_affinity)
+    for i, term in enumerate(terms):
+        dom = a.domain_of(ni, term.topologyKey)
+        if dom is None or (domains is not None and dom not in domains[i]):
+            return "node(s) didn't match pod affinity rules"
+    return None
+
+
+def _forbidden_by_own_terms(c: Cycle) -> set[a.Domain]:
+    terms = c.pod_anti_affinity.requiredDuringSchedulingIgnoredDuringExecution if c.pod_anti_affinity else None
+    found: set[a.Domain] = set()
+    for term in terms or []:
+        found |= a.matching_domains(term, c.namespace, c.snapshot)
+    return found
+
+
+def _forbidden_by_existing(c: Cycle) -> set[a.Domain]:
+    """Domains where an existing pod's required anti-affinity selects the new pod (the symmetric rule)."""
+    found: set[a.Domain] = set()
+    snap = c.snapshot
+    for key, pod in snap.anti_affinity_pods.items():
+        ni = snap.get(snap.node_of(key) or "")
+        anti = pod.spec.affinity.podAntiAffinity if pod.spec.affinity else None
+        if ni is None or anti is None:
+            continue
+        for term in anti.requiredDuringSchedulingIgnoredDuringExecution or []:
+            dom = a.domain_of(ni, term.topologyKey)
+            if dom is not None and a.term_matches_pod(term, pod.metadata.namespace or "default", c.pod, snap):
+                found.add(dom)
+    return found
+
+
+def _in_any(ni: NodeInfo, domains: set[a.Domain]) -> bool:
+    return any(ni.labels.get(key) == value for key, value in domains)
+
+
+def pod_anti_affinity(c: Cycle, ni: NodeInfo) -> str | None:
+    if c.pod_anti_affinity and c.pod_anti_affinity.requiredDuringSchedulingIgnoredDuringExecution:
+        if _in_any(ni, c.memo("anti-own", _forbidden_by_own_terms)):
+            return "node(s) didn't match pod anti-affinity rules"
+    if c.snapshot.anti_affinity_pods and _in_any(ni, c.memo("anti-existing", _forbidden_by_existing)):
+        return "node(s) didn't satisfy existing pods anti-affinity rules"
+    return None
+
+
+# Cheap, common checks first: a node is reported under the first filter it fails.
 FILTERS: dict[str, Filter] = {
-    "NodeReady": node_ready, "NodeUnschedulable": node_schedulable, "NodeResourcesFit": fits_resources,
-    "NodeSelector": node_selector, "TaintToleration": taints_tolerated,
+    "NodeUnschedulable": node_schedulable, "NodeReady": node_ready, "NodeSelector": node_selector,
+    "NodeAffinity": node_affinity, "TaintToleration": taints_tolerated, "NodeResourcesFit": fits_resources,
+    "InterPodAffinity": pod_affinity, "InterPodAntiAffinity": pod_anti_affinity,
 }
 
 
-# --- scorers: higher is better, 0..100 ------------------------------------------------------
+# --- scorers ---------------------------------------------------------------------------------
 
-Scorer = Callable[[t.Pod, NodeInfo], float]
-
-
-def least_allocated(pod: t.Pod, ni: NodeInfo) -> float:
-    cpu, mem = pod_requests(pod)
-    a_cpu, a_mem, a_pods = ni.allocatable()
-    u_cpu, u_mem, u_pods = ni.requested()
-    shares = [(u_pods + 1) / a_pods if a_pods else 1.0]
+def least_allocated(c: Cycle, ni: NodeInfo) -> float:
+    a_cpu, a_mem, a_pods = ni.alloc
+    total = (len(ni.pods) + 1) / a_pods if a_pods else 1.0
+    n = 1
     if a_cpu:
-        shares.append((u_cpu + cpu) / a_cpu)
+        total, n = total + (ni.cpu + c.cpu) / a_cpu, n + 1
     if a_mem:
-        shares.append((u_mem + mem) / a_mem)
-    return 100.0 * (1.0 - sum(shares) / len(shares))
+        total, n = total + (ni.mem + c.mem) / a_mem, n + 1
+    return MAX_SCORE * (1.0 - total / n)
 
 
-SCORERS: dict[str, tuple[Scorer, float]] = {"LeastAllocated": (least_allocated, 1.0)}
+def owner_spread(c: Cycle, ni: NodeInfo) -> float:
+    """Raw: pods of the same owner already on the node (normalized so fewer is better)."""
+    return float(ni.owners.get(c.owner, 0)) if c.owner is not None else 0.0
 
+
+def preferred_node_affinity(c: Cycle, ni: NodeInfo) -> float:
+    prefs = c.node_affinity.preferredDuringSchedulingIgnoredDuringExecution if c.node_affinity else None
+    return float(sum(p.weight for p in prefs or [] if a.node_term_matches(p.preference, ni.name, ni.labels)))
+
+
+def _preferred_pod_domains(c: Cycle) -> dict[a.Domain, float]:
+    terms: list[tuple[int, t.PodAffinityTerm]] = []
+    for rules, sign in ((c.pod_affinity, 1), (c.pod_anti_affinity, -1)):
+        for wt in (rules.preferredDuringSchedulingIgnoredDuringExecution if rules else None) or []:
+            terms.append((sign * wt.weight, wt.podAffinityTerm))
+    return a.weighted_domains(terms, c.namespace, c.snapshot)
+
+
+def preferred_pod_affinity(c: Cycle, ni: NodeInfo) -> float:
+    if not (c.pod_affinity and c.pod_affinity.preferredDuringSchedulingIgnoredDuringExecution) and \
+            not (c.pod_anti_affinity and c.pod_anti_affinity.preferredDuringSchedulingIgnoredDuringExecution):
+        return 0.0
+    domains = c.memo("preferred-pod", _preferred_pod_domains)
+    return sum(score for (key, value), score in domains.items() if ni.labels.get(key) == value)
+
+
+def prefer_no_schedule(c: Cycle, ni: NodeInfo) -> float:
+    """Raw: untolerated PreferNoSchedule taints (normalized so fewer is better)."""
+    taints = (ni.node.spec.taints if ni.node else None) or []
+    return float(sum(1 for taint in taints if taint.effect == "PreferNoSchedule" and _untolerated(c, taint)))
+
+
+def scale_to_max(raw: list[float]) -> list[float]:
+    top = max(raw, default=0.0)
+    return [MAX_SCORE * s / top for s in raw] if top > 0 else [0.0] * len(raw)
+
+
+def fewer_is_better(raw: list[float]) -> list[float]:
+    top = max(raw, default=0.0)
+    return [MAX_SCORE * (top - s) / top for s in raw] if top > 0 else [MAX_SCORE] * len(raw)
+
+
+def min_max(raw: list[float]) -> list[float]:
+    lo, hi = min(raw, default=0.0), max(raw, default=0.0)
+    return [MAX_SCORE * (s - lo) / (hi - lo) for s in raw] if hi > lo else [0.0] * len(raw)
+
+
+@dataclass(frozen=True)
+class ScorePlugin:
+    score: Scorer
+    weight: float = 1.0
+    normalize: Normalizer | None = None
+
+
+# Weights follow the Kubernetes defaults (NodeAffinity 2, InterPodAffinity 2, TaintToleration 3).
+SCORERS: dict[str, ScorePlugin] = {
+    "LeastAllocated": ScorePlugin(least_allocated, 1.0),
+    "SelectorSpread": ScorePlugin(owner_spread, 1.0, fewer_is_better),
+    "NodeAffinity": ScorePlugin(preferred_node_affinity, 2.0, scale_to_max),
+    "InterPodAffinity": ScorePlugin(preferred_pod_affinity, 2.0, min_max),
+    "TaintToleration": ScorePlugin(prefer_no_schedule, 3.0, fewer_is_better),
+}
+
+
+# --- the decision ----------------------------------------------------------------------------
 
 @dataclass
 class Placement:
@@ -139,24 +270,60 @@ class Placement:
         return f"0/{total} nodes are available: {detail}."
 
 
-def schedule(pod: t.Pod, snapshot: Snapshot, filters: dict[str, Filter] | None = None,
-             scorers: dict[str, tuple[Scorer, float]] | None = None) -> Placement:
-    """The best node for `pod`, ties broken by name so placements are reproducible."""
-    filters = FILTERS if filters is None else filters
-    scorers = SCORERS if scorers is None else scorers
-    reasons: Counter[str] = Counter()
-    feasible: list[NodeInfo] = []
-    for ni in snapshot.nodes:
-        reason = next((r for f in filters.values() if (r := f(pod, ni))), None)
-        if reason:
-            reasons[reason] += 1
-        else:
-            feasible.append(ni)
-    if not feasible:
-        return Placement(None, reasons)
-    best = max(feasible, key=lambda ni: (sum(w * s(pod, ni) for s, w in scorers.values()), _neg(ni.name)))
-    return Placement(best.name)
+@dataclass(frozen=True)
+class Policy:
+    """Filters, then either the best-scoring node or (round_robin) the next feasible node in name order."""
+
+    filters: Mapping[str, Filter] = field(default_factory=lambda: FILTERS)
+    scorers: Mapping[str, ScorePlugin] = field(default_factory=lambda: SCORERS)
+    round_robin: bool = False
+
+    def schedule(self, pod: t.Pod, snapshot: Snapshot, last: str | None = None) -> Placement:
+        """`last`: the node round-robin placed the previous pod on (ignored by scoring)."""
+        c = Cycle(pod, snapshot)
+        filters = list(self.filters.values())
+        reasons: Counter[str] = Counter()
+        feasible: list[NodeInfo] = []
+        for ni in snapshot.nodes:
+            for f in filters:
+                reason = f(c, ni)
+                if reason:
+                    reasons[reason] += 1
+                    break
+            else:
+                feasible.append(ni)
+        if not feasible:
+            return Placement(None, reasons)
+        if self.round_robin:
+            after = next((ni for ni in feasible if last is not None and ni.name > last), feasible[0])
+            return Placement(after.name)
+        return Placement(feasible[_best(c, feasible, self.scorers)].name)
 
 
-def _neg(name: str) -> tuple[int, ...]:
-    return tuple(-ord(ch) for ch in name)
+def _best(c: Cycle, feasible: list[NodeInfo], scorers: Mapping[str, ScorePlugin]) -> int:
+    """Index of the highest weighted score; ties go to the first node in name order, so results reproduce."""
+    if len(feasible) == 1:
+        return 0
+    totals = [0.0] * len(feasible)
+    for plugin in scorers.values():
+        raw = [plugin.score(c, ni) for ni in feasible]
+        if plugin.normalize is not None:
+            raw = plugin.normalize(raw)
+        w = plugin.weight
+        for i, s in enumerate(raw):
+            totals[i] += w * s
+    best = 0
+    for i in range(1, len(totals)):
+        if totals[i] > totals[best]:
+            best = i
+    return best
+
+
+POLICIES: dict[str, Policy] = {"default": Policy(), "round-robin": Policy(scorers={}, round_robin=True)}
+
+
+def schedule(pod: t.Pod, snapshot: Snapshot, filters: Mapping[str, Filter] | None = None,
+             scorers: Mapping[str, ScorePlugin] | None = None) -> Placement:
+    """The best node for `pod` under the given (default: all registered) filters and scorers."""
+    return Policy(FILTERS if filters is None else filters, SCORERS if scorers is None else scorers).schedule(
+        pod, snapshot)

@@ -24,6 +24,11 @@ MINIK8S = str(Path(sys.executable).parent / "minik8s")
 UP_TIMEOUT_S = 900
 CMD_TIMEOUT_S = 120
 T = TypeVar("T")
+# Short node-health timings so the node-failure test runs in well under a minute.
+NODE_GRACE_S = 20
+EVICTION_S = 10
+UP_ARGS = ("up", "--nodes", "3", "--node-monitor-grace-period", str(NODE_GRACE_S),
+           "--pod-eviction-timeout", str(EVICTION_S))
 
 
 def run(*args: str, input: str | None = None, check: bool = True, timeout: float = CMD_TIMEOUT_S
@@ -59,7 +64,7 @@ def unique(prefix: str) -> str:
 def cluster() -> Iterator[None]:
     if os.geteuid() != 0:
         pytest.fail("e2e tests need root (network namespaces, dockerd)")
-    run("up", "--nodes", "1", timeout=UP_TIMEOUT_S)
+    run(*UP_ARGS, timeout=UP_TIMEOUT_S)
     yield
     if os.environ.get("MINIK8S_E2E_KEEP") != "1":
         run("down", timeout=UP_TIMEOUT_S)

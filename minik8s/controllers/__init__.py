@@ -1,0 +1,1 @@
+"""Controllers run by the controller-manager: each is an informer + work queue + idempotent sync."""

@@ -1,0 +1,172 @@
+"""Node lifecycle: notice nodes whose kubelet went quiet, and move their pods off them.
+
+Like kube-controller-manager's node lifecycle controller:
+- a node whose Lease was not renewed for `node_monitor_grace_s` gets Ready=Unknown
+  ("Kubelet stopped posting node status.") and the `node.kubernetes.io/unreachable` taint;
+- pods bound to a node that has been not-ready for `pod_eviction_timeout_s` are deleted
+  (gracefully: they show Terminating, and their controllers replace them elsewhere);
+- pods bound to a node that no longer exists are deleted at once (pod garbage collection);
+- when the kubelet posts Ready again, the taint goes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from minik8s.api import types as t
+from minik8s.client import Client, Informer
+from minik8s.client.events import EventRecorder
+from minik8s.errors import MiniK8sError, NotFound
+
+log = logging.getLogger("minik8s.controllers.nodelifecycle")
+
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+LEASE_NAMESPACE = "kube-node-lease"
+
+
+@dataclass
+class NodeLifecycleConfig:
+    node_monitor_grace_s: float = 40.0  # kube-controller-manager's --node-monitor-grace-period
+    pod_eviction_timeout_s: float = 300.0  # Kubernetes' default toleration of the unreachable taint
+    period_s: float = 2.0  # how often nodes are checked
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+class NodeLifecycleController:
+    def __init__(self, client: Client, config: NodeLifecycleConfig | None = None,
+                 clock: Callable[[], dt.datetime] = _now) -> None:
+        self.client = client
+        self.config = config or NodeLifecycleConfig()
+        self.clock = clock
+        self.nodes = Informer(client, "Node")
+        self.leases = Informer(client, "Lease", namespace=LEASE_NAMESPACE)
+        self.pods = Informer(client, "Pod")
+        self.events = EventRecorder(client, "node-controller")
+        self._first_seen: dict[str, dt.datetime] = {}
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        for inf in (self.nodes, self.leases, self.pods):
+            inf.start()
+        for inf in (self.nodes, self.leases, self.pods):
+            inf.wait_synced()
+        threading.Thread(target=self._loop, name="node-lifecycle", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for inf in (self.nodes, self.leases, self.pods):
+            inf.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.config.period_s):
+            try:
+                self.reconcile()
+            except MiniK8sError as exc:
+                log.warning("node lifecycle pass failed", extra={"error": exc.message})
+            except Exception:
+                log.exception("node lifecycle pass crashed")
+
+    # --- one pass ----------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        now = self.clock()
+        nodes = {n.metadata.name: n for n in self.nodes.list()}
+        for node in nodes.values():
+            self._check_node(node, now)
+        self._collect_orphans(set(nodes))
+
+    def _last_heartbeat(self, node: t.Node) -> dt.datetime | None:
+        name = node.metadata.name or ""
+        lease = self.leases.get(f"{LEASE_NAMESPACE}/{name}")
+        times = [_parse(lease.spec.renewTime)] if lease else []
+        for c in (node.status.conditions if node.status else None) or []:
+            if c.type == "Ready":
+                times.append(_parse(c.lastHeartbeatTime))
+        known = [x for x in times if x is not None]
+        return max(known) if known else None
+
+    def _check_node(self, node: t.Node, now: dt.datetime) -> None:
+        name = node.metadata.name or ""
+        seen = self._first_seen.setdefault(name, now)
+        beat = self._last_heartbeat(node) or seen
+        ready = self._ready(node)
+        silent = (now - beat).total_seconds() > self.config.node_monitor_grace_s
+        if silent and ready is not None and ready.status != "Unknown":
+            self._mark_unknown(node, now)
+            ready = self._ready(self.nodes.get(name) or node)
+        tainted = any(tn.key == UNREACHABLE_TAINT for tn in node.spec.taints or [])
+        if ready is not None and ready.status == "True" and not silent:
+            if tainted:
+                self._set_taint(node, None)
+            return
+        if silent and not tainted:
+            self._set_taint(node, _iso(now))
+        since = _parse(ready.lastTransitionTime) if ready is not None and ready.status != "True" else beat
+        if silent and since and (now - since).total_seconds() > self.config.pod_eviction_timeout_s:
+            self._evict(name)
+
+    @staticmethod
+    def _ready(node: t.Node) -> t.Condition | None:
+        return next((c for c in (node.status.conditions if node.status else None) or [] if c.type == "Ready"), None)
+
+    def _mark_unknown(self, node: t.Node, now: dt.datetime) -> None:
+        name = node.metadata.name or ""
+        conds = []
+        for c in (node.status.conditions if node.status else None) or []:
+            d = c.to_dict()
+            if d["status"] != "Unknown":
+                d.update(status="Unknown", reason="NodeStatusUnknown", message="Kubelet stopped posting node status.",
+                         lastTransitionTime=_iso(now))
+            conds.append(d)
+        try:
+            self.client.patch("Node", name, {"status": {"conditions": conds}}, None, subresource="status")
+        except NotFound:
+            return
+        log.warning("node stopped posting status", extra={"node": name})
+        self.events.record(node, "Normal", "NodeNotReady", f"Node {name} status is now: NodeNotReady")
+
+    def _set_taint(self, node: t.Node, added: str | None) -> None:
+        taints = [tn.to_dict() for tn in node.spec.taints or [] if tn.key != UNREACHABLE_TAINT]
+        if added:
+            taints.append({"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": added})
+        try:
+            self.client.patch("Node", node.metadata.name or "", {"spec": {"taints": taints or None}}, None)
+        except NotFound:
+            return
+
+    def _evict(self, node_name: str) -> None:
+        for pod in self.pods.list():
+            if pod.spec.nodeName != node_name or pod.metadata.deletionTimestamp:
+                continue
+            if pod.status and pod.status.phase in ("Succeeded", "Failed"):
+                continue
+            self._delete(pod, None, f"Marking for deletion Pod {pod.metadata.namespace}/{pod.metadata.name} "
+                                    f"from Node {node_name}")
+
+    def _collect_orphans(self, node_names: set[str]) -> None:
+        for pod in self.pods.list():
+            if pod.spec.nodeName and pod.spec.nodeName not in node_names:
+                self._delete(pod, 0, f"Deleting pod bound to node {pod.spec.nodeName}, which no longer exists")
+
+    def _delete(self, pod: Any, grace: int | None, message: str) -> None:
+        try:
+            self.client.delete("Pod", pod.metadata.name or "", pod.metadata.namespace, grace_period_seconds=grace)
+        except NotFound:
+            return
+        log.info(message)
+        self.events.record(pod, "Normal", "TaintManagerEviction" if grace is None else "PodGC", message)
