@@ -13,6 +13,7 @@ from minik8s import Client
 from minik8s.cluster.config import ClusterConfig
 from tests.e2e.conftest import run, unique, wait_for, wait_running
 
+HTTPD = "echo from-node-3 > /tmp/index.html; httpd -f -p 8080 -h /tmp"
 UDP_ECHO = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9000))\n"
             "while True:\n    data, peer = s.recvfrom(2048); s.sendto(b'echo:' + data, peer)\n")
 UDP_CLIENT = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)\n"
@@ -37,7 +38,7 @@ def pod_on(name: str, node: str, image: str, command: list[str]) -> str:
 def test_pods_on_different_nodes_talk_tcp_and_udp(client: Client) -> None:
     server, udp, probe = unique("srv"), unique("udp"), unique("probe")
     run("apply", "-f", "-", input="---\n".join([
-        pod_on(server, "node-3", "busybox", ["sh", "-c", "echo from-node-3 > /tmp/index.html; httpd -f -p 8080 -h /tmp"]),
+        pod_on(server, "node-3", "busybox", ["sh", "-c", HTTPD]),
         pod_on(udp, "node-3", "python:3", ["python3", "-c", UDP_ECHO]),
         pod_on(probe, "node-1", "python:3", ["sleep", "3600"]),
     ]))
