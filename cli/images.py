@@ -31,7 +31,9 @@ def build(tag: str, context: Path) -> None:
       minik8s image build -t hello:v1 examples/hello-image
     """
     cfg = ClusterConfig()
-    ref = build_image(_builder(cfg), context, tag, cfg.registry_addr)
+    builder = _builder(cfg)
+    build_image(builder, context, tag, cfg.registry_addr)
+    ref = push_image(builder, tag, cfg.registry_addr)
     click.echo(f"built and pushed {tag} ({ref})")
 
 

@@ -60,7 +60,8 @@ def apiserver(etcd_endpoint: str) -> Iterator[str]:
     from minik8s.apiserver.server import ServerThread
 
     port = free_port()
-    api = ApiServer(ApiServerConfig(etcd_endpoints=[etcd_endpoint], token=TEST_TOKEN, port=port))
+    # a wide pod network so each test module can give its nodes their own /24s
+    api = ApiServer(ApiServerConfig(etcd_endpoints=[etcd_endpoint], token=TEST_TOKEN, port=port, pod_cidr="10.0.0.0/8"))
     server = ServerThread(api.app, ["127.0.0.1"], port, name="test-apiserver")
     server.start()
     yield f"http://127.0.0.1:{port}"

@@ -91,9 +91,12 @@ class NodeLifecycleController:
         self._collect_orphans(set(nodes))
 
     def _last_heartbeat(self, node: t.Node) -> dt.datetime | None:
+        """The newest sign of life: Lease renewal, Ready heartbeat, or the Node's creation (a fresh node
+        gets a full grace period even when a Lease of an earlier node of that name is still around)."""
         name = node.metadata.name or ""
         lease = self.leases.get(f"{LEASE_NAMESPACE}/{name}")
         times = [_parse(lease.spec.renewTime)] if lease else []
+        times.append(_parse(node.metadata.creationTimestamp))
         for c in (node.status.conditions if node.status else None) or []:
             if c.type == "Ready":
                 times.append(_parse(c.lastHeartbeatTime))
@@ -102,7 +105,7 @@ class NodeLifecycleController:
 
     def _check_node(self, node: t.Node, now: dt.datetime) -> None:
         name = node.metadata.name or ""
-        seen = self._first_seen.setdefault(name, now)
+        seen = self._first_seen.setdefault(node.metadata.uid or name, now)
         beat = self._last_heartbeat(node) or seen
         ready = self._ready(node)
         silent = (now - beat).total_seconds() > self.config.node_monitor_grace_s
@@ -162,6 +165,12 @@ class NodeLifecycleController:
         for pod in self.pods.list():
             if pod.spec.nodeName and pod.spec.nodeName not in node_names:
                 self._delete(pod, 0, f"Deleting pod bound to node {pod.spec.nodeName}, which no longer exists")
+        for lease in self.leases.list():
+            if lease.metadata.name not in node_names:
+                try:
+                    self.client.delete("Lease", lease.metadata.name or "", LEASE_NAMESPACE)
+                except NotFound:
+                    continue
 
     def _delete(self, pod: Any, grace: int | None, message: str) -> None:
         try:

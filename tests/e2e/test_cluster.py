@@ -44,7 +44,9 @@ def test_killed_kubelet_is_restarted_and_adopts_containers(client: Client) -> No
     run("apply", "-f", "-", input=f"""apiVersion: v1
 kind: Pod
 metadata: {{name: {name}}}
-spec: {{containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: node-1}}
+  containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]
 """)
     wait_running(client, name)
     node = ClusterConfig().node(1)
@@ -59,7 +61,9 @@ spec: {{containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]}}
     run("apply", "-f", "-", input=f"""apiVersion: v1
 kind: Pod
 metadata: {{name: {new_name}}}
-spec: {{containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: node-1}}
+  containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]
 """)
     wait_running(client, new_name)
     after = sorted(c.id for c in dk.containers.list(all=True) if name in str(c.labels))

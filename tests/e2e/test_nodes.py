@@ -89,6 +89,8 @@ def _join_file(tmp_path: Path, name: str, token: str) -> Path:
 
 
 def test_join_from_config_receives_pods_then_remove(client: Client, tmp_path: Path) -> None:
+    if "node-4" in [n.metadata.name for n in client.list("Node").items]:  # left by an interrupted run
+        run("node", "remove", "node-4", timeout=180)
     token = run("token").stdout.strip()
     assert token.startswith("K10")
     wrong = run("join", "--config", str(_join_file(tmp_path, "node-4", token[:-4] + "XXXX")), check=False)
