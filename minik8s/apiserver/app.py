@@ -7,7 +7,7 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,22 @@ def to_table(info: k.KindInfo, items: list[dict[str, Any]], revision: str | None
             "columnDefinitions": defs, "rows": rows}
 
 
+class BearerAuth:
+    """Plain ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a queue per request)."""
+
+    def __init__(self, app: Any, check: Callable[[str, str], MiniK8sError | None]) -> None:
+        self.app, self.check = app, check
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
+            err = self.check(scope["path"], header)
+            if err is not None:
+                await _error(err)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 @dataclass
 class Target:
     """What a URL names: a kind, maybe a namespace, maybe an object and one of its subresources."""
@@ -114,7 +130,7 @@ class ApiServer:
             yield
 
         app = FastAPI(title="minik8s", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-        app.middleware("http")(self._auth)
+        app.add_middleware(BearerAuth, check=self._check_token)
         for path in UNAUTHENTICATED_PATHS:
             app.get(path)(self._healthz)
         app.post(JOIN_PATH)(self._join)
@@ -149,18 +165,17 @@ class ApiServer:
             except Exception as exc:  # etcd briefly away: try again next interval
                 log.warning("compaction failed: %s", exc)
 
-    async def _auth(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        path = request.url.path
-        header = request.headers.get("authorization", "")
+    def _check_token(self, path: str, header: str) -> MiniK8sError | None:
+        """None when the request may go on: the join token on JOIN_PATH, the API token everywhere else."""
         given = header[7:] if header.lower().startswith("bearer ") else ""
         if path == JOIN_PATH:
             expected = self.config.join_token or ""
             if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-                return _error(Unauthorized("invalid join token: use the token `minik8s token` prints"))
+                return Unauthorized("invalid join token: use the token `minik8s token` prints")
         elif self.config.token and path not in UNAUTHENTICATED_PATHS:
             if not hmac.compare_digest(given.encode(), self.config.token.encode()):
-                return _error(Unauthorized("Unauthorized: a valid bearer token is required"))
-        return await call_next(request)
+                return Unauthorized("Unauthorized: a valid bearer token is required")
+        return None
 
     async def _join(self, request: Request) -> Response:
         """A node presents the join token and its wishes; it gets its Node object and the cluster's credentials."""
