@@ -28,6 +28,8 @@ from minik8s.kubelet.events import NORMAL, ApiEventSink
 from minik8s.kubelet.heartbeat import NodeReporter
 from minik8s.kubelet.images import PullFn
 from minik8s.kubelet.node import DEFAULT_MAX_PODS, machine_capacity
+from minik8s.kubelet.probe_actions import ProbeActions
+from minik8s.kubelet.probes import DEFAULT_PROBE_WORKERS, DEFAULT_READINESS_EVENT_SECONDS, Prober
 from minik8s.kubelet.runtime import DEFAULT_GRACE_SECONDS, DockerRuntime
 from minik8s.kubelet.server import KubeletServer, make_app
 
@@ -90,6 +92,10 @@ class KubeletConfig:
     server_host: str | None = None
     #: Bearer token the kubelet server requires; the server is not started without one.
     api_token: str | None = None
+    #: Threads running readiness/liveness/startup probes (a hung probe holds one for its timeout).
+    probe_workers: int = DEFAULT_PROBE_WORKERS
+    #: At most one "Readiness probe failed" event per container this often.
+    readiness_event_seconds: float = DEFAULT_READINESS_EVENT_SECONDS
 
 
 class Kubelet:
@@ -100,6 +106,13 @@ class Kubelet:
         self.client = client
         self.docker = docker_client or docker.DockerClient(base_url=config.docker_url)
         self.events = ApiEventSink(client, config.node_name)
+        self.prober = Prober(
+            ProbeActions(self.docker),
+            on_change=self._enqueue,
+            events=self.events,
+            workers=config.probe_workers,
+            readiness_event_seconds=config.readiness_event_seconds,
+        )
         self.runtime = DockerRuntime(
             self.docker,
             config.node_name,
@@ -113,6 +126,8 @@ class Kubelet:
             events=self.events,
             pull_fn=self._pull_fn(),
             on_image_ready=self._image_ready,
+            readiness=self.prober.ready,
+            prober=self.prober,
         )
         self.reporter = NodeReporter(
             client,
@@ -186,6 +201,7 @@ class Kubelet:
         if self._stop.is_set():
             return
         self.informer.start()
+        self.prober.start()
         for i in range(self.config.workers):
             self._spawn(self._worker, f"kubelet-worker-{i}")
         self._spawn(self._watch_docker, "kubelet-docker-events")
@@ -224,6 +240,7 @@ class Kubelet:
             self.server.stop()
         for th in self._threads:
             th.join(THREAD_JOIN_SECONDS)
+        self.prober.stop()
         self.runtime.close()
 
     # --- loops -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -89,6 +89,16 @@ def record_of(c: DockerContainer) -> S.ContainerRecord:
     )
 
 
+class ProbeHooks(Protocol):
+    """What the runtime needs from the prober (``minik8s.kubelet.probes.Prober``)."""
+
+    def observe(self, pod: Pod, obs: S.PodObservation) -> None: ...
+
+    def unhealthy(self, uid: str, container: str, container_id: str) -> str | None: ...
+
+    def forget(self, uid: str) -> None: ...
+
+
 def should_restart(policy: str | None, rec: S.ContainerRecord) -> bool:
     if policy == "Never":
         return False
@@ -117,6 +127,7 @@ class DockerRuntime:
         pull_fn: PullFn | None = None,
         on_image_ready: Callable[[str], None] | None = None,
         readiness: S.ReadinessFn = S.always_ready,
+        prober: ProbeHooks | None = None,
     ) -> None:
         self.docker = docker_client
         self.node_name = node_name
@@ -127,6 +138,7 @@ class DockerRuntime:
         self.clock: Clock = clock or SystemClock()
         self.events: EventSink = events or NullSink()
         self.readiness = readiness
+        self.prober = prober
         self.backoff = Backoff(backoff_base, backoff_cap, backoff_reset, self.clock)
         self.puller = ImagePuller(
             docker_client,
@@ -197,7 +209,10 @@ class DockerRuntime:
         return str(ip) if ip else None
 
     def pod_status(self, pod: Pod) -> PodStatus:
-        return S.pod_status(pod, self.observe(pod), self.clock.now(), self.readiness)
+        obs = self.observe(pod)
+        if self.prober is not None:
+            self.prober.observe(pod, obs)
+        return S.pod_status(pod, obs, self.clock.now(), self.readiness)
 
     # --- sync ------------------------------------------------------------------------------------
 
@@ -268,7 +283,11 @@ class DockerRuntime:
                 )
                 self._stop(current, pod.spec.terminationGracePeriodSeconds or DEFAULT_GRACE_SECONDS)
                 return rec.restart_count + 1
-            return "running"
+            if not self._kill_unhealthy(pod, spec, current, rec):
+                return "running"
+            rec = record_of(current)  # now exited: restarted below per restartPolicy and back-off
+            if rec.running:
+                return "running"  # the stop failed; the next sync tries again
         if not rec.exited:  # created but never started (a kubelet crash in between): start it afresh
             self._remove(current)
             group.pop(0)
@@ -289,6 +308,25 @@ class DockerRuntime:
             requeue.append(remaining)
             return None
         return rec.restart_count + 1
+
+    def _kill_unhealthy(self, pod: Pod, spec: Container, current: DockerContainer, rec: S.ContainerRecord) -> bool:
+        """Stop a container whose liveness or startup probe failed; True if it was asked to stop."""
+        failed = self.prober.unhealthy(pod.metadata.uid or "", spec.name, rec.id) if self.prober else None
+        if failed is None:
+            return False
+        self.events.event(
+            pod, NORMAL, "Killing", f"Container {spec.name} failed {failed} probe, will be restarted", spec.name
+        )
+        probe = spec.startupProbe if failed == "startup" else spec.livenessProbe
+        grace = probe.terminationGracePeriodSeconds if probe is not None else None
+        if grace is None:
+            grace = pod.spec.terminationGracePeriodSeconds
+        self._stop(current, grace if grace is not None else DEFAULT_GRACE_SECONDS)
+        try:
+            current.reload()
+        except docker.errors.NotFound:
+            pass
+        return True
 
     def _ensure_sandbox(
         self,
@@ -512,6 +550,8 @@ class DockerRuntime:
         if pod_dir.exists():
             shutil.rmtree(pod_dir, ignore_errors=True)
         self.backoff.forget_prefix(uid)
+        if self.prober is not None:
+            self.prober.forget(uid)
         with self._lock:
             self._waiting.pop(uid, None)
             for key in [k for k in list(self._pull_seen) if k[0] == uid]:

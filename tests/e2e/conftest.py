@@ -66,6 +66,10 @@ def cluster() -> Iterator[None]:
         pytest.fail("e2e tests need root (network namespaces, dockerd)")
     run(*UP_ARGS, timeout=UP_TIMEOUT_S)
     yield
+    import ray
+
+    if ray.is_initialized():  # tests that talk to actors connect a driver: leave before the head goes
+        ray.shutdown()
     if os.environ.get("MINIK8S_E2E_KEEP") != "1":
         run("down", timeout=UP_TIMEOUT_S)
 
