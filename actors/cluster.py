@@ -25,6 +25,7 @@ from actors.components import (
     ControllerManagerActor,
     KubeletActor,
     NetworkAgentActor,
+    ProxyActor,
     SchedulerActor,
 )
 from minik8s.cluster import local
@@ -105,6 +106,7 @@ def control_plane_specs(cfg: ClusterConfig, opts: ControlPlaneOptions) -> tuple[
     api_cfg = {"etcd_endpoints": local.etcd_endpoints(cfg), "token": token, "hosts": ["127.0.0.1", cfg.head_ip],
                "port": cfg.api_port, "tls_cert": str(certs.server_cert), "tls_key": str(certs.server_key),
                "pod_cidr": cfg.pod_cidr, "node_cidr_prefix": cfg.node_pod_prefixlen, "join_token": join_token(cfg),
+               "service_cidr": cfg.service_cidr,
                "cluster_info": {"rayAddress": cfg.ray_address, "registry": cfg.registry_addr,
                                 "ca": certs.ca_pem(), "server": api_url(cfg, cfg.head_ip)}}
     server, ca = api_url(cfg, cfg.head_ip), certs.ca_pem()
@@ -182,7 +184,8 @@ def node_specs(node: NodeConfig, reply: dict[str, Any], req: JoinRequest | None)
     facts = {"name": node.name, "ip": node.ip, "pod_cidr": node.pod_cidr}
     return [launch.ActorSpec(f"kubelet-{node.name}", KubeletActor, node.ray_resource,
                              (kubelet_config(node, token, info["registry"], req), server, token, ca)),
-            launch.ActorSpec(f"network-{node.name}", NetworkAgentActor, node.ray_resource, (facts, server, token, ca))]
+            launch.ActorSpec(f"network-{node.name}", NetworkAgentActor, node.ray_resource, (facts, server, token, ca)),
+            launch.ActorSpec(f"proxy-{node.name}", ProxyActor, node.ray_resource, (facts, server, token, ca))]
 
 
 def join_local(cfg: ClusterConfig, req: JoinRequest, echo: Echo) -> dict[str, dict[str, Any]]:
@@ -203,4 +206,4 @@ def join_local(cfg: ClusterConfig, req: JoinRequest, echo: Echo) -> dict[str, di
 
 
 def node_actor_names(name: str) -> list[str]:
-    return [f"kubelet-{name}", f"network-{name}"]
+    return [f"kubelet-{name}", f"network-{name}", f"proxy-{name}"]

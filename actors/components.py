@@ -84,6 +84,25 @@ class NetworkAgentActor:
 
 
 @ray.remote
+class ProxyActor:
+    """The node's service proxy (nftables table ``minik8s-proxy``); runs inside the node's netns with its raylet."""
+
+    def __init__(self, node: dict[str, str], server: str, token: str, ca: str) -> None:
+        import threading
+
+        from minik8s.client import Client
+        from minik8s.proxy.proxy import Proxy
+
+        _logging()
+        self.proxy = Proxy(Client(server, token, ca=ca), node["name"], node["ip"])
+        self.thread = threading.Thread(target=self.proxy.run, name="proxy", daemon=True)
+        self.thread.start()
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": self.thread.is_alive(), "pid": os.getpid()}
+
+
+@ray.remote
 class KubeletActor:
     def __init__(self, config: dict[str, Any], server: str, token: str, ca: str) -> None:
         import threading

@@ -19,6 +19,7 @@ from minik8s.client.sdk import Client, config_path
 from minik8s.cluster import local
 from minik8s.cluster.config import ClusterConfig
 from minik8s.errors import BadRequest, NotFound
+from minik8s.proxy.proxy import ensure_root_route
 
 DRAIN_TIMEOUT_S = 90.0
 POLL_S = 0.5
@@ -71,6 +72,8 @@ def up(nodes: int, etcd_endpoints: str | None, skip_images: bool, node_monitor_g
     for i in range(1, nodes + 1):
         req = boot.JoinRequest(name=cfg.node(i).name, server=boot.api_url(cfg), token=token)
         states.update(boot.join_local(cfg, req, click.echo))
+    # the user's shell reaches ClusterIPs through node-1, whose proxy rules DNAT them
+    ensure_root_route(cfg.service_cidr, cfg.node(1).ip)
     path = _write_client_config(cfg)
     click.echo("actors:")
     ok = _echo_health(states)

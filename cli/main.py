@@ -37,9 +37,9 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from cli import cluster, images, pods, resources
+    from cli import cluster, images, pods, resources, workloads
 
-    for module in (resources, pods, cluster, images):
+    for module in (resources, pods, cluster, images, workloads):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -146,15 +146,19 @@ def _wait_gone(kind: str, name: str, namespace: str | None, timeout: float) -> N
 @click.option("--grace-period", type=int, default=None, help="Seconds a pod gets to stop (0: at once).")
 @click.option("--wait/--no-wait", default=True, help="Wait until the objects are gone.")
 @click.option("--ignore-not-found", is_flag=True, help="Treat a missing object as deleted.")
+@click.option("--cascade", type=click.Choice(["background", "foreground", "orphan"]), default="background",
+              help="What happens to dependents (a Deployment's ReplicaSets, their pods): deleted in the background, "
+                   "before the owner (foreground), or kept without their ownerReference (orphan).")
 @namespace_option
 def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], grace_period: int | None, wait: bool,
-           ignore_not_found: bool, namespace: str | None) -> None:
+           ignore_not_found: bool, cascade: str, namespace: str | None) -> None:
     """Delete objects by kind and name, or those a manifest names.
 
     \b
     Example:
       minik8s delete pod web
       minik8s delete -f examples/two-containers.yaml
+      minik8s delete deploy web --cascade=orphan
     """
     targets: list[tuple[k.KindInfo, str, str | None]] = []
     if files:
@@ -171,7 +175,7 @@ def delete(kind: str | None, names: tuple[str, ...], files: tuple[str, ...], gra
     for info, name, ns in targets:
         try:
             obj = c.get(info.kind, name, ns)
-            c.delete(info.kind, name, ns, grace_period)
+            c.delete(info.kind, name, ns, grace_period, propagation_policy=cascade.capitalize())
         except NotFound:
             if ignore_not_found:
                 continue

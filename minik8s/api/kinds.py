@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from minik8s.api import apps
 from minik8s.api import printers as p
+from minik8s.api import services as svc
 from minik8s.api import types as t
 from minik8s.api import validation as v
 from minik8s.errors import NotFound
@@ -62,6 +64,14 @@ KINDS: list[KindInfo] = [
              v.validate_namespace, ("status",), True),
     KindInfo("", "v1", "Event", "events", True, t.Event, ("ev",), p.EVENT_COLUMNS),
     KindInfo("coordination.k8s.io", "v1", "Lease", "leases", True, t.Lease, (), p.LEASE_COLUMNS),
+    KindInfo("", "v1", "Service", "services", True, svc.Service, ("svc",), svc.SERVICE_COLUMNS,
+             svc.validate_service, ("status",), True),
+    KindInfo("", "v1", "Endpoints", "endpoints", True, svc.Endpoints, ("ep",), svc.ENDPOINTS_COLUMNS,
+             svc.validate_endpoints),
+    KindInfo("apps", "v1", "ReplicaSet", "replicasets", True, apps.ReplicaSet, ("rs",), apps.REPLICASET_COLUMNS,
+             apps.validate_replicaset, ("status", "scale"), True),
+    KindInfo("apps", "v1", "Deployment", "deployments", True, apps.Deployment, ("deploy",), apps.DEPLOYMENT_COLUMNS,
+             apps.validate_deployment, ("status", "scale"), True),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from minik8s.api import kinds as k
 from minik8s.api import printers
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
-from minik8s.apiserver import discovery
+from minik8s.apiserver import discovery, workloads
 from minik8s.apiserver.resources import Resources, key_for
 from minik8s.errors import BadRequest, Gone, MethodNotAllowed, MiniK8sError, NotFound, Unauthorized, Unavailable
 from minik8s.store import EtcdStore, StoreEvent
@@ -45,6 +45,7 @@ class ApiServerConfig:
     tls_key: str | None = None
     pod_cidr: str = "10.244.0.0/16"  # cluster pod network; each Node gets a /node_cidr_prefix of it
     node_cidr_prefix: int = 24
+    service_cidr: str = "10.96.0.0/16"  # ClusterIPs are allocated from it
     join_token: str | None = None  # accepted only on JOIN_PATH, like k3s's node-token
     cluster_info: dict[str, Any] = field(default_factory=dict)  # handed to joining nodes (Ray address, registry)
 
@@ -119,7 +120,7 @@ class ApiServer:
     def __init__(self, config: ApiServerConfig, store: EtcdStore | None = None) -> None:
         self.config = config
         self.store = store or EtcdStore(config.etcd_endpoints)
-        self.resources = Resources(self.store, config.pod_cidr, config.node_cidr_prefix)
+        self.resources = Resources(self.store, config.pod_cidr, config.node_cidr_prefix, config.service_cidr)
         self.app = self._build()
 
     # --- app ---------------------------------------------------------------------------------
@@ -265,6 +266,9 @@ class ApiServer:
                 raise MethodNotAllowed("binding supports POST only")
             body = await self._body(request)
             return _json(await run(lambda: res.bind(t.namespace or "default", name, body)), 201)
+        if t.subresource == "scale" and "scale" in t.info.subresources:  # workloads: autoscaling/v1 Scale
+            body = await self._body(request) if method in ("PUT", "PATCH") else None
+            return _json(await run(lambda: workloads.scale(res, t.info, t.namespace, name, method, body)))
         if t.subresource not in (None, "status"):
             raise NotFound(f"{t.info.plural} have no subresource {t.subresource!r}")
         if method == "GET":
@@ -283,7 +287,9 @@ class ApiServer:
         if method == "DELETE":
             body = await self._body(request)
             grace = q.get("gracePeriodSeconds", (body or {}).get("gracePeriodSeconds"))
-            obj = await run(lambda: res.delete(t.info, t.namespace, name, int(grace) if grace is not None else None))
+            policy = workloads.policy_of(q, body)  # garbage collection: Orphan / Background / Foreground
+            obj = await run(lambda: workloads.delete(res, t.info, t.namespace, name,
+                                                     int(grace) if grace is not None else None, policy))
             return _json(obj)
         raise MethodNotAllowed(f"{method} is not supported")
 

@@ -54,8 +54,9 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
                           "kind": info.kind, "verbs": VERBS, "shortNames": list(info.short_names)})
         for sub in info.subresources:
             verbs = {"status": ["get", "patch", "update"], "log": ["get"], "exec": ["create", "get"],
-                     "binding": ["create"]}[sub]
-            sub_kind = {"log": "Pod", "exec": "PodExecOptions", "binding": "Binding"}.get(sub, info.kind)
+                     "binding": ["create"], "scale": ["get", "patch", "update"]}[sub]
+            sub_kind = {"log": "Pod", "exec": "PodExecOptions", "binding": "Binding", "scale": "Scale"}.get(
+                sub, info.kind)
             resources.append({"name": f"{info.plural}/{sub}", "singularName": "", "namespaced": info.namespaced,
                               "kind": sub_kind, "verbs": verbs})
     gv = f"{group}/{version}" if group else version

@@ -18,7 +18,9 @@ from pydantic import ValidationError
 
 from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
+from minik8s.api.services import service_defaults
 from minik8s.api.validation import pydantic_causes
+from minik8s.apiserver.services import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound
 from minik8s.store import EtcdStore
 
@@ -91,15 +93,17 @@ def _qos_class(spec: Obj) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-DEFAULTERS = {"Pod": _pod_defaults}
+DEFAULTERS = {"Pod": _pod_defaults, "Service": service_defaults}
 
 
 class Resources:
     """CRUD for every kind in the kinds table, over one EtcdStore."""
 
     def __init__(self, store: EtcdStore, pod_cidr: str = DEFAULT_POD_CIDR,
-                 node_cidr_prefix: int = DEFAULT_NODE_CIDR_PREFIX) -> None:
+                 node_cidr_prefix: int = DEFAULT_NODE_CIDR_PREFIX, service_cidr: str = DEFAULT_SERVICE_CIDR) -> None:
         self.store = store
+        # ClusterIPs and NodePorts, derived from the stored Services under the allocator's lock
+        self.services = ServiceAllocator(service_cidr, lambda: self.store.list(key_for(k.lookup("Service"), None))[0])
         self.pod_network = ipaddress.IPv4Network(pod_cidr)
         self.node_cidr_prefix = node_cidr_prefix
         self._node_lock = threading.Lock()  # one pod CIDR per node, even for concurrent creates
@@ -228,8 +232,14 @@ class Resources:
         if info.kind in DEFAULTERS:
             DEFAULTERS[info.kind](obj)
         if dry_run:
+            if info.kind == "Service":
+                self.services.allocate(obj)
             return obj
         try:
+            if info.kind == "Service":
+                with self.services.lock:
+                    self.services.allocate(obj)
+                    return self.store.create(key_for(info, meta.get("namespace"), meta["name"]), obj)
             if info.kind == "Node":
                 with self._node_lock:
                     self._assign_pod_cidr(obj)
@@ -311,6 +321,10 @@ class Resources:
             return obj
         key = key_for(info, cur_meta.get("namespace"), cur_meta["name"])
         try:
+            if info.kind == "Service":
+                with self.services.lock:
+                    self.services.allocate(obj, current)
+                    return self.store.update(key, obj, expected or int(cur_meta["resourceVersion"]))
             return self.store.update(key, obj, expected or int(cur_meta["resourceVersion"]))
         except Conflict:
             raise self._conflict(info, cur_meta["name"]) from None

@@ -6,7 +6,11 @@ import logging
 from dataclasses import dataclass, field
 
 from minik8s.client import Client
+from minik8s.controllers.deployment import DeploymentConfig, DeploymentController
+from minik8s.controllers.endpoints import EndpointsConfig, EndpointsController
+from minik8s.controllers.gc import GarbageCollector, GarbageCollectorConfig
 from minik8s.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
+from minik8s.controllers.replicaset import ReplicaSetConfig, ReplicaSetController
 
 log = logging.getLogger("minik8s.controllers")
 
@@ -14,16 +18,30 @@ log = logging.getLogger("minik8s.controllers")
 @dataclass
 class ControllerManagerConfig:
     node_lifecycle: NodeLifecycleConfig = field(default_factory=NodeLifecycleConfig)
+    replicaset: ReplicaSetConfig = field(default_factory=ReplicaSetConfig)
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
+    garbage_collector: GarbageCollectorConfig = field(default_factory=GarbageCollectorConfig)
+    endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
 
 
 class ControllerManager:
     def __init__(self, client: Client, config: ControllerManagerConfig | None = None) -> None:
         self.config = config or ControllerManagerConfig()
         self.node_lifecycle = NodeLifecycleController(client, self.config.node_lifecycle)
+        self.replicaset = ReplicaSetController(client, self.config.replicaset)
+        self.deployment = DeploymentController(client, self.config.deployment)
+        self.garbage_collector = GarbageCollector(client, self.config.garbage_collector)
+        self.endpoints = EndpointsController(client, self.config.endpoints)
 
     def start(self) -> None:
         self.node_lifecycle.start()
+        for workload in (self.replicaset, self.deployment, self.garbage_collector):
+            workload.start()
+        self.endpoints.start()
         log.info("controllers started")
 
     def stop(self) -> None:
         self.node_lifecycle.stop()
+        for workload in (self.replicaset, self.deployment, self.garbage_collector):
+            workload.stop()
+        self.endpoints.stop()
