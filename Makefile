@@ -30,9 +30,12 @@ unit: install
 integration: install
 	$(PY) -m pytest -q tests/integration
 
+# chaos last: it kills and restarts the control plane under the rest of the suite's cluster
+E2E := tests/e2e/test_*.py tests/e2e/chaos
+
 e2e: install
-	$(PY) -m pytest -q -x tests/e2e
+	$(PY) -m pytest -q -x $(E2E)
 
 test: install lint
 	$(PY) -m pytest -q tests/unit tests/integration
-	$(PY) -m pytest -q -x tests/e2e
+	$(PY) -m pytest -q -x $(E2E)

@@ -23,6 +23,8 @@ from actors import launch
 from actors.components import (
     ApiServerActor,
     ControllerManagerActor,
+    DnsActor,
+    GatewayActor,
     KubeletActor,
     NetworkAgentActor,
     ProxyActor,
@@ -39,6 +41,8 @@ TOKEN_FILE = "token"
 JOIN_TOKEN_FILE = "join-token"
 TOKEN_BYTES = 32
 KUBELET_PORT = 10250
+DNS_PORT = 53
+DNS_LOOPBACK_PORT = 5353
 JOIN_TIMEOUT_S = 30.0
 LOCAL_NODE_NAME = re.compile(r"^node-([1-9][0-9]*)$")
 Echo = Callable[[str], None]
@@ -100,6 +104,31 @@ def api_url(cfg: ClusterConfig, host: str = "127.0.0.1") -> str:
 
 # --- control plane --------------------------------------------------------------------------
 
+def gateway_settings(cfg: ClusterConfig) -> dict[str, Any]:
+    """Where the gateway controller serves its config: loopback and the underlay, where pods reach it."""
+    from minik8s.gateway.controller import DEFAULT_PORT
+
+    return {"hosts": ["127.0.0.1", cfg.head_ip], "port": DEFAULT_PORT,
+            "config_url": f"http://{cfg.head_ip}:{DEFAULT_PORT}/config"}
+
+
+def dns_settings(cfg: ClusterConfig) -> dict[str, Any]:
+    """Cluster DNS listens on the head's underlay address (kube-dns' endpoint) and on loopback for tests."""
+    return {"listen": [f"{cfg.head_ip}:{DNS_PORT}", f"127.0.0.1:{DNS_LOOPBACK_PORT}"]}
+
+
+def ensure_cluster_services(cfg: ClusterConfig) -> None:
+    """Objects the control plane itself needs in the API: `kube-system/kube-dns` → the head."""
+    from minik8s.client import Client
+    from minik8s.dns.bootstrap import ensure_kube_dns
+
+    client = Client(api_url(cfg), api_token(cfg), ca=pki(cfg).ca_pem())
+    try:
+        ensure_kube_dns(client, cfg.dns_ip, cfg.head_ip, DNS_PORT)
+    finally:
+        client.close()
+
+
 def control_plane_specs(cfg: ClusterConfig, opts: ControlPlaneOptions) -> tuple[list[launch.ActorSpec],
                                                                                 list[launch.ActorSpec]]:
     token, certs = api_token(cfg), pki(cfg)
@@ -115,7 +144,10 @@ def control_plane_specs(cfg: ClusterConfig, opts: ControlPlaneOptions) -> tuple[
     first = [launch.ActorSpec("apiserver", ApiServerActor, cfg.ray_control_plane_resource, (api_cfg,))]
     rest = [launch.ActorSpec("scheduler", SchedulerActor, cfg.ray_control_plane_resource, (server, token, ca)),
             launch.ActorSpec("controller-manager", ControllerManagerActor, cfg.ray_control_plane_resource,
-                             (server, token, ca, lifecycle))]
+                             (server, token, ca, lifecycle)),
+            launch.ActorSpec("gateway", GatewayActor, cfg.ray_control_plane_resource,
+                             (server, token, ca, gateway_settings(cfg))),
+            launch.ActorSpec("dns", DnsActor, cfg.ray_control_plane_resource, (dns_settings(cfg), server, token, ca))]
     return first, rest
 
 
@@ -134,6 +166,7 @@ def start_control_plane(cfg: ClusterConfig, opts: ControlPlaneOptions, echo: Ech
     first, rest = control_plane_specs(cfg, opts)
     launch.ensure(first)
     states = launch.wait_healthy([s.name for s in first])
+    ensure_cluster_services(cfg)
     launch.ensure(rest)
     states.update(launch.wait_healthy([s.name for s in rest]))
     return states

@@ -65,6 +65,48 @@ class ControllerManagerActor:
 
 
 @ray.remote
+class GatewayActor:
+    """The gateway controller (routes from DNS objects, long-poll config endpoint); ensures the gateway exists."""
+
+    def __init__(self, server: str, token: str, ca: str, gateway: dict[str, Any]) -> None:
+        import threading
+
+        from minik8s.client import Client
+        from minik8s.gateway.controller import GatewayConfig, GatewayController
+        from minik8s.gateway.manifests import ensure_gateway_when_ready
+
+        _logging()
+        client = Client(server, token, ca=ca)
+        self.controller = GatewayController(client, GatewayConfig(hosts=gateway["hosts"], port=gateway["port"]))
+        self.controller.server.start()  # serve at once (the last config is kept by the pods meanwhile)
+        self.thread = threading.Thread(target=self.controller.start, kwargs={"serve": False}, name="gateway",
+                                       daemon=True)
+        self.thread.start()
+        threading.Thread(target=ensure_gateway_when_ready, args=(client, gateway["config_url"]),
+                         name="gateway-ensure", daemon=True).start()
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": self.controller.server.alive(), "pid": os.getpid(),
+                "version": self.controller.store.version}
+
+
+@ray.remote
+class DnsActor:
+    """Cluster DNS (Services, DNS objects) on the head's root netns; `kube-system/kube-dns` points here."""
+
+    def __init__(self, config: dict[str, Any], server: str, token: str, ca: str) -> None:
+        from minik8s.client import Client
+        from minik8s.dns import ClusterDns, DnsConfig
+
+        _logging()
+        self.dns = ClusterDns(Client(server, token, ca=ca), DnsConfig(**config))
+        self.dns.start()
+
+    def health(self) -> dict[str, Any]:
+        return {"healthy": self.dns.alive(), "pid": os.getpid(), "queries": self.dns.server.queries}
+
+
+@ray.remote
 class NetworkAgentActor:
     """The node's pod network (VXLAN peers, masquerade); runs inside the node's netns with its raylet."""
 

@@ -117,7 +117,7 @@ def status() -> None:
         click.echo(f"  {row.component:<22}{'healthy' if row.healthy else 'UNHEALTHY'}  {row.detail}".rstrip())
     if any(r.component == "ray-head" and r.healthy for r in rows):
         launch.connect(cfg.ray_address, cfg.ray_namespace)
-        names = ["apiserver", "scheduler", "controller-manager"]
+        names = ["apiserver", "scheduler", "controller-manager", "gateway"]
         names += [a for n in local.known_nodes(cfg) for a in boot.node_actor_names(n.name)]
         ok &= _echo_health({n: launch.health(n) for n in names})
     if not ok:

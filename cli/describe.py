@@ -9,6 +9,7 @@ import yaml
 from minik8s import Client
 from minik8s.api import kinds as k
 from minik8s.api import printers
+from minik8s.errors import MiniK8sError
 
 Obj = dict[str, Any]
 INDENT = "  "
@@ -109,6 +110,30 @@ def _describe_node(node: Obj, lines: list[str]) -> None:
         lines.append(f"{INDENT}{key}: {info.get(key, '')}")
 
 
+def _describe_service(client: Client, svc: Obj, lines: list[str]) -> None:
+    spec, meta = svc.get("spec") or {}, svc["metadata"]
+    _kv(lines, "Labels", _map(meta.get("labels")))
+    _kv(lines, "Selector", _map(spec.get("selector")))
+    _kv(lines, "Type", spec.get("type"))
+    _kv(lines, "IP", spec.get("clusterIP"))
+    try:
+        endpoints = client.get("Endpoints", meta["name"], meta.get("namespace")).to_dict()
+    except MiniK8sError:
+        endpoints = {}
+    for port in spec.get("ports") or []:
+        label = port.get("name") or "<unset>"
+        _kv(lines, "Port", f"{label}  {port['port']}/{port.get('protocol', 'TCP')}")
+        _kv(lines, "TargetPort", f"{port.get('targetPort', port['port'])}/{port.get('protocol', 'TCP')}")
+        if port.get("nodePort"):
+            _kv(lines, "NodePort", f"{label}  {port['nodePort']}/{port.get('protocol', 'TCP')}")
+        addrs = [f"{a['ip']}:{p['port']}" for s in endpoints.get("subsets") or [] for p in s.get("ports") or []
+                 if p.get("name") in (None, port.get("name")) for a in s.get("addresses") or []]
+        _kv(lines, "Endpoints", ",".join(addrs) or "<none>")
+        not_ready = [a["ip"] for s in endpoints.get("subsets") or [] for a in s.get("notReadyAddresses") or []]
+        if not_ready:
+            _kv(lines, "NotReady", ",".join(sorted(set(not_ready))))
+
+
 def _events(client: Client, info: k.KindInfo, obj: Obj) -> list[str]:
     meta = obj["metadata"]
     selector = f"involvedObject.name={meta['name']},involvedObject.kind={info.kind}"
@@ -134,6 +159,12 @@ def describe_object(client: Client, info: k.KindInfo, obj: Obj) -> str:
         _describe_pod(obj, lines)
     elif info.kind == "Node":
         _describe_node(obj, lines)
+    elif info.kind == "HorizontalPodAutoscaler":
+        from cli.autoscaling import describe_hpa
+
+        describe_hpa(obj, lines)
+    elif info.kind == "Service":
+        _describe_service(client, obj, lines)
     else:
         _kv(lines, "Labels", _map(meta.get("labels")))
         _kv(lines, "Annotations", _map(meta.get("annotations")))

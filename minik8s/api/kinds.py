@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from minik8s.api import apps
+from minik8s.api import autoscaling as hpa
+from minik8s.api import dns as dnsapi
 from minik8s.api import printers as p
 from minik8s.api import services as svc
 from minik8s.api import types as t
@@ -72,6 +74,10 @@ KINDS: list[KindInfo] = [
              apps.validate_replicaset, ("status", "scale"), True),
     KindInfo("apps", "v1", "Deployment", "deployments", True, apps.Deployment, ("deploy",), apps.DEPLOYMENT_COLUMNS,
              apps.validate_deployment, ("status", "scale"), True),
+    KindInfo("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
+             hpa.HorizontalPodAutoscaler, ("hpa",), hpa.HPA_COLUMNS, hpa.validate_hpa, ("status",), True),
+    KindInfo(dnsapi.GROUP, dnsapi.VERSION, "DNS", "dnses", True, dnsapi.DNS, ("dns",), dnsapi.DNS_COLUMNS,
+             dnsapi.validate_dns, ("status",), True),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

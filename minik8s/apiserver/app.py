@@ -20,8 +20,10 @@ from minik8s.api import kinds as k
 from minik8s.api import printers
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.apiserver import discovery, workloads
+from minik8s.apiserver import metrics as metrics_api
 from minik8s.apiserver.resources import Resources, key_for
 from minik8s.errors import BadRequest, Gone, MethodNotAllowed, MiniK8sError, NotFound, Unauthorized, Unavailable
+from minik8s.metrics.store import MetricsStore
 from minik8s.store import EtcdStore, StoreEvent
 
 log = logging.getLogger("minik8s.apiserver")
@@ -121,6 +123,7 @@ class ApiServer:
         self.config = config
         self.store = store or EtcdStore(config.etcd_endpoints)
         self.resources = Resources(self.store, config.pod_cidr, config.node_cidr_prefix, config.service_cidr)
+        self.metrics = MetricsStore()  # metrics.k8s.io: in memory, like metrics-server
         self.app = self._build()
 
     # --- app ---------------------------------------------------------------------------------
@@ -135,6 +138,7 @@ class ApiServer:
         for path in UNAUTHENTICATED_PATHS:
             app.get(path)(self._healthz)
         app.post(JOIN_PATH)(self._join)
+        metrics_api.register(app, self.metrics)  # before the generic /apis/{group}/{version} routes
         app.get("/version")(lambda: discovery.SERVER_VERSION)
         app.get("/api")(discovery.api_versions)
         app.get("/apis")(discovery.api_group_list)

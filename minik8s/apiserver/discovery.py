@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from minik8s.api import kinds as k
+from minik8s.metrics.types import GROUP as METRICS_GROUP
+from minik8s.metrics.types import GROUP_VERSION as METRICS_GROUP_VERSION
+from minik8s.metrics.types import VERSION as METRICS_VERSION
 
 SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-minik8s", "gitCommit": "", "gitTreeState":
                   "clean", "buildDate": "2026-11-26T00:00:00Z", "goVersion": "python", "compiler": "cpython",
@@ -33,11 +36,13 @@ def api_group_list() -> dict[str, Any]:
             continue
         gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
         groups.append({"name": group, "versions": gvs, "preferredVersion": gvs[0]})
+    metrics = [{"groupVersion": METRICS_GROUP_VERSION, "version": METRICS_VERSION}]  # served from memory
+    groups.append({"name": METRICS_GROUP, "versions": metrics, "preferredVersion": metrics[0]})
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
 def api_group(group: str) -> dict[str, Any] | None:
-    versions = group_versions().get(group)
+    versions = [METRICS_VERSION] if group == METRICS_GROUP else group_versions().get(group)
     if not group or not versions:
         return None
     gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]

@@ -20,6 +20,7 @@ from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.api.services import service_defaults
 from minik8s.api.validation import pydantic_causes
+from minik8s.apiserver.dnshosts import HostClaims
 from minik8s.apiserver.services import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound
 from minik8s.store import EtcdStore
@@ -104,6 +105,8 @@ class Resources:
         self.store = store
         # ClusterIPs and NodePorts, derived from the stored Services under the allocator's lock
         self.services = ServiceAllocator(service_cidr, lambda: self.store.list(key_for(k.lookup("Service"), None))[0])
+        # cross-object rule of the DNS kind: one owner per host + path (checked under its lock)
+        self.dns_hosts = HostClaims(lambda: self.store.list(key_for(k.lookup("DNS"), None))[0])
         self.pod_network = ipaddress.IPv4Network(pod_cidr)
         self.node_cidr_prefix = node_cidr_prefix
         self._node_lock = threading.Lock()  # one pod CIDR per node, even for concurrent creates
@@ -234,8 +237,14 @@ class Resources:
         if dry_run:
             if info.kind == "Service":
                 self.services.allocate(obj)
+            if info.kind == "DNS":
+                self.dns_hosts.check(obj)
             return obj
         try:
+            if info.kind == "DNS":
+                with self.dns_hosts.lock:
+                    self.dns_hosts.check(obj)
+                    return self.store.create(key_for(info, meta.get("namespace"), meta["name"]), obj)
             if info.kind == "Service":
                 with self.services.lock:
                     self.services.allocate(obj)
@@ -318,9 +327,15 @@ class Resources:
         if info.kind in DEFAULTERS and "spec" in obj:
             DEFAULTERS[info.kind](obj)
         if dry_run:
+            if info.kind == "DNS":
+                self.dns_hosts.check(obj)
             return obj
         key = key_for(info, cur_meta.get("namespace"), cur_meta["name"])
         try:
+            if info.kind == "DNS":
+                with self.dns_hosts.lock:
+                    self.dns_hosts.check(obj)
+                    return self.store.update(key, obj, expected or int(cur_meta["resourceVersion"]))
             if info.kind == "Service":
                 with self.services.lock:
                     self.services.allocate(obj, current)

@@ -41,6 +41,9 @@ PROBE_TIMEOUT_S = 2.0
 DOCKER_API_TIMEOUT_S = 60
 #: Records the etcd endpoints in use (the managed ones, or the external ones given to ``up``).
 ETCD_ENDPOINTS_FILE = "etcd-endpoints"
+#: How long an already running raylet gets to show up in the head's GCS before it is replaced.
+RAYLET_REJOIN_GRACE_S = 3.0
+POLL_S = 0.2
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
 #: Probes never go through a proxy: every address we probe is ours.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -371,11 +374,27 @@ def start_node(cfg: ClusterConfig, node: NodeConfig) -> None:
     if not dockerd.running():
         clear_stale_pidfile(node.docker_pidfile)
     dockerd.start()
+    if raylet.running() and not _registered_soon(cfg, node):
+        # A raylet that outlived its head (the control plane was killed and restarted) is not part of
+        # the new Ray cluster: replace it. Its containers live on in dockerd, untouched.
+        log.warning("%s's raylet is not registered with the Ray head: restarting it", node.name)
+        raylet.stop(cfg.stop_timeout_s)
     raylet.start()
     dockerd.wait_ready(lambda: docker_healthy(node.docker_socket), cfg.ready_timeout_s, "answering ping")
     raylet.wait_ready(lambda: node.ip in ray_alive_nodes(cfg), cfg.ready_timeout_s, "registered in the GCS")
     dt = time.monotonic() - t0
     log.info("%s ready in %.1fs", node.name, dt, extra={"node": node.name, "seconds": dt})
+
+
+def _registered_soon(cfg: ClusterConfig, node: NodeConfig) -> bool:
+    """Is the node's raylet alive in the head's GCS, allowing a moment for a reconnect?"""
+    deadline = time.monotonic() + RAYLET_REJOIN_GRACE_S
+    while True:
+        if _probe(lambda: node.ip in ray_alive_nodes(cfg)):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
 
 
 def stop_node(cfg: ClusterConfig, node: NodeConfig) -> None:

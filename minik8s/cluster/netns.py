@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: Suffix of the veth peer's name while it is still in the root netns (renamed to eth0 inside).
 PEER_SUFFIX = "p"
+#: `ip netns exec <name>` bind-mounts /etc/netns/<name>/resolv.conf over /etc/resolv.conf.
+ETC_NETNS = Path("/etc/netns")
 
 
 def _ensure_addr(ipr: IPRoute, index: int, address: str, prefixlen: int) -> None:
@@ -143,6 +146,19 @@ def ensure_node_netns(cfg: ClusterConfig, node: NodeConfig) -> None:
         ["nsenter", f"--net={node.netns_path}", "--", "sysctl", "-qw", "net.ipv4.ip_forward=1"],
         check=True, capture_output=True,
     )
+    write_node_resolv_conf(cfg, node)
+
+
+def write_node_resolv_conf(cfg: ClusterConfig, node: NodeConfig, etc_netns: Path = ETC_NETNS) -> Path:
+    """The node's own processes (`ip netns exec <netns> …`) resolve cluster names via cluster DNS."""
+    from minik8s.dns.resolver import ResolverConf
+
+    path = etc_netns / node.netns / "resolv.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = ResolverConf.for_node(nameservers=[cfg.dns_ip]).render()
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
 
 
 def remove_node_netns(cfg: ClusterConfig, node: NodeConfig) -> None:
@@ -156,6 +172,7 @@ def remove_node_netns(cfg: ClusterConfig, node: NodeConfig) -> None:
     if node.netns in netns.listnetns():
         log.info("deleting netns %s", node.netns, extra={"netns": node.netns})
         netns.remove(node.netns)
+    shutil.rmtree(ETC_NETNS / node.netns, ignore_errors=True)
 
 
 def node_netns_ok(cfg: ClusterConfig, node: NodeConfig) -> tuple[bool, str]:

@@ -9,6 +9,7 @@ from minik8s.client import Client
 from minik8s.controllers.deployment import DeploymentConfig, DeploymentController
 from minik8s.controllers.endpoints import EndpointsConfig, EndpointsController
 from minik8s.controllers.gc import GarbageCollector, GarbageCollectorConfig
+from minik8s.controllers.hpa import HPAConfig, HPAController
 from minik8s.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from minik8s.controllers.replicaset import ReplicaSetConfig, ReplicaSetController
 
@@ -22,6 +23,7 @@ class ControllerManagerConfig:
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     garbage_collector: GarbageCollectorConfig = field(default_factory=GarbageCollectorConfig)
     endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
+    hpa: HPAConfig = field(default_factory=HPAConfig)
 
 
 class ControllerManager:
@@ -32,12 +34,14 @@ class ControllerManager:
         self.deployment = DeploymentController(client, self.config.deployment)
         self.garbage_collector = GarbageCollector(client, self.config.garbage_collector)
         self.endpoints = EndpointsController(client, self.config.endpoints)
+        self.hpa = HPAController(client, self.config.hpa)
 
     def start(self) -> None:
         self.node_lifecycle.start()
         for workload in (self.replicaset, self.deployment, self.garbage_collector):
             workload.start()
         self.endpoints.start()
+        self.hpa.start()
         log.info("controllers started")
 
     def stop(self) -> None:
@@ -45,3 +49,4 @@ class ControllerManager:
         for workload in (self.replicaset, self.deployment, self.garbage_collector):
             workload.stop()
         self.endpoints.stop()
+        self.hpa.stop()

@@ -27,6 +27,8 @@ from minik8s.kubelet.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS, D
 from minik8s.kubelet.events import NORMAL, ApiEventSink
 from minik8s.kubelet.heartbeat import NodeReporter
 from minik8s.kubelet.images import PullFn
+from minik8s.kubelet.metrics import DEFAULT_INTERVAL_S as DEFAULT_METRICS_INTERVAL_S
+from minik8s.kubelet.metrics import MetricsSampler
 from minik8s.kubelet.node import DEFAULT_MAX_PODS, machine_capacity
 from minik8s.kubelet.probe_actions import ProbeActions
 from minik8s.kubelet.probes import DEFAULT_PROBE_WORKERS, DEFAULT_READINESS_EVENT_SECONDS, Prober
@@ -96,6 +98,11 @@ class KubeletConfig:
     probe_workers: int = DEFAULT_PROBE_WORKERS
     #: At most one "Readiness probe failed" event per container this often.
     readiness_event_seconds: float = DEFAULT_READINESS_EVENT_SECONDS
+    #: Nameservers ClusterFirst pods get (the kube-dns Service's ClusterIP); [] leaves Docker's resolv.conf.
+    cluster_dns: list[str] = field(default_factory=lambda: ["10.96.0.10"])
+    cluster_domain: str = "cluster.local"
+    #: How often container usage is sampled from cgroups and pushed to the API (metrics.k8s.io); 0 disables.
+    metrics_interval_s: float = DEFAULT_METRICS_INTERVAL_S
 
 
 class Kubelet:
@@ -128,6 +135,8 @@ class Kubelet:
             on_image_ready=self._image_ready,
             readiness=self.prober.ready,
             prober=self.prober,
+            cluster_dns=config.cluster_dns,
+            cluster_domain=config.cluster_domain,
         )
         self.reporter = NodeReporter(
             client,
@@ -151,6 +160,8 @@ class Kubelet:
         self.informer.add_handler(
             on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new), on_delete=self._enqueue
         )
+        self.metrics = MetricsSampler(self.docker, config.node_name, client, config.metrics_interval_s,
+                                      pod_labels=self._pod_labels)
         self.server: KubeletServer | None = None
         self._stop = threading.Event()
         self._killing: set[str] = set()  # pod uids whose containers are being stopped
@@ -177,6 +188,10 @@ class Kubelet:
 
     def _enqueue(self, pod: Pod) -> None:
         self.queue.add(self.key_of(pod))
+
+    def _pod_labels(self, namespace: str, name: str) -> dict[str, str] | None:
+        pod = self.informer.get(f"{namespace}/{name}")
+        return pod.metadata.labels if pod is not None else None
 
     def _image_ready(self, image: str) -> None:
         for pod in self.informer.list():
@@ -206,6 +221,8 @@ class Kubelet:
             self._spawn(self._worker, f"kubelet-worker-{i}")
         self._spawn(self._watch_docker, "kubelet-docker-events")
         self._spawn(self._heartbeat_loop, "kubelet-heartbeat")
+        if self.config.metrics_interval_s > 0:
+            self._spawn(lambda: self.metrics.run(self._stop), "kubelet-metrics")
         self._start_server()
         log.info("kubelet running", extra={"node": self.config.node_name})
         while not self._stop.wait(self.config.resync_seconds):

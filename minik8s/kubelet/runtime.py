@@ -35,7 +35,7 @@ from minik8s.kubelet.backoff import (
 )
 from minik8s.kubelet.events import NORMAL, WARNING, EventSink, NullSink
 from minik8s.kubelet.images import ImagePuller, PullFn, PullState
-from minik8s.kubelet.spec import SpecError, VolumePaths, container_kwargs, sandbox_port_bindings
+from minik8s.kubelet.spec import SpecError, VolumePaths, container_kwargs, sandbox_dns_kwargs, sandbox_port_bindings
 from minik8s.kubelet.volumes import prepare_volumes
 
 #: How soon a pod waiting on an in-flight pull is looked at again.
@@ -128,8 +128,11 @@ class DockerRuntime:
         on_image_ready: Callable[[str], None] | None = None,
         readiness: S.ReadinessFn = S.always_ready,
         prober: ProbeHooks | None = None,
+        cluster_dns: list[str] | None = None,
+        cluster_domain: str = "cluster.local",
     ) -> None:
         self.docker = docker_client
+        self.cluster_dns, self.cluster_domain = list(cluster_dns or []), cluster_domain
         self.node_name = node_name
         self.pods_dir = Path(pods_dir)
         self.pause_image = pause_image
@@ -382,6 +385,7 @@ class DockerRuntime:
                 kwargs["ports"] = ports
         if self.pause_command is not None:
             kwargs["command"] = list(self.pause_command)
+        kwargs.update(sandbox_dns_kwargs(pod, self.cluster_dns, self.cluster_domain))
         sandbox: DockerContainer = self.docker.containers.create(self.pause_image, **kwargs)
         sandbox.start()
         sandbox.reload()

@@ -166,3 +166,20 @@ def sandbox_port_bindings(pod: Pod) -> dict[str, Any]:
                 key = f"{p.containerPort}/{(p.protocol or 'TCP').lower()}"
                 ports[key] = (p.hostIP, p.hostPort) if p.hostIP else p.hostPort
     return ports
+
+
+def sandbox_dns_kwargs(pod: Pod, cluster_dns: list[str], cluster_domain: str) -> dict[str, Any]:
+    """Docker's dns/dns_search/dns_opt for the pause container, which owns the pod's resolv.conf.
+
+    dnsPolicy ClusterFirst (the default) points the pod at cluster DNS with its namespace first in
+    the search path (ndots is explained in `minik8s.dns.resolver`); a hostNetwork pod keeps the
+    node's resolver unless it asks for ClusterFirstWithHostNet, and Default/None keep Docker's."""
+    from minik8s.dns.resolver import ResolverConf
+
+    policy = pod.spec.dnsPolicy or "ClusterFirst"
+    if not cluster_dns or policy not in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        return {}
+    if pod.spec.hostNetwork and policy != "ClusterFirstWithHostNet":
+        return {}
+    conf = ResolverConf.for_pod(pod.metadata.namespace or "default", cluster_domain, cluster_dns)
+    return {"dns": conf.nameservers, "dns_search": conf.search, "dns_opt": [f"ndots:{conf.ndots}"]}

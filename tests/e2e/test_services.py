@@ -100,8 +100,8 @@ def test_deployment_behind_cluster_ip_and_node_port(client: Client, probe: str) 
     wait_for("every replica to answer through the ClusterIP", all_replicas_answer, timeout=60)
     for ip in NODE_IPS:  # NodePort from the user's shell, on every node
         assert httpx.get(f"http://{ip}:{node_port}/", timeout=3).text.split()[1] in pods
-    assert str(vip) in run("describe", "svc", name).stdout or ready_endpoints(client, name)[0] in \
-        run("describe", "svc", name).stdout
+    described = run("describe", "svc", name).stdout
+    assert all(f"{ip}:8080" in described for ip in ready_endpoints(client, name)), described
 
     # scale to 5: new pods receive traffic
     run("scale", "deploy", name, "--replicas", "5")

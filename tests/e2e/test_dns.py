@@ -1,0 +1,134 @@
+"""Cluster DNS and the `DNS` kind with the path-routing gateway, as a user drives them."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+import time
+
+import pytest
+
+from minik8s import Client
+from tests.e2e.conftest import run, unique, wait_for, wait_running
+
+RESOLVE = "import socket, sys; print(socket.gethostbyname(sys.argv[1]))"
+
+
+def backend(name: str, reply: str) -> str:
+    return textwrap.dedent(f"""\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: {name}}}
+        spec:
+          replicas: 1
+          selector: {{matchLabels: {{app: {name}}}}}
+          template:
+            metadata: {{labels: {{app: {name}}}}}
+            spec:
+              containers:
+              - name: web
+                image: busybox
+                command: [sh, -c, 'mkdir -p /www/x && echo {reply} > /www/index.html
+                          && echo {reply}-x > /www/x/index.html && httpd -f -p 8080 -h /www']
+                ports: [{{name: http, containerPort: 8080}}]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: {name}}}
+        spec:
+          selector: {{app: {name}}}
+          ports: [{{name: http, port: 80, targetPort: http}}]
+        """)
+
+
+def dns_object(name: str, host: str, paths: list[tuple[str, str]]) -> str:
+    items = "".join(f"  - {{path: {p}, service: {s}, port: 80}}\n" for p, s in paths)
+    return f"apiVersion: minik8s.io/v1\nkind: DNS\nmetadata: {{name: {name}}}\nspec:\n  host: {host}\n  paths:\n{items}"
+
+
+@pytest.fixture(scope="module")
+def pyprobe(client: Client) -> str:
+    name = unique("resolver")
+    run("apply", "-f", "-", input=textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {name}}}
+        spec:
+          nodeSelector: {{kubernetes.io/hostname: node-2}}
+          terminationGracePeriodSeconds: 0
+          containers: [{{name: main, image: "python:3", command: [sleep, "3600"]}}]
+        """))
+    wait_running(client, name)
+    yield name
+    run("delete", "pod", name, "--grace-period", "0")
+
+
+def resolve(pod: str, host: str) -> str:
+    proc = run("exec", pod, "--", "python3", "-c", RESOLVE, host, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def test_service_names_resolve_from_pods_and_nodes(client: Client, pyprobe: str) -> None:
+    svc = unique("named")
+    run("apply", "-f", "-", input=backend(svc, "hello"))
+    vip = client.get("Service", svc).spec.clusterIP
+    for name in (svc, f"{svc}.default", f"{svc}.default.svc.cluster.local"):
+        assert wait_for(f"{name} to resolve", lambda n=name: resolve(pyprobe, n) == vip, timeout=10)
+    node = subprocess.run(["ip", "netns", "exec", "mk8s-node-3", "python3", "-c", RESOLVE,
+                           f"{svc}.default.svc.cluster.local"], capture_output=True, text=True, timeout=20)
+    assert node.stdout.strip() == vip, node.stderr
+    t0 = time.monotonic()
+    external = run("exec", pyprobe, "--", "python3", "-c", RESOLVE, "example.org", check=False)
+    assert external.returncode != 0 and time.monotonic() - t0 < 5  # NXDOMAIN, answered fast (incl. exec cost)
+    run("delete", "deploy", svc)
+    run("delete", "svc", svc)
+    wait_for("the name to go away", lambda: resolve(pyprobe, f"{svc}.default.svc.cluster.local") == "", timeout=10)
+
+
+def test_host_paths_route_to_services_and_follow_changes(client: Client, pyprobe: str) -> None:
+    a, b, host, obj = unique("sa"), unique("sb"), f"{unique('shop')}.example.com", unique("routes")
+    run("apply", "-f", "-", input=backend(a, "reply-a") + "---\n" + backend(b, "reply-b"))
+    run("apply", "-f", "-", input=dns_object(obj, host, [("/a", a), ("/b", b)]))
+    fetch = "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+
+    def get(url: str) -> str:
+        proc = run("exec", pyprobe, "--", "python3", "-c", fetch, url, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    assert wait_for("/a through the gateway", lambda: get(f"http://{host}/a") == "reply-a", timeout=90)
+    assert get(f"http://{host}/b") == "reply-b"
+    assert get(f"http://{host}/b/x/") == "reply-b-x"  # the prefix is stripped
+    from_node = subprocess.run(["ip", "netns", "exec", "mk8s-node-1", "python3", "-c", fetch, f"http://{host}/a"],
+                               capture_output=True, text=True, timeout=30)
+    assert from_node.stdout.strip() == "reply-a", from_node.stderr
+    table = run("get", "dns").stdout
+    assert any(obj in line and host in line and "/a,/b" in line for line in table.splitlines()), table
+    assert "ready" in run("describe", "dns", obj).stdout
+
+    run("apply", "-f", "-", input=dns_object(obj, host, [("/a", b), ("/b", b)]))  # retarget /a
+    assert wait_for("/a retargeted", lambda: get(f"http://{host}/a") == "reply-b", timeout=30)
+    run("delete", "dns", obj)
+    assert wait_for("the host to be NXDOMAIN", lambda: resolve(pyprobe, host) == "" or None, timeout=10) is not None
+    run("delete", "deploy", a, b)
+    run("delete", "svc", a, b)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("host: bad_host!\n  paths: [{path: /a, service: s, port: 80}]", "spec.host"),
+    ("host: ok.example.com\n  paths: [{path: a, service: s, port: 80}]", "spec.paths[0].path"),
+    ("host: ok.example.com\n  paths: [{path: /a, service: s, port: 80}, {path: /a, service: t, port: 80}]",
+     "spec.paths[1].path"),
+])
+def test_bad_dns_objects_are_rejected(cluster: None, spec: str, expected: str) -> None:
+    name = unique("baddns")
+    proc = run("apply", "-f", "-", input=f"apiVersion: minik8s.io/v1\nkind: DNS\nmetadata: {{name: {name}}}\n"
+                                         f"spec:\n  {spec}\n", check=False)
+    assert proc.returncode == 1 and expected in proc.stderr, proc.stderr
+
+
+def test_two_objects_cannot_claim_one_host_and_path(cluster: None) -> None:
+    first, second, host = unique("claim"), unique("claim"), f"{unique('h')}.example.com"
+    run("apply", "-f", "-", input=dns_object(first, host, [("/x", "s")]))
+    proc = run("apply", "-f", "-", input=dns_object(second, host, [("/x", "t")]), check=False)
+    assert proc.returncode == 1 and first in proc.stderr, proc.stderr
+    run("delete", "dns", first)
