@@ -301,6 +301,14 @@ def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = N
     builder.start()
     waits.append((builder, lambda: docker_healthy(builder_sock), "answering ping"))
     head = _ray_head(cfg)
+    if not head.running():
+        # Raylets that outlived a dead head would make `ray start --head` believe a cluster still runs
+        # here; they cannot rejoin a new head anyway. Stop them: their containers live on in dockerd.
+        for node in known_nodes(cfg):
+            raylet = _node_raylet(cfg, node)
+            if raylet.running():
+                log.warning("stopping %s's raylet: its Ray head is gone", node.name)
+                raylet.stop(cfg.stop_timeout_s)
     head.start()
     waits.append((head, lambda: cfg.head_ip in ray_alive_nodes(cfg), "registered in the GCS"))
     # All four start in parallel; wait for each in turn.
