@@ -106,7 +106,9 @@ class NodeLifecycleController:
     def _check_node(self, node: t.Node, now: dt.datetime) -> None:
         name = node.metadata.name or ""
         seen = self._first_seen.setdefault(node.metadata.uid or name, now)
-        beat = self._last_heartbeat(node) or seen
+        # Like Kubernetes' node controller, a node gets a full grace period from when this controller
+        # first saw it: after a control-plane restart the kubelets need time to reconnect.
+        beat = max(self._last_heartbeat(node) or seen, seen)
         ready = self._ready(node)
         silent = (now - beat).total_seconds() > self.config.node_monitor_grace_s
         if silent and ready is not None and ready.status != "Unknown":

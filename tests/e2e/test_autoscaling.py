@@ -1,0 +1,141 @@
+"""Metrics and autoscaling on the live cluster: `top`, a CPU HPA under load from a pod, a memory HPA."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+from minik8s import Client
+from tests.e2e.conftest import REPO, run, unique, wait_for, wait_running
+
+HPA_EXAMPLE = Path(REPO) / "examples" / "hpa" / "hpa.yaml"
+
+
+def hpa_replicas(client: Client, name: str) -> int:
+    return int(client.get("Deployment", name).spec.replicas or 0)
+
+
+def test_top_shows_real_usage(client: Client) -> None:
+    name = unique("burn")
+    run("apply", "-f", "-", input=textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {name}}}
+        spec:
+          terminationGracePeriodSeconds: 0
+          containers:
+          - name: spin
+            image: busybox
+            command: [sh, -c, "while :; do :; done"]
+            resources: {{limits: {{cpu: 500m}}}}
+        """))
+    wait_running(client, name)
+
+    def burning() -> int | None:
+        rows = [line.split() for line in run("top", "pods").stdout.splitlines()[1:]]
+        row = next((r for r in rows if r[0] == name), None)
+        millis = int(row[1].rstrip("m")) if row and row[1].endswith("m") else 0
+        return millis if millis > 300 else None
+
+    millis = wait_for("the spinning pod's CPU in `top pods`", burning, timeout=90, interval=3)
+    assert 300 < millis <= 600  # capped at 500m by its limit
+    nodes = run("top", "nodes").stdout
+    assert nodes.splitlines()[0].split()[:3] == ["NAME", "CPU(cores)", "CPU%"] and "node-1" in nodes
+    run("delete", "pod", name, "--grace-period", "0")
+
+
+def test_cpu_hpa_scales_out_under_load_and_back_in(client: Client) -> None:
+    manifest = HPA_EXAMPLE.read_text().replace("stabilizationWindowSeconds: 60", "stabilizationWindowSeconds: 10")
+    run("apply", "-f", "-", input=manifest)
+    wait_for("the burner ready", lambda: client.get("Deployment", "burner").status.readyReplicas == 1, timeout=120)
+    load = unique("load")
+    script = ("end=$(( $(date +%s) + 150 )); while [ ! -f /tmp/stop ] && [ $(date +%s) -lt $end ]; do "
+              "wget -qO- http://burner/ >/dev/null 2>&1; done")
+    run("apply", "-f", "-", input=textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {load}}}
+        spec:
+          terminationGracePeriodSeconds: 0
+          restartPolicy: Never
+          containers:
+          - {{name: a, image: busybox, command: [sh, -c, '{script}']}}
+          - {{name: b, image: busybox, command: [sh, -c, '{script}']}}
+        """))
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch_replicas() -> None:
+        while not stop.is_set():
+            seen.append(hpa_replicas(client, "burner"))
+            time.sleep(1)
+
+    th = threading.Thread(target=watch_replicas, daemon=True)
+    th.start()
+    try:
+        wait_for("a scale-out", lambda: hpa_replicas(client, "burner") >= 2, timeout=120, interval=2)
+        assert "burner" in run("get", "hpa").stdout
+        described = run("describe", "hpa", "burner").stdout
+        assert "SuccessfulRescale" in described
+        for c in ("a", "b"):
+            run("exec", load, "-c", c, "--", "touch", "/tmp/stop")
+        wait_for("the scale-in back to 1", lambda: hpa_replicas(client, "burner") == 1, timeout=150, interval=2)
+    finally:
+        stop.set()
+        th.join(5)
+        run("delete", "pod", load, "--grace-period", "0", check=False)
+        run("delete", "-f", str(HPA_EXAMPLE), check=False)
+    assert max(seen) <= 4, seen
+
+
+def test_memory_hpa_scales_on_memory(client: Client) -> None:
+    name = unique("mem")
+    run("apply", "-f", "-", input=textwrap.dedent(f"""\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: {name}}}
+        spec:
+          replicas: 1
+          selector: {{matchLabels: {{app: {name}}}}}
+          template:
+            metadata: {{labels: {{app: {name}}}}}
+            spec:
+              terminationGracePeriodSeconds: 0
+              containers:
+              - name: hog
+                image: "python:3"
+                command: [python3, -c, "import time; x = bytearray(60 * 2**20); time.sleep(3600)"]
+                resources: {{requests: {{memory: 40Mi}}}}
+        ---
+        apiVersion: autoscaling/v2
+        kind: HorizontalPodAutoscaler
+        metadata: {{name: {name}}}
+        spec:
+          scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {name}}}
+          minReplicas: 1
+          maxReplicas: 3
+          metrics:
+          - type: Resource
+            resource: {{name: memory, target: {{type: Utilization, averageUtilization: 80}}}}
+        """))
+    wait_for("a memory scale-out", lambda: hpa_replicas(client, name) >= 2, timeout=150, interval=3)
+    assert "memory:" in run("get", "hpa", name).stdout
+    run("delete", "hpa", name)
+    run("delete", "deploy", name)
+
+
+def test_invalid_hpas_are_rejected(cluster: None) -> None:
+    base = ("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: bad}\nspec:\n"
+            "  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: x}\n")
+    cases = [
+        (base + "  minReplicas: 3\n  maxReplicas: 2\n", "spec.maxReplicas"),
+        (base + "  maxReplicas: 2\n  metrics: [{type: Resource, resource: {name: gpu, target: "
+                "{type: Utilization, averageUtilization: 50}}}]\n", "spec.metrics[0].resource.name"),
+        ("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: bad}\nspec:\n"
+         "  maxReplicas: 2\n", "spec.scaleTargetRef"),
+    ]
+    for manifest, expected in cases:
+        proc = run("apply", "-f", "-", input=manifest, check=False)
+        assert proc.returncode == 1 and expected in proc.stderr, proc.stderr
