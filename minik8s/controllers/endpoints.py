@@ -10,15 +10,15 @@ Pods whose ports resolve the same way share a subset. Writes only when the subse
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from minik8s.api import types as t
 from minik8s.api.services import Service
-from minik8s.client import Client, Informer, WorkQueue
+from minik8s.client import Client, Informer
 from minik8s.client.events import EventRecorder
-from minik8s.errors import AlreadyExists, MiniK8sError, NotFound
+from minik8s.controllers.base import QueueWorkers
+from minik8s.errors import AlreadyExists, NotFound
 
 log = logging.getLogger("minik8s.controllers.endpoints")
 
@@ -106,17 +106,18 @@ def compute_subsets(svc: Service, pods: list[t.Pod]) -> tuple[list[Obj], list[tu
     return subsets, missing
 
 
-class EndpointsController:
+class EndpointsController(QueueWorkers):
+    name = "endpoints"
+
     def __init__(self, client: Client, config: EndpointsConfig | None = None) -> None:
-        self.client = client
         self.config = config or EndpointsConfig()
+        super().__init__(self.config.workers)
+        self.client = client
         self.services = Informer(client, "Service", resync_seconds=self.config.resync_s)
         self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
         self.endpoints = Informer(client, "Endpoints", resync_seconds=self.config.resync_s)
-        self.queue = WorkQueue()
         self.events = EventRecorder(client, "endpoint-controller")
         self._warned: set[tuple[str, str, str]] = set()
-        self._threads: list[threading.Thread] = []
         self.services.add_handler(on_add=self._enqueue_obj, on_update=lambda _o, n: self._enqueue_obj(n),
                                   on_delete=self._enqueue_obj)
         self.endpoints.add_handler(on_update=lambda _o, n: self._enqueue_obj(n), on_delete=self._enqueue_obj)
@@ -151,32 +152,12 @@ class EndpointsController:
             self._enqueue_obj(svc)
         for ep in self.endpoints.list():  # Endpoints whose Service went away while we were down
             self._enqueue_obj(ep)
-        for i in range(self.config.workers):
-            th = threading.Thread(target=self._worker, name=f"endpoints-{i}", daemon=True)
-            th.start()
-            self._threads.append(th)
+        self.run_workers()
 
     def stop(self) -> None:
-        self.queue.shutdown()
+        self.shutdown()
         for inf in (self.services, self.pods, self.endpoints):
             inf.stop()
-
-    def _worker(self) -> None:
-        while True:
-            key = self.queue.get()
-            if key is None:
-                return
-            try:
-                self.sync(key)
-                self.queue.forget(key)
-            except MiniK8sError as exc:
-                log.info("endpoints sync failed, requeued", extra={"key": key, "error": exc.message})
-                self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("endpoints sync crashed", extra={"key": key})
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
 
     # --- the sync --------------------------------------------------------------------------
     def sync(self, key: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -54,6 +55,38 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, in
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+HOSTNAME_HTTPD = "mkdir -p /www && hostname > /www/index.html && httpd -f -p 8080 -h /www"
+
+
+def web_app(name: str, replicas: int = 1, command: str = HOSTNAME_HTTPD, service_type: str = "ClusterIP") -> str:
+    """A Deployment of busybox HTTP servers on port 8080 (named `http`) and a Service on port 80 for it."""
+    return textwrap.dedent(f"""\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: {name}}}
+        spec:
+          replicas: {replicas}
+          selector: {{matchLabels: {{app: {name}}}}}
+          template:
+            metadata: {{labels: {{app: {name}}}}}
+            spec:
+              terminationGracePeriodSeconds: 1
+              containers:
+              - name: web
+                image: busybox
+                command: [sh, -c, '{command}']
+                ports: [{{name: http, containerPort: 8080}}]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: {name}}}
+        spec:
+          type: {service_type}
+          selector: {{app: {name}}}
+          ports: [{{name: http, port: 80, targetPort: http}}]
+        """)
 
 
 def unique(prefix: str) -> str:

@@ -9,36 +9,14 @@ import time
 import pytest
 
 from minik8s import Client
-from tests.e2e.conftest import run, unique, wait_for, wait_running
+from tests.e2e.conftest import run, unique, wait_for, wait_running, web_app
 
 RESOLVE = "import socket, sys; print(socket.gethostbyname(sys.argv[1]))"
 
 
 def backend(name: str, reply: str) -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {{name: {name}}}
-        spec:
-          replicas: 1
-          selector: {{matchLabels: {{app: {name}}}}}
-          template:
-            metadata: {{labels: {{app: {name}}}}}
-            spec:
-              containers:
-              - name: web
-                image: busybox
-                command: [sh, -c, 'mkdir -p /www/x && echo {reply} > /www/index.html
-                          && echo {reply}-x > /www/x/index.html && httpd -f -p 8080 -h /www']
-                ports: [{{name: http, containerPort: 8080}}]
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: {name}}}
-        spec:
-          selector: {{app: {name}}}
-          ports: [{{name: http, port: 80, targetPort: http}}]
-        """)
+    return web_app(name, command=f"mkdir -p /www/x && echo {reply} > /www/index.html && echo {reply}-x > "
+                                 "/www/x/index.html && httpd -f -p 8080 -h /www")
 
 
 def dns_object(name: str, host: str, paths: list[tuple[str, str]]) -> str:

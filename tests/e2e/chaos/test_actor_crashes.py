@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import textwrap
 import threading
 import time
 
@@ -21,7 +20,7 @@ import ray
 from minik8s import Client
 from minik8s.cluster.config import ClusterConfig
 from tests.e2e.chaos.test_control_plane import NODE_IPS, app_containers
-from tests.e2e.conftest import run, unique, wait_for
+from tests.e2e.conftest import run, unique, wait_for, web_app
 
 ACTORS = ["apiserver", "scheduler", "controller-manager", "kubelet-node-2", "proxy-node-2", "network-node-2"]
 REQUEST_INTERVAL_S = 0.1
@@ -46,29 +45,7 @@ def proxy_rules(node: int) -> list[str]:
 @pytest.fixture(scope="module")
 def service(client: Client) -> tuple[str, list[str]]:
     name = unique("crash")
-    run("apply", "-f", "-", input=textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {{name: {name}}}
-        spec:
-          replicas: 3
-          selector: {{matchLabels: {{app: {name}}}}}
-          template:
-            metadata: {{labels: {{app: {name}}}}}
-            spec:
-              containers:
-              - name: web
-                image: busybox
-                command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && httpd -f -p 8080 -h /www']
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: {name}}}
-        spec:
-          type: NodePort
-          selector: {{app: {name}}}
-          ports: [{{port: 80, targetPort: 8080}}]
-        """))
+    run("apply", "-f", "-", input=web_app(name, replicas=3, service_type="NodePort"))
     wait_for("3 endpoints", lambda: sum(len(s.addresses or []) for s in client.get("Endpoints", name).subsets or [])
              == 3, timeout=120)
     svc = client.get("Service", name)

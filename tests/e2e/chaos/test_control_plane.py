@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 import threading
 import time
 
@@ -22,7 +21,7 @@ from minik8s.cluster.config import ClusterConfig
 from minik8s.cluster.local import _etcd, _ray_head
 from minik8s.cluster.procs import session_members
 from minik8s.kubelet import labels as L
-from tests.e2e.conftest import UP_ARGS, UP_TIMEOUT_S, run, unique, wait_for
+from tests.e2e.conftest import UP_ARGS, UP_TIMEOUT_S, run, unique, wait_for, web_app
 
 NODE_IPS = ["10.200.0.11", "10.200.0.12", "10.200.0.13"]
 OUTAGE_S = 20.0
@@ -52,30 +51,7 @@ def kill_control_plane(cfg: ClusterConfig) -> None:
 def test_killing_the_whole_control_plane_never_hurts_running_pods(client: Client) -> None:
     cfg = ClusterConfig()
     name = unique("chaos")
-    run("apply", "-f", "-", input=textwrap.dedent(f"""\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata: {{name: {name}}}
-        spec:
-          replicas: 3
-          selector: {{matchLabels: {{app: {name}}}}}
-          template:
-            metadata: {{labels: {{app: {name}}}}}
-            spec:
-              containers:
-              - name: web
-                image: busybox
-                command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && httpd -f -p 8080 -h /www']
-                ports: [{{containerPort: 8080}}]
-        ---
-        apiVersion: v1
-        kind: Service
-        metadata: {{name: {name}}}
-        spec:
-          type: NodePort
-          selector: {{app: {name}}}
-          ports: [{{port: 80, targetPort: 8080}}]
-        """))
+    run("apply", "-f", "-", input=web_app(name, replicas=3, service_type="NodePort"))
 
     def endpoints() -> int:
         ep = client.get("Endpoints", name)
