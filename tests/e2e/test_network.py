@@ -76,17 +76,14 @@ def test_overlay_rules_follow_nodes_and_pod_ips_are_released(client: Client) -> 
     assert "masquerade" in nft
     node = ClusterConfig().node(2)
     bridge = docker.DockerClient(base_url=node.docker_url).networks.get("bridge")
-    before = len(bridge.attrs["Containers"] or {})
+
+    def addresses() -> set[str]:  # the node's docker bridge: one address per pod (its pause container)
+        bridge.reload()
+        return {c["IPv4Address"].split("/")[0] for c in (bridge.attrs["Containers"] or {}).values()}
+
     names = [unique("ip") for _ in range(3)]
     run("apply", "-f", "-", input="---\n".join(pod_on(n, "node-2", "busybox", ["sleep", "3600"]) for n in names))
-    for n in names:
-        wait_running(client, n)
-    bridge.reload()
-    assert len(bridge.attrs["Containers"]) == before + 3  # one address per pod (the pause container)
+    ips = {wait_running(client, n).status.podIP for n in names}
+    assert len(ips) == 3 and ips <= addresses()
     run("delete", "pod", *names, "--grace-period", "0")
-
-    def released() -> bool:
-        bridge.reload()
-        return len(bridge.attrs["Containers"] or {}) == before
-
-    wait_for("the pod IPs to be released", released, timeout=30)
+    wait_for("the pod IPs to be released", lambda: not ips & addresses(), timeout=30)
