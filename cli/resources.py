@@ -81,6 +81,14 @@ def get(kind: str, names: tuple[str, ...], output: str | None, watch: bool, sele
       minik8s get po web -o yaml
       minik8s get nodes
     """
+    if "," in kind:
+        if names or watch or output in ("yaml", "json"):
+            raise click.UsageError("several kinds at once list tables or names only: get KIND1,KIND2 [-o wide|name]")
+        for i, one in enumerate(part for part in kind.split(",") if part):
+            if i:
+                click.echo()
+            _get_many(one, output, selector, field_selector, all_namespaces, namespace)
+        return
     info = k.lookup(kind)
     c = client()
     ns = _resolve_namespace(info, namespace, all_namespaces)
@@ -109,6 +117,21 @@ def get(kind: str, names: tuple[str, ...], output: str | None, watch: bool, sele
                 continue
             _print_table(info, [obj], output == "wide", all_namespaces and info.namespaced, headers_shown=not shown)
             shown = True
+
+
+def _get_many(kind: str, output: str | None, selector: str | None, field_selector: str | None,
+              all_namespaces: bool, namespace: str | None) -> None:
+    """One kind's table within `get KIND1,KIND2`: names carry their kind, as kubectl prints them."""
+    info = k.lookup(kind)
+    result = client().list(info.kind, _resolve_namespace(info, namespace, all_namespaces), selector, field_selector)
+    items = [as_dict(o) for o in result.items]
+    for o in items:
+        o["metadata"]["name"] = f"{info.singular}/{o['metadata']['name']}"
+    if output == "name":
+        for o in items:
+            click.echo(o["metadata"]["name"])
+    elif items:
+        _print_table(info, items, output == "wide", all_namespaces and info.namespaced)
 
 
 @click.command()

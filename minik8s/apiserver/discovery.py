@@ -8,8 +8,9 @@ from minik8s.api import kinds as k
 from minik8s.metrics.types import GROUP as METRICS_GROUP
 from minik8s.metrics.types import GROUP_VERSION as METRICS_GROUP_VERSION
 from minik8s.metrics.types import VERSION as METRICS_VERSION
+from minik8s.version import KUBE_VERSION
 
-SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-minik8s", "gitCommit": "", "gitTreeState":
+SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": KUBE_VERSION, "gitCommit": "", "gitTreeState":
                   "clean", "buildDate": "2026-11-26T00:00:00Z", "goVersion": "python", "compiler": "cpython",
                   "platform": "linux/amd64"}
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]

@@ -19,12 +19,13 @@ from minik8s.api.types import (
     NodeStatus,
     NodeSystemInfo,
 )
+from minik8s.version import KUBE_VERSION
 
 log = logging.getLogger(__name__)
 
 KIB = 1024
 DEFAULT_MAX_PODS = 110
-KUBELET_VERSION = "v1.30.0-minik8s"
+KUBELET_VERSION = KUBE_VERSION
 MEMINFO = Path("/proc/meminfo")
 OS_RELEASE = Path("/etc/os-release")
 MACHINE_ID = Path("/etc/machine-id")

@@ -91,6 +91,8 @@ def test_deployment_behind_cluster_ip_and_node_port(client: Client, probe: str) 
     assert vip.startswith("10.96.") and 30000 <= node_port <= 32767
     table = run("get", "svc", name).stdout
     assert "NodePort" in table and vip in table and f"80:{node_port}/TCP" in table
+    both = run("get", "deploy,svc").stdout
+    assert f"deployment/{name}" in both and f"service/{name}" in both
     pods = {p.metadata.name for p in client.list("Pod", "default", label_selector=f"app={name}").items}
 
     def all_replicas_answer() -> bool:
