@@ -25,6 +25,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: How long a started child may take to exec into its program (nsenter, then the daemon).
+EXEC_TIMEOUT_S = 10.0
+EXEC_POLL_S = 0.01
+
 NETNS_DIR = Path("/var/run/netns")
 MNT_DETACH = 2
 #: cgroup v1 hierarchies; dockerd's cgroupfs driver puts containers in ``<hierarchy>/docker/<id>``.
@@ -319,6 +323,11 @@ class ManagedProcess:
         # Reap it if it dies while we live (a long-lived caller would otherwise keep a zombie).
         threading.Thread(target=proc.wait, name=f"reap-{self._slug}", daemon=True).start()
         self.pidfile.write_text(f"{proc.pid}\n")
+        # Until the child has exec'd (through nsenter, when in a netns) its command line is not yet
+        # our program's, and running() would call it dead: wait for the exec, or for its exit.
+        deadline = time.monotonic() + EXEC_TIMEOUT_S
+        while not self._is_ours(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(EXEC_POLL_S)
         log.info("started %s (pid %d)", self.name, proc.pid, extra={"component": self.name, "pid": proc.pid})
         return proc.pid
 
