@@ -151,15 +151,27 @@ def delete(res: Resources, info: k.KindInfo, namespace: str | None, name: str, g
         for dinfo, dep in dependents(res, owner):
             _strip_owner(res, dinfo, dep, uid)
     else:
-        for dinfo, dep in dependents(res, owner):
-            controller: Obj = next((r for r in dep["metadata"].get("ownerReferences") or [] if r.get("uid") == uid), {})
-            if not controller:
-                continue
-            try:
-                delete(res, dinfo, dep["metadata"].get("namespace"), dep["metadata"]["name"], grace, "Foreground")
-            except NotFound:
-                continue
+        # Marked first, so its controller stops making dependents while they are being deleted
+        # (pods have none, and their own deletion is graceful: leave them to res.delete).
+        if info.kind != "Pod":
+            _mark_deleting(res, info, owner)
+        _delete_dependents(res, owner, grace)
     try:
-        return res.delete(info, namespace, name, grace)
+        deleted = res.delete(info, namespace, name, grace)
     except NotFound:
-        return owner
+        deleted = owner
+    if policy == "Foreground":
+        # A controller that acted on a cached copy from before the mark may have made one more.
+        _delete_dependents(res, owner, grace)
+    return deleted
+
+
+def _delete_dependents(res: Resources, owner: Obj, grace: int | None) -> None:
+    uid = owner["metadata"]["uid"]
+    for dinfo, dep in dependents(res, owner):
+        if not any(r.get("uid") == uid for r in dep["metadata"].get("ownerReferences") or []):
+            continue
+        try:
+            delete(res, dinfo, dep["metadata"].get("namespace"), dep["metadata"]["name"], grace, "Foreground")
+        except NotFound:
+            continue
