@@ -52,16 +52,24 @@ def resolve_port(port: int | str, container: Container) -> int:
     raise ValueError(f"port {port!r} not found in container {container.name}")
 
 
+def _endpoint(host: str | None, port: int | str, target: ProbeTarget) -> tuple[str, int] | str:
+    """The (host, port) a network probe connects to, or why there is none."""
+    host = host or target.pod_ip
+    if not host:
+        return "pod has no IP address"
+    try:
+        return host, resolve_port(port, target.container)
+    except ValueError as exc:
+        return str(exc)
+
+
 def http_get(probe: Probe, target: ProbeTarget, timeout: float) -> tuple[bool, str]:
     action = probe.httpGet
     assert action is not None
-    host = action.host or target.pod_ip
-    if not host:
-        return False, "pod has no IP address"
-    try:
-        port = resolve_port(action.port, target.container)
-    except ValueError as exc:
-        return False, str(exc)
+    where = _endpoint(action.host, action.port, target)
+    if isinstance(where, str):
+        return False, where
+    host, port = where
     path = action.path or "/"
     if not path.startswith("/"):
         path = "/" + path
@@ -95,13 +103,10 @@ def http_get(probe: Probe, target: ProbeTarget, timeout: float) -> tuple[bool, s
 def tcp_socket(probe: Probe, target: ProbeTarget, timeout: float) -> tuple[bool, str]:
     action = probe.tcpSocket
     assert action is not None
-    host = action.host or target.pod_ip
-    if not host:
-        return False, "pod has no IP address"
-    try:
-        port = resolve_port(action.port, target.container)
-    except ValueError as exc:
-        return False, str(exc)
+    where = _endpoint(action.host, action.port, target)
+    if isinstance(where, str):
+        return False, where
+    host, port = where
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
