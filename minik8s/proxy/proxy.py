@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,15 @@ from minik8s.client import Client, Informer
 from minik8s.errors import MiniK8sError
 from minik8s.proxy import nft
 from minik8s.proxy.hairpin import ensure_hairpin
-from minik8s.proxy.rules import ProxyRulesConfig, ServiceRules, diff_script, full_script, render_service, service_key
+from minik8s.proxy.rules import (
+    ProxyRulesConfig,
+    ServiceRules,
+    chain_refs_after,
+    diff_script,
+    full_script,
+    render_service,
+    service_key,
+)
 
 log = logging.getLogger("minik8s.proxy")
 
@@ -58,6 +67,8 @@ class Proxier:
     def __init__(self, cfg: ProxyRulesConfig, netns: str | None = None, apply: Applier = nft.apply) -> None:
         self.cfg, self.netns, self._apply = cfg, netns, apply
         self.applied: dict[str, ServiceRules] | None = None
+        self.chain_refs: Counter[str] = Counter()
+        """The shared pick chains in the table, and how many applied Services use each."""
 
     def replace(self, desired: dict[str, ServiceRules]) -> SyncStats:
         t0 = time.perf_counter()
@@ -65,6 +76,7 @@ class Proxier:
         self.applied = None
         self._apply(script, self.netns)
         self.applied = dict(desired)
+        self.chain_refs = chain_refs_after(Counter(), {}, desired)
         return SyncStats(len(desired), len(desired), script.count("\n"), time.perf_counter() - t0, True)
 
     def update(self, changes: dict[str, ServiceRules | None]) -> SyncStats:
@@ -74,13 +86,16 @@ class Proxier:
         t0 = time.perf_counter()
         old = {k: self.applied[k] for k in changes if k in self.applied}
         new = {k: v for k, v in changes.items() if v is not None}
-        script = diff_script(old, new, self.cfg)
+        refs = chain_refs_after(self.chain_refs, old, new)
+        script = diff_script(old, new, self.cfg, refs.keys() - self.chain_refs.keys(),
+                             self.chain_refs.keys() - refs.keys())
         if script:
             try:
                 self._apply(script, self.netns)
             except MiniK8sError:
                 self.applied = None  # unknown state: the next sync replaces the table
                 raise
+        self.chain_refs = refs
         for k, v in changes.items():
             if v is None:
                 self.applied.pop(k, None)
@@ -136,7 +151,7 @@ class Proxy:
         with self._lock:
             self._dirty.clear()
         desired = self.desired()
-        if self.proxier.applied is None or nft.list_table(self.config.table, self.netns) is None:
+        if self.proxier.applied is None or not nft.table_exists(self.config.table, self.netns):
             return self.proxier.replace(desired)
         changes: dict[str, ServiceRules | None] = dict(desired)
         changes.update({k: None for k in self.proxier.applied if k not in desired})

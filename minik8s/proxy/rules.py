@@ -1,33 +1,47 @@
-"""Rendering Services into nftables objects, and the per-service diff (pure: no nft, no API).
+"""Rendering Services into nftables map elements, and the per-service diff (pure: no nft, no API).
 
-Layout of ``table ip minik8s-proxy`` (``T`` below)::
+Every Service lives in the table only as *elements* of a few maps and sets; the chains are a
+fixed, shared set. A change to one Service is therefore a handful of element adds and deletes,
+and nft never has to load (or check) a rule per Service: the cost of a sync follows the change,
+not the number of Services (a chain per Service and per endpoint, as kube-proxy's iptables mode
+has, makes every `nft -f` load tens of thousands of chains into its cache first).
 
-    map svc-ips        ClusterIP . proto . port  : goto svc-<h>     (services with ready endpoints)
-    map svc-nodeports  proto . nodePort          : goto np-<h>
-    set no-ep-ips      ClusterIP . proto . port                     (no ready endpoints: rejected)
+Layout of ``table ip minik8s-proxy`` (``VIP`` a ClusterIP, ``i`` an endpoint's slot 0..n-1)::
+
+    map svc-ips        VIP . proto . port          : goto pick-<proto>-<n> (ready endpoints)
+    map svc-nodeports  proto . nodePort            : goto np-pick-<proto>-<n>
+    map ip-backends-<proto>  VIP . port . i        : endpoint IP . port     (<proto>: tcp, udp)
+    map np-backends-<proto>  nodePort . i          : endpoint IP . port
+    set hairpin        VIP . endpoint IP . endpoint IP   (a pod reaching itself via its Service)
+    set no-ep-ips      VIP . proto . port                (no ready endpoints: rejected)
     set no-ep-nodeports proto . nodePort
     chain services     the two vmaps (NodePorts only for local destinations: fib daddr type local)
     chain prerouting   nat, hook prerouting (pods, other nodes, the root netns) -> services
     chain output       nat, hook output (processes in the node netns) -> services
-    chain postrouting  nat: packets marked 0x4000 are masqueraded
+    chain postrouting  nat: packets marked 0x4000, and hairpin connections, are masqueraded
     chain filter-*     filter, hooks forward/output/input: no-endpoint services get a tcp reset /
                        icmp port-unreachable instead of a hang
-    chain svc-<h>      one per service port: mark traffic from outside the pod network (so replies
-                       come back through this node), then numgen random (or jhash ip saddr for
-                       sessionAffinity ClientIP) over the endpoint chains
-    chain ep-<h>-<i>   mark hairpin (source is this endpoint), DNAT to pod IP:port
-    chain np-<h>       mark (NodePort traffic is masqueraded), goto svc-<h>
+    chain pick-<proto>-<n>  shared by every Service port with n ready endpoints: mark traffic from
+                       outside the pod network (so replies come back through this node), then DNAT to
+                       ip-backends-<proto>[VIP . port . (numgen random mod n)]; pick-<proto>-aff-<n>
+                       hashes the client address instead (sessionAffinity: ClientIP); the np- variants
+                       always mark (NodePort traffic is masqueraded) and look up np-backends-<proto>.
 
-A Service renders to a :class:`ServiceRules` (its chains and its map elements). The diff of two
-snapshots is computed per Service; only changed Services' elements and chains appear in the
-transaction, in an order nft accepts (element deletes, chain adds, flushes, rules, element adds,
-chain deletes).
+The backend maps are per protocol because a DNAT through a map takes its protocol from the map's
+value type (nft adds a `meta l4proto tcp` check for a `tcp dport` value); with one map per protocol
+that check is exactly right.
+
+A Service renders to a :class:`ServiceRules`: its elements and the names of the shared pick chains
+they jump to. A diff touches only the Services whose elements changed (a changed map value is a
+delete and an add in the same transaction); a pick chain is created with the first Service that needs
+it and deleted with the last, so the table is a function of the Services alone (a restarted proxy
+writes the same table).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from minik8s.api.services import Endpoints, Service
@@ -36,8 +50,11 @@ TABLE = "minik8s-proxy"
 MASQ_MARK = 0x4000
 MAP_IPS = "svc-ips"
 MAP_NODEPORTS = "svc-nodeports"
+SET_HAIRPIN = "hairpin"
 SET_NOEP_IPS = "no-ep-ips"
 SET_NOEP_NODEPORTS = "no-ep-nodeports"
+
+_MARK = f"meta mark set meta mark | {MASQ_MARK:#x}"
 
 
 @dataclass(frozen=True)
@@ -47,7 +64,7 @@ class ProxyRulesConfig:
     """The pod network: ClusterIP traffic from outside it is masqueraded (None: never)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Element:
     map: str
     key: str
@@ -56,13 +73,9 @@ class Element:
 
 @dataclass(frozen=True)
 class ServiceRules:
-    chains: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    """(chain name, rules) in dependency order: endpoint chains first."""
+    chains: frozenset[str] = field(default_factory=frozenset)
+    """The shared pick chains this Service's elements jump to."""
     elements: frozenset[Element] = field(default_factory=frozenset)
-
-
-def chain_hash(namespace: str, name: str, port_name: str, protocol: str) -> str:
-    return hashlib.sha256(f"{namespace}/{name}:{port_name}/{protocol}".encode()).hexdigest()[:12]
 
 
 def service_key(namespace: str | None, name: str | None) -> str:
@@ -80,44 +93,66 @@ def ready_backends(ep: Endpoints | None, port_name: str, protocol: str) -> list[
     return sorted(out, key=lambda b: (tuple(int(x) for x in b[0].split(".")), b[1]))
 
 
+PROTOCOLS = ("tcp", "udp")  # api.services.Protocol, lower case
+
+
+def ip_backends(lproto: str) -> str:
+    return f"ip-backends-{lproto}"
+
+
+def np_backends(lproto: str) -> str:
+    return f"np-backends-{lproto}"
+
+
+def pick_chain(n: int, lproto: str, node_port: bool, affinity: bool) -> str:
+    return f"{'np-' if node_port else ''}pick-{lproto}-{'aff-' if affinity else ''}{n}"
+
+
+def pick_chain_rules(name: str, cfg: ProxyRulesConfig) -> list[str]:
+    """The rules of a pick chain, a pure function of its name (see :func:`pick_chain`)."""
+    node_port = name.startswith("np-")
+    lproto, _, rest = name.removeprefix("np-").removeprefix("pick-").partition("-")
+    affinity = rest.startswith("aff-")
+    n = int(rest.removeprefix("aff-"))
+    slot = f"jhash ip saddr mod {n} seed 0x0" if affinity else f"numgen random mod {n}"
+    if node_port:
+        return [_MARK, f"dnat ip to {lproto} dport . {slot} map @{np_backends(lproto)}"]
+    rules = [f"ip saddr != {cfg.cluster_cidr} {_MARK}"] if cfg.cluster_cidr else []
+    return [*rules, f"dnat ip to ip daddr . {lproto} dport . {slot} map @{ip_backends(lproto)}"]
+
+
 def render_service(svc: Service, ep: Endpoints | None, cfg: ProxyRulesConfig) -> ServiceRules:
     spec = svc.spec
     if not spec.clusterIP or spec.clusterIP == "None":
         return ServiceRules()  # headless: nothing to proxy
-    chains: list[tuple[str, tuple[str, ...]]] = []
+    vip = spec.clusterIP
+    affinity = spec.sessionAffinity == "ClientIP"
+    chains: set[str] = set()
     elements: set[Element] = set()
-    mark = f"meta mark set meta mark | {MASQ_MARK:#x}"
     for sp in spec.ports or []:
         proto = sp.protocol or "TCP"
         lproto = proto.lower()
-        h = chain_hash(svc.metadata.namespace or "default", svc.metadata.name or "", sp.name or "", proto)
         backends = ready_backends(ep, sp.name or "", proto)
-        ip_key = f"{spec.clusterIP} . {lproto} . {sp.port}"
+        ip_key = f"{vip} . {lproto} . {sp.port}"
         np_key = f"{lproto} . {sp.nodePort}" if spec.type == "NodePort" and sp.nodePort else None
         if not backends:
             elements.add(Element(SET_NOEP_IPS, ip_key))
             if np_key:
                 elements.add(Element(SET_NOEP_NODEPORTS, np_key))
             continue
-        svc_chain = f"svc-{h}"
-        ep_chains = [f"ep-{h}-{i}" for i in range(len(backends))]
-        for chain, (ip, port) in zip(ep_chains, backends, strict=True):
-            chains.append((chain, (f"ip saddr {ip} {mark}", f"meta l4proto {lproto} dnat to {ip}:{port}")))
-        rules: list[str] = []
-        if cfg.cluster_cidr:
-            rules.append(f"ip saddr != {cfg.cluster_cidr} {mark}")
-        if len(ep_chains) == 1:
-            rules.append(f"goto {ep_chains[0]}")
-        else:
-            pick = "jhash ip saddr mod {n} seed 0x0" if spec.sessionAffinity == "ClientIP" else "numgen random mod {n}"
-            vmap = ", ".join(f"{i} : goto {c}" for i, c in enumerate(ep_chains))
-            rules.append(f"{pick.format(n=len(ep_chains))} vmap {{ {vmap} }}")
-        chains.append((svc_chain, tuple(rules)))
-        elements.add(Element(MAP_IPS, ip_key, f"goto {svc_chain}"))
+        pick = pick_chain(len(backends), lproto, False, affinity)
+        chains.add(pick)
+        elements.add(Element(MAP_IPS, ip_key, f"goto {pick}"))
+        for i, (ip, port) in enumerate(backends):
+            elements.add(Element(ip_backends(lproto), f"{vip} . {sp.port} . {i}", f"{ip} . {port}"))
+            elements.add(Element(SET_HAIRPIN, f"{vip} . {ip} . {ip}"))
         if np_key:
-            chains.append((f"np-{h}", (mark, f"goto {svc_chain}")))
-            elements.add(Element(MAP_NODEPORTS, np_key, f"goto np-{h}"))
-    return ServiceRules(tuple(chains), frozenset(elements))
+            np_pick = pick_chain(len(backends), lproto, True, affinity)
+            chains.add(np_pick)
+            elements.add(Element(MAP_NODEPORTS, np_key, f"goto {np_pick}"))
+            for i, (ip, port) in enumerate(backends):
+                elements.add(Element(np_backends(lproto), f"{sp.nodePort} . {i}", f"{ip} . {port}"))
+    return ServiceRules(frozenset(chains), frozenset(elements))
 
 
 def render_all(services: list[Service], endpoints: Mapping[str, Endpoints],
@@ -134,10 +169,16 @@ def render_all(services: list[Service], endpoints: Mapping[str, Endpoints],
 def base_script(cfg: ProxyRulesConfig) -> list[str]:
     """The fixed part of the table, as `nft -f` commands."""
     t = f"ip {cfg.table}"
+    slot = "numgen random mod 1"  # `typeof` only names the key's type: any slot expression will do
+    backend_maps = [line for p in PROTOCOLS for line in (
+        f"add map {t} {ip_backends(p)} {{ typeof ip daddr . {p} dport . {slot} : ip daddr . {p} dport ; }}",
+        f"add map {t} {np_backends(p)} {{ typeof {p} dport . {slot} : ip daddr . {p} dport ; }}")]
     return [
         f"add table {t}",
         f"add map {t} {MAP_IPS} {{ type ipv4_addr . inet_proto . inet_service : verdict ; }}",
         f"add map {t} {MAP_NODEPORTS} {{ type inet_proto . inet_service : verdict ; }}",
+        *backend_maps,
+        f"add set {t} {SET_HAIRPIN} {{ typeof ct original ip daddr . ip saddr . ip daddr ; }}",
         f"add set {t} {SET_NOEP_IPS} {{ type ipv4_addr . inet_proto . inet_service ; }}",
         f"add set {t} {SET_NOEP_NODEPORTS} {{ type inet_proto . inet_service ; }}",
         f"add chain {t} services",
@@ -154,6 +195,8 @@ def base_script(cfg: ProxyRulesConfig) -> list[str]:
         f"add rule {t} output jump services",
         f"add rule {t} postrouting meta mark & {MASQ_MARK:#x} == {MASQ_MARK:#x} "
         f"meta mark set meta mark ^ {MASQ_MARK:#x} masquerade",
+        f"add rule {t} postrouting ct status dnat ct original ip daddr . ip saddr . ip daddr @{SET_HAIRPIN} "
+        "masquerade",
         f"add rule {t} reject-svc meta l4proto tcp reject with tcp reset",
         f"add rule {t} reject-svc reject",
         f"add rule {t} filter-forward ip daddr . meta l4proto . th dport @{SET_NOEP_IPS} goto reject-svc",
@@ -162,57 +205,68 @@ def base_script(cfg: ProxyRulesConfig) -> list[str]:
     ]
 
 
-def _element(cmd: str, table: str, el: Element, with_value: bool) -> str:
-    body = f"{el.key} : {el.value}" if with_value and el.value is not None else el.key
-    return f"{cmd} element ip {table} {el.map} {{ {body} }}"
+def _elements(cmd: str, table: str, els: Iterable[Element], with_value: bool) -> list[str]:
+    """One command per map or set (nft parses one long element list far faster than many commands)."""
+    by_map: dict[str, list[str]] = {}
+    for el in sorted(els):
+        body = f"{el.key} : {el.value}" if with_value and el.value is not None else el.key
+        by_map.setdefault(el.map, []).append(body)
+    return [f"{cmd} element ip {table} {m} {{ {', '.join(bodies)} }}" for m, bodies in by_map.items()]
+
+
+def chain_lines(names: Iterable[str], cfg: ProxyRulesConfig) -> list[str]:
+    """Create pick chains (sorted, so the same set always renders the same script)."""
+    t = cfg.table
+    lines: list[str] = []
+    for name in sorted(names):
+        lines.append(f"add chain ip {t} {name}")
+        lines.extend(f"add rule ip {t} {name} {r}" for r in pick_chain_rules(name, cfg))
+    return lines
 
 
 def full_script(desired: Mapping[str, ServiceRules], cfg: ProxyRulesConfig) -> str:
     """Replace the whole table atomically (first sync, restart): declare, delete, re-create."""
     lines = [f"table ip {cfg.table}", f"delete table ip {cfg.table}", *base_script(cfg)]
-    return "\n".join(lines + diff_lines({}, desired, cfg)) + "\n"
+    chains = frozenset().union(*(r.chains for r in desired.values()))
+    return "\n".join(lines + diff_lines({}, desired, cfg, add_chains=chains)) + "\n"
 
 
-def diff_lines(old: Mapping[str, ServiceRules], new: Mapping[str, ServiceRules], cfg: ProxyRulesConfig) -> list[str]:
-    """The commands turning `old` into `new`, touching only Services whose rules differ."""
+def chain_refs_after(refs: Mapping[str, int], old: Mapping[str, ServiceRules],
+                     new: Mapping[str, ServiceRules]) -> Counter[str]:
+    """How many Services use each pick chain once the Services in `old` are replaced by `new` (keys of
+    `old` missing from `new` are deleted); `refs` is the count before. Costs O(changed Services)."""
+    out = Counter(refs)
+    for rules in old.values():
+        out.subtract(rules.chains)
+    for rules in new.values():
+        out.update(rules.chains)
+    return +out  # drops the chains no Service uses any more
+
+
+def diff_lines(old: Mapping[str, ServiceRules], new: Mapping[str, ServiceRules], cfg: ProxyRulesConfig,
+               add_chains: Iterable[str] = (), del_chains: Iterable[str] = ()) -> list[str]:
+    """The commands turning `old` into `new`, touching only Services whose elements differ; pick
+    chains in `add_chains` are created before any element jumps to them, and those in `del_chains`
+    deleted after the last element jumping to them is gone."""
     t = cfg.table
-    del_elements: list[str] = []
-    add_chains: list[str] = []
-    flushes: list[str] = []
-    rules: list[str] = []
-    add_elements: list[str] = []
-    del_chains: list[str] = []
-    for key in sorted(set(old) | set(new)):
+    deletes: list[Element] = []
+    adds: list[Element] = []
+    for key in set(old) | set(new):
         before, after = old.get(key, ServiceRules()), new.get(key, ServiceRules())
         if before == after:
             continue
         after_keys = {(e.map, e.key): e for e in after.elements}
         before_keys = {(e.map, e.key): e for e in before.elements}
-        for mk, el in sorted(before_keys.items()):
-            if mk not in after_keys or after_keys[mk] != el:
-                del_elements.append(_element("delete", t, el, with_value=False))
-        for mk, el in sorted(after_keys.items()):
-            if mk not in before_keys or before_keys[mk] != el:
-                add_elements.append(_element("add", t, el, with_value=True))
-        before_chains, after_chains = dict(before.chains), dict(after.chains)
-        for name, body in after.chains:
-            if name not in before_chains:
-                add_chains.append(f"add chain ip {t} {name}")
-            elif before_chains[name] == body:
-                continue
-            else:
-                flushes.append(f"flush chain ip {t} {name}")
-            rules.extend(f"add rule ip {t} {name} {r}" for r in body)
-        for name, _ in before.chains:
-            if name not in after_chains:
-                flushes.append(f"flush chain ip {t} {name}")
-                del_chains.append(f"delete chain ip {t} {name}")
-    # a chain is deleted only after every goto to it is gone: svc/np chains before their ep chains
-    del_chains.sort(key=lambda line: 1 if " ep-" in line else 0)
-    return del_elements + add_chains + flushes + rules + add_elements + del_chains
+        deletes.extend(el for mk, el in before_keys.items() if after_keys.get(mk) != el)
+        adds.extend(el for mk, el in after_keys.items() if before_keys.get(mk) != el)
+    drops = [line for name in sorted(del_chains)
+             for line in (f"flush chain ip {t} {name}", f"delete chain ip {t} {name}")]
+    return (_elements("delete", t, deletes, with_value=False) + chain_lines(add_chains, cfg)
+            + _elements("add", t, adds, with_value=True) + drops)
 
 
-def diff_script(old: Mapping[str, ServiceRules], new: Mapping[str, ServiceRules], cfg: ProxyRulesConfig) -> str:
+def diff_script(old: Mapping[str, ServiceRules], new: Mapping[str, ServiceRules], cfg: ProxyRulesConfig,
+                add_chains: Iterable[str] = (), del_chains: Iterable[str] = ()) -> str:
     """One `nft -f` transaction, or "" when nothing changed."""
-    lines = diff_lines(old, new, cfg)
+    lines = diff_lines(old, new, cfg, add_chains, del_chains)
     return "\n".join(lines) + "\n" if lines else ""

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 from pyroute2 import IPRoute
 
+from minik8s.api.services import Endpoints, Service
 from minik8s.proxy import nft
 from minik8s.proxy.proxy import Proxier, ensure_root_route
-from minik8s.proxy.rules import ServiceRules, chain_hash, render_all
+from minik8s.proxy.rules import ServiceRules, render_all
 from minik8s.proxy.testbed import RULES, SERVICE_CIDR, ServiceBed, endpoints, service
 
 pytestmark = [
@@ -104,20 +107,71 @@ def test_hairpin_a_pod_reaches_itself_through_its_service(world: World) -> None:
     assert sb.backend_a.netns in answers and sb.backend_b.netns in answers, answers
 
 
+UDP_NAME_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 5353))
+print("ready", flush=True)
+while True:
+    _, peer = s.recvfrom(64)
+    s.sendto(sys.argv[2].encode(), peer)
+"""
+UDP_CLIENT = """
+import socket, sys
+for _ in range(int(sys.argv[3])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(b"?", (sys.argv[1], int(sys.argv[2])))
+    try:
+        print(s.recv(64).decode())
+    except TimeoutError:
+        print("timeout")
+"""
+
+
+def test_udp_service_by_cluster_ip_and_node_port(world: World) -> None:
+    """UDP goes through its own backend map and pick chains (a map's value type fixes the protocol)."""
+    sb = world.sb
+    for pod in (sb.backend_a, sb.backend_b):
+        p = sb.bed.popen(pod.netns, [sys.executable, "-c", UDP_NAME_SERVER, pod.ip, pod.netns], stdout=subprocess.PIPE)
+        sb.procs.append(p)
+        assert p.stdout is not None and p.stdout.readline().strip() == b"ready"
+    udp_cip, udp_node_port = "10.205.0.7", 30053
+    world.services["default/dns"] = Service.model_validate({
+        "metadata": {"name": "dns", "namespace": "default"},
+        "spec": {"type": "NodePort", "clusterIP": udp_cip, "selector": {"app": "dns"},
+                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353,
+                            "nodePort": udp_node_port}]}})
+    world.endpoints["default/dns"] = Endpoints.model_validate({
+        "metadata": {"name": "dns", "namespace": "default"},
+        "subsets": [{"addresses": [{"ip": sb.backend_a.ip}, {"ip": sb.backend_b.ip}],
+                     "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}]}]})
+    world.sync()
+    try:
+        both = {sb.backend_a.netns, sb.backend_b.netns}
+        answers = sb.bed.run(sb.client_pod.netns, [sys.executable, "-c", UDP_CLIENT, udp_cip, "53", "30"]).stdout
+        assert set(answers.split()) == both, answers
+        answers = subprocess.run([sys.executable, "-c", UDP_CLIENT, sb.node_b.ip, str(udp_node_port), "30"],
+                                 capture_output=True, text=True, timeout=120).stdout
+        assert set(answers.split()) == both, answers
+    finally:
+        del world.services["default/dns"], world.endpoints["default/dns"]
+        world.sync()
+
+
 def test_removing_an_endpoint_touches_only_that_service(world: World) -> None:
     sb = world.sb
-    other_hash = chain_hash("default", "other", "http", "TCP")
     before = nft.list_table(RULES.table, sb.node_a.netns) or ""
-    other_before = [line for line in before.splitlines() if other_hash in line]
+    other_before = [el for el in nft.listing_elements(before) if OTHER_CIP in el]
     world.endpoints["default/web"] = endpoints("web", [sb.backend_a.ip])
     desired = world.desired()
     script = world.proxiers[0].update({"default/web": desired["default/web"]})
     world.proxiers[1].update({"default/web": desired["default/web"]})
     assert script.changed == 1 and script.lines > 0
     after = nft.list_table(RULES.table, sb.node_a.netns) or ""
-    assert [line for line in after.splitlines() if other_hash in line] == other_before
-    web_hash = chain_hash("default", "web", "http", "TCP")
-    assert f"ep-{web_hash}-1" not in after and f"ep-{web_hash}-0" in after
+    assert [el for el in nft.listing_elements(after) if OTHER_CIP in el] == other_before
+    assert f"{CIP} . 80 . 0 : {sb.backend_a.ip} . 8080" in nft.listing_elements(after)
+    assert f"{CIP} . 80 . 1 :" not in after and f"{CIP} . tcp . 80 : goto pick-tcp-1" in nft.listing_elements(after)
     answers, _ = sb.requests(sb.client_pod.netns, f"http://{CIP}:80/", 20)
     assert set(answers) == {sb.backend_a.netns}
 
@@ -127,7 +181,7 @@ def test_same_input_writes_nothing_and_a_restart_rebuilds_identical_rules(world:
     before = nft.list_table(RULES.table, world.sb.node_a.netns)
     fresh = Proxier(RULES, world.sb.node_a.netns)
     fresh.replace(world.desired())
-    assert nft.list_table(RULES.table, world.sb.node_a.netns) == before
+    assert nft.canonical_listing(nft.list_table(RULES.table, world.sb.node_a.netns)) == nft.canonical_listing(before)
 
 
 def test_no_ready_endpoints_rejects_instead_of_hanging(world: World) -> None:
@@ -145,12 +199,12 @@ def test_deleting_the_service_removes_its_rules(world: World) -> None:
     sb = world.sb
     world.endpoints["default/web"] = endpoints("web", [sb.backend_a.ip, sb.backend_b.ip])
     world.sync()
-    web_hash = chain_hash("default", "web", "http", "TCP")
-    assert f"svc-{web_hash}" in (nft.list_table(RULES.table, sb.node_a.netns) or "")
+    listed = nft.listing_elements(nft.list_table(RULES.table, sb.node_a.netns) or "")
+    assert f"{CIP} . tcp . 80 : goto pick-tcp-2" in listed
     del world.services["default/web"], world.endpoints["default/web"]
     world.sync()
     table = nft.list_table(RULES.table, sb.node_a.netns) or ""
-    assert web_hash not in table and CIP not in table and str(NODE_PORT) not in table
+    assert CIP not in table and str(NODE_PORT) not in table
     assert OTHER_CIP in table
     answers, _ = sb.requests(sb.client_pod.netns, f"http://{OTHER_CIP}:80/", 5)
     assert set(answers) == {sb.backend_b.netns}

@@ -13,7 +13,7 @@ from minik8s.apiserver.services import ServiceAllocator, pick_cluster_ip, pick_n
 from minik8s.controllers.endpoints import compute_subsets
 from minik8s.errors import Invalid
 from minik8s.proxy.proxy import Proxier
-from minik8s.proxy.rules import ProxyRulesConfig, chain_hash, diff_script, full_script, render_all
+from minik8s.proxy.rules import ProxyRulesConfig, diff_script, full_script, pick_chain, pick_chain_rules, render_all
 from minik8s.proxy.testbed import endpoints, service
 
 CFG = ProxyRulesConfig(cluster_cidr="10.244.0.0/16")
@@ -124,39 +124,94 @@ def world(ips_web: list[str]) -> dict[str, Any]:
     return render_all(services, eps, CFG)
 
 
-def test_render_random_choice_dnat_hairpin_and_node_port() -> None:
-    script = full_script(world(["10.244.1.2", "10.244.2.2"]), CFG)
-    h = chain_hash("default", "web", "http", "TCP")
+def test_render_elements_shared_pick_chains_hairpin_and_node_port() -> None:
+    rendered = world(["10.244.1.2", "10.244.2.2"])
+    web = {(e.map, e.key, e.value) for e in rendered["default/web"].elements}
+    assert web == {
+        ("svc-ips", "10.96.0.5 . tcp . 80", "goto pick-tcp-2"),
+        ("ip-backends-tcp", "10.96.0.5 . 80 . 0", "10.244.1.2 . 8080"),
+        ("ip-backends-tcp", "10.96.0.5 . 80 . 1", "10.244.2.2 . 8080"),
+        ("hairpin", "10.96.0.5 . 10.244.1.2 . 10.244.1.2", None),
+        ("hairpin", "10.96.0.5 . 10.244.2.2 . 10.244.2.2", None),
+        ("svc-nodeports", "tcp . 30080", "goto np-pick-tcp-2"),
+        ("np-backends-tcp", "30080 . 0", "10.244.1.2 . 8080"),
+        ("np-backends-tcp", "30080 . 1", "10.244.2.2 . 8080"),
+    }
+    assert rendered["default/web"].chains == {"pick-tcp-2", "np-pick-tcp-2"}
+    assert rendered["default/other"].chains == {"pick-tcp-1"}
+    script = full_script(rendered, CFG)
     assert script.startswith("table ip minik8s-proxy\ndelete table ip minik8s-proxy\n")
-    assert f"add rule ip minik8s-proxy svc-{h} numgen random mod 2 vmap {{ 0 : goto ep-{h}-0, 1 : goto ep-{h}-1 }}" \
+    t = "ip minik8s-proxy"
+    assert f"add element {t} svc-ips {{ 10.96.0.5 . tcp . 80 : goto pick-tcp-2, " \
+        "10.96.0.6 . tcp . 80 : goto pick-tcp-1 }" in script  # one command per map
+    # one chain per protocol and endpoint count, shared by every Service port with that many endpoints
+    assert f"add rule {t} pick-tcp-2 dnat ip to ip daddr . tcp dport . numgen random mod 2 map @ip-backends-tcp" \
         in script
-    assert f"add rule ip minik8s-proxy ep-{h}-0 ip saddr 10.244.1.2 meta mark set meta mark | 0x4000" in script
-    assert f"add rule ip minik8s-proxy ep-{h}-1 meta l4proto tcp dnat to 10.244.2.2:8080" in script
-    assert f"add element ip minik8s-proxy svc-ips {{ 10.96.0.5 . tcp . 80 : goto svc-{h} }}" in script
-    assert f"add element ip minik8s-proxy svc-nodeports {{ tcp . 30080 : goto np-{h} }}" in script
+    assert f"add rule {t} pick-tcp-2 ip saddr != 10.244.0.0/16 meta mark set meta mark | 0x4000" in script
+    assert f"add rule {t} np-pick-tcp-2 meta mark set meta mark | 0x4000" in script
+    assert script.count("add chain ip minik8s-proxy pick-") == 2  # pick-1, pick-2
     assert "flush table" not in script and "flush ruleset" not in script
+
+
+def test_pick_chain_names_round_trip_to_their_rules() -> None:
+    assert pick_chain(3, "udp", node_port=False, affinity=True) == "pick-udp-aff-3"
+    assert pick_chain_rules("pick-udp-aff-3", CFG)[-1] == \
+        "dnat ip to ip daddr . udp dport . jhash ip saddr mod 3 seed 0x0 map @ip-backends-udp"
+    assert pick_chain_rules("np-pick-tcp-12", CFG)[-1] == \
+        "dnat ip to tcp dport . numgen random mod 12 map @np-backends-tcp"
+    assert pick_chain_rules("pick-tcp-1", ProxyRulesConfig(cluster_cidr=None)) == \
+        ["dnat ip to ip daddr . tcp dport . numgen random mod 1 map @ip-backends-tcp"]
 
 
 def test_no_endpoints_goes_to_the_reject_sets() -> None:
     script = full_script(world([]), CFG)
     assert "add element ip minik8s-proxy no-ep-ips { 10.96.0.5 . tcp . 80 }" in script
     assert "add element ip minik8s-proxy no-ep-nodeports { tcp . 30080 }" in script
+    assert "10.96.0.5 . tcp . 80 :" not in script
 
 
-def test_diff_touches_only_the_changed_service_and_is_empty_when_equal() -> None:
+def test_diff_is_element_changes_of_the_changed_service_only() -> None:
     old, new = world(["10.244.1.2", "10.244.2.2"]), world(["10.244.1.2"])
     assert diff_script(old, world(["10.244.1.2", "10.244.2.2"]), CFG) == ""
-    script = diff_script(old, new, CFG)
-    h, other = chain_hash("default", "web", "http", "TCP"), chain_hash("default", "other", "http", "TCP")
-    assert other not in script
-    lines = script.splitlines()
-    assert f"flush chain ip minik8s-proxy svc-{h}" in lines
-    assert lines[-1] == f"delete chain ip minik8s-proxy ep-{h}-1"
-    assert f"add rule ip minik8s-proxy svc-{h} goto ep-{h}-0" in lines
-    assert not any(f"ep-{h}-0" in line and "flush" in line for line in lines)  # unchanged chain left alone
+    lines = diff_script(old, new, CFG, add_chains=["np-pick-tcp-1"], del_chains=["np-pick-tcp-2"]).splitlines()
+    t = "ip minik8s-proxy"
+    assert all("10.96.0.6" not in line for line in lines)  # the other Service is untouched
+    assert lines == [  # a changed value is a delete and an add
+        f"delete element {t} hairpin {{ 10.96.0.5 . 10.244.2.2 . 10.244.2.2 }}",
+        f"delete element {t} ip-backends-tcp {{ 10.96.0.5 . 80 . 1 }}",
+        f"delete element {t} np-backends-tcp {{ 30080 . 1 }}",
+        f"delete element {t} svc-ips {{ 10.96.0.5 . tcp . 80 }}",
+        f"delete element {t} svc-nodeports {{ tcp . 30080 }}",
+        f"add chain {t} np-pick-tcp-1",
+        f"add rule {t} np-pick-tcp-1 meta mark set meta mark | 0x4000",
+        f"add rule {t} np-pick-tcp-1 dnat ip to tcp dport . numgen random mod 1 map @np-backends-tcp",
+        f"add element {t} svc-ips {{ 10.96.0.5 . tcp . 80 : goto pick-tcp-1 }}",
+        f"add element {t} svc-nodeports {{ tcp . 30080 : goto np-pick-tcp-1 }}",
+        f"flush chain {t} np-pick-tcp-2",
+        f"delete chain {t} np-pick-tcp-2",
+    ]
     gone = diff_script(old, {"default/other": old["default/other"]}, CFG).splitlines()
-    assert gone[0].startswith("delete element") and all(other not in line for line in gone)
-    assert lines.index(f"flush chain ip minik8s-proxy svc-{h}") < lines.index(f"delete chain ip minik8s-proxy ep-{h}-1")
+    assert gone and all(line.startswith("delete element") and "10.96.0.6" not in line for line in gone)
+
+
+def test_proxier_creates_a_pick_chain_with_its_first_user_and_deletes_it_with_its_last() -> None:
+    scripts: list[str] = []
+    p = Proxier(CFG, None, lambda script, _ns: scripts.append(script))
+    p.replace(world(["10.244.1.2", "10.244.2.2"]))  # web: 2 endpoints + NodePort, other: 1
+    assert dict(p.chain_refs) == {"pick-tcp-2": 1, "np-pick-tcp-2": 1, "pick-tcp-1": 1}
+    p.update({"default/web": world(["10.244.1.2"])["default/web"]})
+    assert dict(p.chain_refs) == {"pick-tcp-1": 2, "np-pick-tcp-1": 1}
+    assert "add chain ip minik8s-proxy np-pick-tcp-1" in scripts[-1]
+    assert "add chain ip minik8s-proxy pick-tcp-1" not in scripts[-1]  # "other" already made it
+    assert "delete chain ip minik8s-proxy pick-tcp-2" in scripts[-1]
+    assert "delete chain ip minik8s-proxy np-pick-tcp-2" in scripts[-1]
+    p.update({"default/other": None})
+    assert dict(p.chain_refs) == {"pick-tcp-1": 1, "np-pick-tcp-1": 1} and "delete chain" not in scripts[-1]
+    # what a restarted proxy writes for the same Services: the same chains
+    fresh: list[str] = []
+    Proxier(CFG, None, lambda script, _ns: fresh.append(script)).replace(dict(p.applied or {}))
+    assert sorted(line for line in fresh[0].splitlines() if "chain ip minik8s-proxy" in line and "pick" in line) == \
+        ["add chain ip minik8s-proxy np-pick-tcp-1", "add chain ip minik8s-proxy pick-tcp-1"]
 
 
 def test_proxier_writes_nothing_for_the_same_input() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -19,6 +18,7 @@ import ray
 
 from minik8s import Client
 from minik8s.cluster.config import ClusterConfig
+from minik8s.proxy import nft
 from tests.e2e.chaos.test_control_plane import NODE_IPS, app_containers
 from tests.e2e.conftest import run, unique, wait_for, web_app
 
@@ -35,11 +35,8 @@ def actor_pid(name: str) -> int:
 
 
 def proxy_rules(node: int) -> list[str]:
-    """The proxy table's maps, sets and chains, each as text, sorted: nft lists chains in creation order."""
-    text = subprocess.run(["ip", "netns", "exec", f"mk8s-node-{node}", "nft", "list", "table", "ip",
-                           "minik8s-proxy"], capture_output=True, text=True, timeout=30).stdout
-    body = text.strip().removesuffix("}")  # the table's closing brace would stick to whichever chain is last
-    return sorted(block.strip() for block in body.split("\n\n"))
+    """The proxy table's maps, sets and chains in a canonical order (nft lists chains in creation order)."""
+    return nft.canonical_listing(nft.list_table("minik8s-proxy", f"mk8s-node-{node}"))
 
 
 @pytest.fixture(scope="module")
