@@ -102,6 +102,13 @@ class GarbageCollector(QueueWorkers):
         if any(self._owner_exists(ns, ref) for ref in obj.metadata.ownerReferences):
             return
         try:
+            # the cache may lag an orphaning delete, which strips the references before removing the
+            # owner: judge the dependent as it is now, not as cached
+            live = self.client.get(kind, obj.metadata.name, ns)
+            if live.metadata.uid != obj.metadata.uid or live.metadata.deletionTimestamp is not None or \
+                    not live.metadata.ownerReferences or \
+                    any(self._owner_exists(ns, ref) for ref in live.metadata.ownerReferences):
+                return
             self.client.delete(kind, obj.metadata.name, ns, propagation_policy="Background")
         except NotFound:
             return
