@@ -18,6 +18,14 @@ def _logging() -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
+def _netlink_ready_asyncio() -> None:
+    """Ray workers make uvloop the asyncio policy whenever it is installed, and uvloop cannot open
+    pyroute2's AF_NETLINK datagram sockets ("invalid family 16"): use the standard loops here."""
+    import asyncio
+
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+
+
 @ray.remote
 class ApiServerActor:
     def __init__(self, config: dict[str, Any]) -> None:
@@ -114,10 +122,15 @@ class NetworkAgentActor:
         import threading
 
         from minik8s.client import Client
-        from minik8s.network.agent import NetworkAgent
+        from minik8s.network.agent import NetworkAgent, NetworkAgentConfig
+        from minik8s.network.vxlan import VxlanConfig
 
         _logging()
-        self.agent = NetworkAgent(Client(server, token, ca=ca), node["name"], node["ip"], node["pod_cidr"])
+        _netlink_ready_asyncio()
+        # the overlay rides on the node's underlay device: eth0 in a netns node, the NIC in host mode
+        config = NetworkAgentConfig(vxlan=VxlanConfig(underlay_dev=node.get("interface") or "eth0"))
+        self.agent = NetworkAgent(Client(server, token, ca=ca), node["name"], node["ip"], node["pod_cidr"],
+                                  config=config)
         self.thread = threading.Thread(target=self.agent.run, name="network-agent", daemon=True)
         self.thread.start()
 
@@ -136,6 +149,7 @@ class ProxyActor:
         from minik8s.proxy.proxy import Proxy
 
         _logging()
+        _netlink_ready_asyncio()
         self.proxy = Proxy(Client(server, token, ca=ca), node["name"], node["ip"])
         self.thread = threading.Thread(target=self.proxy.run, name="proxy", daemon=True)
         self.thread.start()

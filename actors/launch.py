@@ -27,9 +27,12 @@ class ActorSpec:
     args: tuple[Any, ...]
 
 
-def connect(address: str, namespace: str) -> None:
+def connect(address: str, namespace: str, node_ip: str | None = None) -> None:
+    """Attach this process to the Ray cluster as a driver; `node_ip` picks the local raylet to attach
+    through when several run on this machine (a host-mode node joined from a netns)."""
     if not ray.is_initialized():
-        ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False,
+                 _node_ip_address=node_ip)
         # Ray installs a crash handler that prints a stack on SIGTERM; children this process forks
         # (pyroute2's netns helpers) inherit it and print one each time they are stopped.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -4,14 +4,23 @@ Starts its own etcd (temp dir, free ports) and API server, so it needs no cluste
 
     .venv/bin/python benchmarks/scheduler.py [--nodes 100] [--pods 3000] [--policy default]
                                              [--apiserver thread|process] [--profile]
+                                             [--profile-apiserver [FILE]]
 
 Measured in one run:
   1. baseline: the API server's own binding ceiling: N pods bound by concurrent raw binding
-     POSTs with no scheduling decision at all (same client pool size as the scheduler);
+     POSTs with no scheduling decision at all (as many threads as the scheduler's bind workers);
   2. the real `Scheduler` on a backlog of `--pods` pending pods: pods bound per second from
      the first bind to the last (seen on a watch), p50/p99 create->bound latency, and the
-     time spent inside the placement decision.
+     time spent inside the placement decision; afterwards the pods are listed again to check
+     that every one is bound in etcd, and the Scheduled events are counted. The events are sent
+     asynchronously (as kube-scheduler's recorder does), so the run also prints when the last
+     one was written and the end-to-end rate including them;
+  3. CPU seconds per bound pod of the scheduler (+ this benchmark's watcher), the API server
+     and etcd over the scheduler's run: on a small shared machine this says more than wall time.
 Prints the ratio to the 300 pods/s goal and to the baseline ceiling.
+
+`--profile` profiles the scheduler's decision thread; `--profile-apiserver` profiles every
+thread of the API server process by CPU time (cProfile with a thread-time clock).
 
 `--apiserver process` runs the API server in a child process, so it does not share the
 scheduler's GIL (a real deployment runs them as separate processes); `thread` runs it
@@ -26,6 +35,7 @@ import multiprocessing
 import os
 import pstats
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -54,7 +64,7 @@ START_TIMEOUT_S = 30.0
 BIND_TIMEOUT_S = 600.0
 CREATE_WORKERS = 16
 BASELINE_PODS = 600
-HTTP_POOL = 64
+PIDS: dict[str, int] = {}  # "etcd", "apiserver": whose CPU time the report splits
 
 
 def free_port() -> int:
@@ -92,6 +102,7 @@ def etcd() -> Iterator[str]:
         ["etcd", "--data-dir", str(data / "data"), "--listen-client-urls", url, "--advertise-client-urls", url,
          "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"default={peer}"],
         stdout=subprocess.DEVNULL, stderr=open(data / "etcd.log", "wb"), env={**os.environ, "ETCD_NAME": "default"})
+    PIDS["etcd"] = proc.pid
     try:
         wait_http(f"{url}/health", lambda r: r.status_code == 200, proc)
         yield url
@@ -101,10 +112,38 @@ def etcd() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def _serve(etcd_url: str, port: int) -> None:
+def _profile_every_thread(path: str) -> None:
+    """cProfile each thread of this (child) process; dump the merged stats to `path` on SIGTERM."""
+    profiles: list[cProfile.Profile] = []
+    lock = threading.Lock()
+
+    def start(*_args: Any) -> None:
+        prof = cProfile.Profile(time.thread_time)  # CPU time: waiting on etcd or the GIL is not cost
+        with lock:
+            profiles.append(prof)
+        prof.enable()  # replaces this hook with cProfile's own for the rest of the thread
+
+    def dump(*_args: Any) -> None:
+        with lock:
+            for prof in profiles:
+                prof.disable()
+            stats = pstats.Stats(profiles[0])
+            for prof in profiles[1:]:
+                stats.add(prof)
+        stats.dump_stats(path)
+        os._exit(0)
+
+    threading.setprofile(start)
+    signal.signal(signal.SIGTERM, dump)
+    start()
+
+
+def _serve(etcd_url: str, port: int, profile_path: str | None = None) -> None:
     from minik8s.apiserver.app import ApiServer, ApiServerConfig
     from minik8s.apiserver.server import ServerThread
 
+    if profile_path:
+        _profile_every_thread(profile_path)
     api = ApiServer(ApiServerConfig(etcd_endpoints=[etcd_url], token=TOKEN, port=port))
     server = ServerThread(api.app, ["127.0.0.1"], port, name="bench-apiserver")
     server.start()
@@ -113,13 +152,15 @@ def _serve(etcd_url: str, port: int) -> None:
 
 
 @contextmanager
-def apiserver(etcd_url: str, mode: str) -> Iterator[str]:
+def apiserver(etcd_url: str, mode: str, profile_path: str | None = None) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     child = None
     if mode == "process":
-        child = multiprocessing.get_context("spawn").Process(target=_serve, args=(etcd_url, port), daemon=True)
+        child = multiprocessing.get_context("spawn").Process(target=_serve, args=(etcd_url, port, profile_path),
+                                                             daemon=True)
         child.start()
+        PIDS["apiserver"] = child.pid or 0
         wait_http(f"{url}/api/v1/namespaces/default", lambda r: r.status_code == 200, child)
     else:
         _serve(etcd_url, port)
@@ -132,10 +173,8 @@ def apiserver(etcd_url: str, mode: str) -> Iterator[str]:
 
 
 def make_client(url: str) -> Client:
-    c = Client(url, TOKEN)
-    c._http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60,
-                           limits=httpx.Limits(max_connections=HTTP_POOL, max_keepalive_connections=HTTP_POOL))
-    return c
+    """The SDK client as components use it (its keep-alive pool outnumbers the bind workers)."""
+    return Client(url, TOKEN, timeout=60)
 
 
 def hollow_node(name: str) -> dict[str, Any]:
@@ -187,6 +226,19 @@ class BindWatcher:
                     return
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_now() -> dict[str, float]:
+    here = "this process (scheduler + benchmark)" if "apiserver" in PIDS else \
+        "this process (scheduler + benchmark + API server)"
+    procs = {here: os.getpid(), **PIDS}
+    return {name: cpu_seconds(pid) for name, pid in procs.items()}
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
@@ -236,9 +288,16 @@ def main() -> None:
     ap.add_argument("--bind-workers", type=int, default=SchedulerConfig.bind_workers)
     ap.add_argument("--no-events", action="store_true", help="skip the Scheduled event per bind")
     ap.add_argument("--profile", action="store_true", help="cProfile the decision thread")
+    ap.add_argument("--profile-apiserver", nargs="?", const="", metavar="FILE",
+                    help="cProfile (CPU time) every thread of the API server process, print the top functions and "
+                         "keep the stats in FILE if given; implies --apiserver process")
     args = ap.parse_args()
-
-    with etcd() as etcd_url, apiserver(etcd_url, args.apiserver) as url:
+    api_prof = None
+    if args.profile_apiserver is not None:
+        args.apiserver = "process"
+        api_prof = args.profile_apiserver or os.path.join(tempfile.mkdtemp(prefix="minik8s-bench-prof-"),
+                                                          "apiserver.prof")
+    with etcd() as etcd_url, apiserver(etcd_url, args.apiserver, api_prof) as url:
         client = make_client(url)
         node_names = [f"hollow-{i:04d}" for i in range(args.nodes)]
         create_all(client, [hollow_node(n) for n in node_names])
@@ -272,11 +331,19 @@ def main() -> None:
             def profiled(key: str) -> None:
                 prof.runcall(orig_sync, key)
             sched.sync = profiled  # type: ignore[method-assign]
+        cpu0 = cpu_now()
         t_start = time.perf_counter()
         sched.start()
         synced_s = time.perf_counter() - t_start
         ok = watcher.done.wait(BIND_TIMEOUT_S)
-        sched.stop()
+        sched.stop()  # waits for the queued API calls and the Scheduled events too
+        stopped = time.perf_counter()
+        cpu = {name: used - cpu0[name] for name, used in cpu_now().items()}
+        wall_s = time.perf_counter() - t_start
+        listed = client.list("Pod", "default", label_selector=f"bench={tag}").items
+        in_etcd = sum(1 for p in listed if p.spec.nodeName)
+        events = sum(1 for e in client.list("Event", "default").items
+                     if e.reason == "Scheduled" and e.involvedObject.name in created)
 
         times = list(watcher.bound.values())
         lat = [watcher.bound[n] - created[n] for n in watcher.bound if n in created]
@@ -287,20 +354,31 @@ def main() -> None:
         print(f"created {args.pods} pods in {create_s:.1f}s ({args.pods / create_s:.0f}/s); scheduler informers "
               f"synced in {synced_s:.2f}s")
         print(f"bound {len(times)}/{args.pods}{'' if ok else ' (TIMED OUT)'}; pods per node min/max "
-              f"{min(per_node, default=0)}/{max(per_node, default=0)}")
+              f"{min(per_node, default=0)}/{max(per_node, default=0)}; listed afterwards: {in_etcd}/{args.pods} "
+              f"have spec.nodeName, {events} Scheduled events (all sent {stopped - max(times, default=stopped):.2f}s "
+              f"after the last bind)")
         print(f"baseline: raw binding POSTs, no decisions: {base:.0f} pods/s; scheduler core in memory (decisions "
               f"+ cache, no API): {core:.0f} pods/s")
         print(f"scheduler: {thr:.0f} pods/s (first bind to last, {max(times) - min(times):.2f}s); "
               f"ratio to the {GOAL_PODS_PER_S:.0f} pods/s goal: {thr / GOAL_PODS_PER_S:.2f}x; "
               f"to the baseline: {thr / base:.2f}x")
+        print(f"end to end: the scheduler's start to every pod bound and every Scheduled event written: "
+              f"{stopped - t_start:.2f}s ({len(times) / (stopped - t_start):.0f} pods/s)")
         print(f"create->bound latency (includes waiting in the {args.pods}-pod backlog): "
               f"p50 {statistics.median(lat):.2f}s p99 {percentile(lat, 99):.2f}s")
         print(f"decision time: {decide_s[0] * 1e3 / max(1, len(times)):.3f} ms/pod "
               f"({decide_s[0]:.2f}s total, {100 * decide_s[0] / max(1e-9, max(times) - min(times)):.0f}% of the "
               f"bind window)")
+        print(f"CPU time per bound pod (start to stop, {wall_s:.1f}s): " + ", ".join(
+            f"{name} {used * 1e3 / max(1, len(times)):.2f} ms" for name, used in cpu.items()))
         if prof is not None:
             pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
         client.close()
+    if api_prof is not None:
+        print("API server profile (all threads, whole run):")
+        pstats.Stats(api_prof).sort_stats("tottime").print_stats(40)
+        if not args.profile_apiserver:
+            shutil.rmtree(os.path.dirname(api_prof), ignore_errors=True)
 
 
 class _Timed:

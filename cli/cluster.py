@@ -1,13 +1,14 @@
-"""up, down, status, kubeconfig, token, join, node remove: the cluster's life cycle."""
+"""up, down, status, kubeconfig, token, join, leave, node remove: the cluster's life cycle."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 import yaml
@@ -16,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from actors import cluster as boot
 from minik8s.api.validation import pydantic_causes
 from minik8s.client.sdk import Client, config_path
-from minik8s.cluster import local
+from minik8s.cluster import etcd_choice, host, local
 from minik8s.cluster.config import ClusterConfig
 from minik8s.errors import BadRequest, NotFound
 from minik8s.proxy.proxy import ensure_root_route
+from minik8s.store.failover import normalize_endpoints
 
 DRAIN_TIMEOUT_S = 90.0
 POLL_S = 0.5
@@ -44,36 +46,62 @@ def _echo_health(states: dict[str, dict[str, Any]]) -> bool:
     return ok
 
 
+def _cluster_config(**fields: Any) -> ClusterConfig:
+    try:
+        return ClusterConfig(**fields)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
 @click.command()
-@click.option("--nodes", type=click.IntRange(1, 50), default=3, show_default=True, help="How many nodes.")
-@click.option("--etcd-endpoints", default=None, help="Use an existing etcd cluster: http://a:2379,http://b:2379")
+@click.option("--nodes", type=click.IntRange(0, 50), default=3, show_default=True,
+              help="How many local (netns) nodes; 0 for a control-plane-only head.")
+@click.option("--advertise-address", default=None, metavar="IP",
+              help="This machine's IP that other machines reach the API, Ray head, registry and DNS at "
+                   "(real machines; kept for later commands).")
+@click.option("--ray-autoscaling-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="For `ray start --head --autoscaling-config` (`ray up` leaves ~/ray_bootstrap_config.yaml).")
+@click.option("--etcd-endpoints", default=None, metavar="URLS",
+              help="Keep the cluster's objects in an existing etcd cluster instead of a managed etcd: "
+                   "http://a:2379,http://b:2379,http://c:2379. Recorded at the first `up`: a later `up` keeps "
+                   "using it without the flag and refuses other endpoints; `down` never stops it, and "
+                   "`down --purge` forgets it (leaving its keys alone).")
 @click.option("--skip-images", is_flag=True, help="Do not build the base images.")
 @click.option("--node-monitor-grace-period", type=float, default=40.0, show_default=True,
               help="Seconds without a kubelet heartbeat before a node is NotReady.")
 @click.option("--pod-eviction-timeout", type=float, default=300.0, show_default=True,
               help="Seconds a node may stay NotReady before its pods are deleted.")
-def up(nodes: int, etcd_endpoints: str | None, skip_images: bool, node_monitor_grace_period: float,
-       pod_eviction_timeout: float) -> None:
+def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path | None, etcd_endpoints: str | None,
+       skip_images: bool, node_monitor_grace_period: float, pod_eviction_timeout: float) -> None:
     """Start (or adopt) a local cluster: etcd, registry, Ray head, the control plane and N nodes.
 
     Idempotent: a second `up` adopts what runs and starts only what is missing. The control
-    plane's settings take effect when its actors are first created.
+    plane's settings (the advertised address too) take effect when its actors are first created.
 
     \b
-    Example:
+    Examples:
       minik8s up --nodes 3
+      minik8s up --nodes 0 --advertise-address 192.168.1.10   # head of real machines
+      minik8s up --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379
     """
     t0 = time.monotonic()
-    cfg = ClusterConfig(nodes=nodes)
-    opts = boot.ControlPlaneOptions(etcd_endpoints.split(",") if etcd_endpoints else None, skip_images,
+    external_etcd = normalize_endpoints(etcd_endpoints) if etcd_endpoints is not None else None
+    autoscaling = ray_autoscaling_config.expanduser().resolve() if ray_autoscaling_config else None
+    cfg = _cluster_config(nodes=nodes, advertise_address=advertise_address, ray_autoscaling_config=autoscaling)
+    etcd_choice.choose(cfg, external_etcd)  # refuses a change of etcd before anything changes
+    if advertise_address is not None:
+        if not local.head_ip_is_local(cfg):
+            raise BadRequest(f"--advertise-address {cfg.control_plane_ip} is not an address of this machine")
+        cfg.save_advertise_address()
+    opts = boot.ControlPlaneOptions(external_etcd, skip_images,
                                     node_monitor_grace_period, pod_eviction_timeout)
     states = boot.start_control_plane(cfg, opts, click.echo)
     token = boot.join_token(cfg)
     for i in range(1, nodes + 1):
         req = boot.JoinRequest(name=cfg.node(i).name, server=boot.api_url(cfg), token=token)
         states.update(boot.join_local(cfg, req, click.echo))
-    # the user's shell reaches ClusterIPs through node-1, whose proxy rules DNAT them
-    ensure_root_route(cfg.service_cidr, cfg.node(1).ip)
+    if nodes:  # the user's shell reaches ClusterIPs through node-1, whose proxy rules DNAT them
+        ensure_root_route(cfg.service_cidr, cfg.node(1).ip)
     path = _write_client_config(cfg)
     click.echo("actors:")
     ok = _echo_health(states)
@@ -148,7 +176,9 @@ def kubeconfig() -> None:
 
 
 @click.command()
-def token() -> None:
+@click.option("--generate", is_flag=True,
+              help="Make the cluster CA and join token now if missing (before the first `up`, so workers can get it).")
+def token(generate: bool) -> None:
     """Print the join token nodes present to join this cluster (like k3s's node-token).
 
     \b
@@ -156,7 +186,7 @@ def token() -> None:
       minik8s token
     """
     cfg = ClusterConfig()
-    if not (cfg.state_dir / boot.TOKEN_FILE).exists():
+    if not generate and not (cfg.state_dir / boot.TOKEN_FILE).exists():
         raise BadRequest("no cluster: run `minik8s up` first")
     click.echo(boot.join_token(cfg))
 
@@ -167,13 +197,31 @@ class NodeJoinConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     apiVersion: str = "minik8s.io/v1"
     kind: str = "NodeJoinConfig"
-    name: str
+    mode: Literal["local", "host"] = "local"
+    """local: a netns node made on the control plane's machine; host: this machine is the node."""
+    name: str | None = None
+    """The Node name; in host mode it defaults to this machine's hostname."""
     server: str
-    token: str
+    token: str | None = None
+    tokenFile: str | None = None
+    """Read the token from this file instead (e.g. one `minik8s token` wrote on the head)."""
     labels: dict[str, str] = {}
     taints: list[dict[str, str]] = []
     resources: dict[str, str | int] = {}
     address: str | None = None
+    """The node's IP; in host mode it defaults to this machine's source address toward `server`."""
+    interface: str | None = None
+    """Host mode: the device holding `address` (it carries the pod overlay)."""
+    podCIDR: str | None = None
+    """Host mode: a wished pod subnet; by default the API assigns one."""
+
+
+def _read_token(path: Path, token_file: str) -> str:
+    file = (path.parent / Path(token_file).expanduser())
+    try:
+        return file.read_text().strip()
+    except OSError as exc:
+        raise BadRequest(f"{path}: tokenFile: cannot read {file}: {exc.strerror}") from None
 
 
 def load_join_config(path: Path) -> boot.JoinRequest:
@@ -188,15 +236,29 @@ def load_join_config(path: Path) -> boot.JoinRequest:
         raise BadRequest(f"{path}: {field}: {message}") from None
     if conf.kind != "NodeJoinConfig":
         raise BadRequest(f'{path}: kind must be NodeJoinConfig, got "{conf.kind}"')
-    return boot.JoinRequest(conf.name, conf.server, conf.token, conf.labels, list(conf.taints),
-                            dict(conf.resources), conf.address)
+    if (conf.token is None) == (conf.tokenFile is None):
+        raise BadRequest(f"{path}: give exactly one of token and tokenFile")
+    token = conf.token if conf.token is not None else _read_token(path, conf.tokenFile or "")
+    host_mode = conf.mode == "host"
+    if not host_mode:
+        for field, value in (("interface", conf.interface), ("podCIDR", conf.podCIDR)):
+            if value is not None:
+                raise BadRequest(f"{path}: {field} is for mode: host (a local node's follow from its name)")
+    name = conf.name or (socket.gethostname().split(".")[0] if host_mode else None)
+    if not name:
+        raise BadRequest(f"{path}: name: Field required")
+    return boot.JoinRequest(name, conf.server, token, conf.labels, list(conf.taints), dict(conf.resources),
+                            conf.address, host_mode, conf.interface, conf.podCIDR)
 
 
 @click.command()
 @click.option("--config", "config_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Node join config: name, server, token, labels, taints, resources, address.")
-def join(config_file: Path) -> None:
-    """Join a node to a cluster. On one machine this makes the node's netns, dockerd and raylet.
+              help="Node join config: mode, name, server, token, labels, taints, resources, address, interface.")
+@click.option("--dry-run", is_flag=True,
+              help="Host mode: print what would be started here, without asking the API or starting anything.")
+def join(config_file: Path, dry_run: bool) -> None:
+    """Join a node to a cluster. On one machine this makes the node's netns, dockerd and raylet;
+    with `mode: host` this machine is the node: its dockerd and raylet start right here.
 
     \b
     Example (node.yaml):
@@ -210,13 +272,50 @@ def join(config_file: Path) -> None:
       resources: {cpu: "2", memory: 2Gi, pods: 50}
     \b
       minik8s join --config node.yaml
+    \b
+    On a real machine (host mode), e.g.:
+      mode: host
+      name: worker-1
+      server: https://192.168.1.10:6443
+      tokenFile: /etc/minik8s/token
+      address: 192.168.1.11     # default: the source address toward server
+      interface: eth0           # default: the device holding address
     """
     req = load_join_config(config_file)
     cfg = ClusterConfig()
-    ok = _echo_health(boot.join_local(cfg, req, click.echo))
+    if dry_run:
+        if not req.host:
+            raise BadRequest("--dry-run is for mode: host")
+        for line in boot.host_join_plan(cfg, req):
+            click.echo(line)
+        return
+    states = boot.join_host(cfg, req, click.echo) if req.host else boot.join_local(cfg, req, click.echo)
+    ok = _echo_health(states)
     click.echo(f"node {req.name} {'joined' if ok else 'joined but NOT healthy'}")
     if not ok:
         raise SystemExit(1)
+
+
+def _drain(client: Client, name: str) -> None:
+    """Cordon the node and delete its pods (forcibly once the drain timeout passes)."""
+    client.patch("Node", name, {"spec": {"unschedulable": True}}, None)
+    click.echo(f"node/{name} cordoned")
+    pods = client.list("Pod", field_selector=f"spec.nodeName={name}").items
+    for pod in pods:
+        client.delete("Pod", pod.metadata.name, pod.metadata.namespace)
+        click.echo(f"evicting pod {pod.metadata.namespace}/{pod.metadata.name}")
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    while client.list("Pod", field_selector=f"spec.nodeName={name}").items and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    for pod in client.list("Pod", field_selector=f"spec.nodeName={name}").items:
+        client.delete("Pod", pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+
+
+def _delete_node(client: Client, name: str) -> None:
+    try:
+        client.delete("Node", name, None)
+    except NotFound:
+        pass
 
 
 @click.group()
@@ -229,6 +328,9 @@ def node() -> None:
 def node_remove(name: str) -> None:
     """Drain a node (cordon, delete its pods), stop it, and delete its Node object.
 
+    A node on another machine (host mode) loses its actors; its dockerd and raylet stop when
+    `minik8s leave` runs there.
+
     \b
     Example:
       minik8s node remove node-3
@@ -238,26 +340,56 @@ def node_remove(name: str) -> None:
     client = Client.from_config()
     cfg = ClusterConfig()
     client.get("Node", name, None)
-    client.patch("Node", name, {"spec": {"unschedulable": True}}, None)
-    click.echo(f"node/{name} cordoned")
-    pods = client.list("Pod", field_selector=f"spec.nodeName={name}").items
-    for pod in pods:
-        client.delete("Pod", pod.metadata.name, pod.metadata.namespace)
-        click.echo(f"evicting pod {pod.metadata.namespace}/{pod.metadata.name}")
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while client.list("Pod", field_selector=f"spec.nodeName={name}").items and time.monotonic() < deadline:
-        time.sleep(POLL_S)
-    for pod in client.list("Pod", field_selector=f"spec.nodeName={name}").items:
-        client.delete("Pod", pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+    _drain(client, name)
     launch.connect(cfg.ray_address, cfg.ray_namespace)
     launch.kill(boot.node_actor_names(name))
-    if boot.LOCAL_NODE_NAME.match(name):
+    record = host.load_record(cfg, name)
+    if record is not None:  # a host-mode node joined from this machine
+        boot.stop_host_node(cfg, record)
+    elif boot.LOCAL_NODE_NAME.match(name):
         local.stop_node(cfg, boot.local_node(cfg, name))
-    try:
-        client.delete("Node", name, None)
-    except NotFound:
-        pass
+    else:
+        click.echo(f"node/{name} runs on another machine: run `minik8s leave` there to stop its dockerd and raylet")
+    _delete_node(client, name)
     click.echo(f"node/{name} removed")
 
 
-COMMANDS = [up, down, status, kubeconfig, token, join, node]
+@click.command()
+@click.argument("name", required=False)
+def leave(name: str | None) -> None:
+    """On a machine joined with `mode: host`: drain its node, stop its actors, dockerd and raylet,
+    remove what they made here, and delete the Node (the reverse of `join`).
+
+    \b
+    Example:
+      minik8s leave worker-1
+    """
+    cfg = ClusterConfig()
+    names = host.recorded_nodes(cfg)
+    if name is None:
+        if len(names) != 1:
+            raise BadRequest(f"name the node to leave: this machine has joined {', '.join(names) or 'none'}")
+        name = names[0]
+    record = host.load_record(cfg, name)
+    if record is None:
+        raise BadRequest(f"node {name} was not joined from this machine (joined here: {', '.join(names) or 'none'})")
+    client = Client(record.server, record.token, ca=record.ca)
+    try:
+        try:
+            client.get("Node", name, None)
+        except NotFound:
+            click.echo(f"node/{name} is not in the API any more (removed with `minik8s node remove`)")
+        else:
+            _drain(client, name)
+            from actors import launch
+
+            launch.connect(record.ray_address, cfg.ray_namespace, node_ip=record.ip)
+            launch.kill(boot.node_actor_names(name))
+        boot.stop_host_node(cfg, record)
+        _delete_node(client, name)
+    finally:
+        client.close()
+    click.echo(f"node/{name} left: its dockerd, raylet and network set-up are gone from this machine")
+
+
+COMMANDS = [up, down, status, kubeconfig, token, join, leave, node]

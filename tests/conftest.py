@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -24,30 +23,45 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def etcd_endpoint() -> Iterator[str]:
+def start_etcd(data: Path, name: str, client_port: int, peer_port: int,
+               initial_cluster: str | None = None) -> subprocess.Popen[bytes]:
+    """One etcd member on 127.0.0.1 with its data and log under `data`; the caller stops it by PID.
+    `initial_cluster` (name=peerURL,...) makes it a member of a new multi-member cluster."""
     if not shutil.which("etcd"):
         pytest.fail("etcd is not installed: run `make install` (Debian package etcd-server)")
-    data = Path(tempfile.mkdtemp(prefix="minik8s-etcd-"))
-    client_port, peer_port = free_port(), free_port()
-    url = f"http://127.0.0.1:{client_port}"
-    proc = subprocess.Popen(
-        ["etcd", "--data-dir", str(data / "data"), "--listen-client-urls", url, "--advertise-client-urls", url,
-         "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-         "--initial-cluster", f"default=http://127.0.0.1:{peer_port}"],
-        stdout=subprocess.DEVNULL, stderr=open(data / "etcd.log", "wb"), env={**os.environ, "ETCD_NAME": "default"})
+    url, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    log = data / f"{name}.log"
+    return subprocess.Popen(
+        ["etcd", "--name", name, "--data-dir", str(data / name), "--listen-client-urls", url,
+         "--advertise-client-urls", url, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+         "--initial-cluster", initial_cluster or f"{name}={peer}", "--initial-cluster-state", "new"],
+        stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+
+
+def wait_etcd_healthy(url: str, procs: list[subprocess.Popen[bytes]], data: Path) -> None:
+    """Until `url` reports healthy (a member with a leader); kills `procs` if it does not in time."""
     deadline = time.monotonic() + ETCD_START_TIMEOUT_S
     while True:
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
+                return
         except httpx.HTTPError:
             pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError(f"etcd did not start: {(data / 'etcd.log').read_text()[-2000:]}")
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            logs = "".join(f.read_text()[-1000:] for f in sorted(data.glob("*.log")))
+            raise RuntimeError(f"etcd did not start: {logs}")
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def etcd_endpoint() -> Iterator[str]:
+    data = Path(tempfile.mkdtemp(prefix="minik8s-etcd-"))
+    client_port = free_port()
+    url = f"http://127.0.0.1:{client_port}"
+    proc = start_etcd(data, "default", client_port, free_port())
+    wait_etcd_healthy(url, [proc], data)
     yield url
     proc.terminate()
     proc.wait(10)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from minik8s import jsonc
 from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.api.services import service_defaults
@@ -33,6 +34,9 @@ DEFAULT_GRACE_S = 30
 DEFAULT_POD_CIDR = "10.244.0.0/16"
 DEFAULT_NODE_CIDR_PREFIX = 24
 GENERATE_SUFFIX_LEN = 5
+NAMESPACE_GUARD_TRIES = 3  # creates racing changes to their namespace: re-read it this many times
+MAX_REMEMBERED_NAMESPACES = 10000
+RECENT_PODS = 10000  # new pods remembered for their binding (~1 KB each)
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -97,6 +101,35 @@ def _qos_class(spec: Obj) -> str:
 DEFAULTERS = {"Pod": _pod_defaults, "Service": service_defaults}
 
 
+class RecentWrites:
+    """What this server last wrote for up to `size` keys (oldest forgotten first), as encoded bytes, so
+    a write that soon follows (a new pod's binding) can compare-and-swap on it without reading it back.
+    A stale entry (someone wrote the key since) only costs that write its conflict and a read."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put(self, key: str, obj: Obj) -> None:
+        value = jsonc.dumps(obj)
+        with self._lock:
+            self._items.pop(key, None)
+            if len(self._items) >= self._size:
+                del self._items[next(iter(self._items))]
+            self._items[key] = value
+
+    def take(self, key: str) -> Obj | None:
+        """The remembered object (a fresh copy, with its resourceVersion), forgetting it."""
+        with self._lock:
+            value = self._items.pop(key, None)
+        return jsonc.loads(value) if value is not None else None
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
 class Resources:
     """CRUD for every kind in the kinds table, over one EtcdStore."""
 
@@ -110,6 +143,8 @@ class Resources:
         self.pod_network = ipaddress.IPv4Network(pod_cidr)
         self.node_cidr_prefix = node_cidr_prefix
         self._node_lock = threading.Lock()  # one pod CIDR per node, even for concurrent creates
+        self._live_namespaces: dict[str, int] = {}  # name -> the revision seen live (not terminating)
+        self._recent_pods = RecentWrites(RECENT_PODS)  # new pods, for their binding
 
     # --- nodes ----------------------------------------------------------------------------
     def _assign_pod_cidr(self, node: Obj) -> None:
@@ -172,14 +207,44 @@ class Resources:
             raise Invalid(info.kind, name, causes)
         return model.to_dict()
 
-    def _check_namespace(self, info: k.KindInfo, namespace: str | None) -> None:
-        if info.namespaced and namespace:
+    def _namespace_guard(self, info: k.KindInfo, namespace: str | None, fresh: bool = False) -> tuple[str, int] | None:
+        """(key, revision) of the live namespace a new object goes into, for the create's transaction to
+        check; the revision is remembered, so a create needs no read of its namespace while it is unchanged.
+        NotFound when the namespace does not exist, Conflict while it is being terminated."""
+        if not (info.namespaced and namespace):
+            return None
+        key = key_for(k.lookup("Namespace"), None, namespace)
+        rev = None if fresh else self._live_namespaces.get(namespace)
+        if rev is None:
+            self._live_namespaces.pop(namespace, None)
             try:
-                ns = self.store.get(key_for(k.lookup("Namespace"), None, namespace))
+                ns = self.store.get(key)
             except NotFound:
                 raise NotFound(f'namespaces "{namespace}" not found') from None
             if (ns.get("metadata") or {}).get("deletionTimestamp"):
                 raise Conflict(f'namespace "{namespace}" is being terminated') from None
+            rev = int(ns["metadata"]["resourceVersion"])
+            if len(self._live_namespaces) >= MAX_REMEMBERED_NAMESPACES:
+                self._live_namespaces.clear()
+            self._live_namespaces[namespace] = rev
+        return key, rev
+
+    def _store_create(self, info: k.KindInfo, obj: Obj, guard: tuple[str, int] | None) -> Obj:
+        """Write a new object, in the same etcd transaction as the check that its namespace is unchanged."""
+        meta = obj["metadata"]
+        namespace = meta.get("namespace")
+        key = key_for(info, namespace, meta["name"])
+        for _ in range(NAMESPACE_GUARD_TRIES):
+            try:
+                created = self.store.create(key, obj, guard)
+                break
+            except Conflict:  # the namespace changed since we looked (labels, deletion): look again
+                guard = self._namespace_guard(info, namespace, fresh=True)
+        else:
+            created = self.store.create(key, obj, guard)
+        if info.kind == "Pod" and not obj["spec"].get("nodeName"):
+            self._recent_pods.put(key, created)
+        return created
 
     @staticmethod
     def _not_found(info: k.KindInfo, name: str) -> NotFound:
@@ -204,13 +269,13 @@ class Resources:
     def create(self, info: k.KindInfo, namespace: str | None, body: Obj, dry_run: bool = False) -> Obj:
         if not isinstance(body, dict):
             raise BadRequest("the request body must be a JSON object")
-        body = copy.deepcopy(body)
+        body = dict(body)  # only the top level and metadata change before validation makes a new object
         body.setdefault("apiVersion", info.api_version)
         body.setdefault("kind", info.kind)
         if body["kind"] != info.kind or body["apiVersion"] != info.api_version:
             raise BadRequest(f"the body is a {body['apiVersion']}/{body['kind']}, "
                              f"but this URL serves {info.api_version}/{info.kind}")
-        meta = body.setdefault("metadata", {}) or {}
+        meta = dict(body.get("metadata") or {})
         body["metadata"] = meta
         if info.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
@@ -223,7 +288,7 @@ class Resources:
             meta["name"] = meta["generateName"] + "".join(
                 secrets.choice(_SUFFIX_ALPHABET) for _ in range(GENERATE_SUFFIX_LEN))
         obj = self._validate(info, body)
-        self._check_namespace(info, obj["metadata"].get("namespace"))
+        guard = self._namespace_guard(info, obj["metadata"].get("namespace"))
         meta = obj["metadata"]
         for transient in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
             meta.pop(transient, None)
@@ -244,16 +309,16 @@ class Resources:
             if info.kind == "DNS":
                 with self.dns_hosts.lock:
                     self.dns_hosts.check(obj)
-                    return self.store.create(key_for(info, meta.get("namespace"), meta["name"]), obj)
+                    return self._store_create(info, obj, guard)
             if info.kind == "Service":
                 with self.services.lock:
                     self.services.allocate(obj)
-                    return self.store.create(key_for(info, meta.get("namespace"), meta["name"]), obj)
+                    return self._store_create(info, obj, guard)
             if info.kind == "Node":
                 with self._node_lock:
                     self._assign_pod_cidr(obj)
-                    return self.store.create(key_for(info, None, meta["name"]), obj)
-            return self.store.create(key_for(info, meta.get("namespace"), meta["name"]), obj)
+                    return self._store_create(info, obj, guard)
+            return self._store_create(info, obj, guard)
         except AlreadyExists:
             raise AlreadyExists(f'{info.plural} "{meta["name"]}" already exists',
                                 {"name": meta["name"], "kind": info.plural}) from None
@@ -331,6 +396,8 @@ class Resources:
                 self.dns_hosts.check(obj)
             return obj
         key = key_for(info, cur_meta.get("namespace"), cur_meta["name"])
+        if info.kind == "Pod":
+            self._recent_pods.forget(key)
         try:
             if info.kind == "DNS":
                 with self.dns_hosts.lock:
@@ -366,8 +433,11 @@ class Resources:
 
     def _delete_now(self, info: k.KindInfo, current: Obj) -> Obj:
         meta = current["metadata"]
+        key = key_for(info, meta.get("namespace"), meta["name"])
+        if info.kind == "Pod":
+            self._recent_pods.forget(key)
         try:
-            return self.store.delete(key_for(info, meta.get("namespace"), meta["name"]))
+            return self.store.delete(key)
         except NotFound:
             raise self._not_found(info, meta["name"]) from None
 
@@ -404,24 +474,33 @@ class Resources:
 
     # --- subresources ---------------------------------------------------------------------
     def bind(self, namespace: str, name: str, binding: Obj) -> Obj:
+        """Assign the pod to a node: one compare-and-swap on the pod as this server last wrote it (a new
+        pod), or as read from etcd when that is unknown or turns out stale."""
         info = k.lookup("Pod")
         target = (binding or {}).get("target") or {}
         node = target.get("name")
         if not node:
             raise Invalid("Binding", name, [("target.name", "Required value")])
-        pod = self.get(info, namespace, name)
-        if pod["spec"].get("nodeName"):
-            raise Conflict(f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"')
-        new = copy.deepcopy(pod)
-        new["spec"]["nodeName"] = node
-        conds = [c for c in (new.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
-        conds.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": now_iso()})
-        new.setdefault("status", {})["conditions"] = conds
-        try:
-            self.store.update(key_for(info, namespace, name), new, int(pod["metadata"]["resourceVersion"]))
-        except Conflict:
-            raise self._conflict(info, name) from None
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+        key = key_for(info, namespace, name)
+        pod = self._recent_pods.take(key)
+        remembered = pod is not None
+        while True:
+            if pod is None:
+                pod = self.get(info, namespace, name)
+            if pod["spec"].get("nodeName"):
+                raise Conflict(f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"')
+            pod["spec"]["nodeName"] = node  # ours to change: decoded for this call alone
+            conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": now_iso()})
+            pod.setdefault("status", {})["conditions"] = conds
+            try:
+                self.store.update(key, pod, int(pod["metadata"]["resourceVersion"]))
+            except (Conflict, NotFound):
+                if not remembered:
+                    raise self._conflict(info, name) from None
+                pod, remembered = None, False  # someone wrote it since we did: read what is there now
+                continue
+            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     def ensure_system_namespaces(self) -> None:
         info = k.lookup("Namespace")

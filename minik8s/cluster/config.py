@@ -2,7 +2,8 @@
 
 Every IP, port and path the cluster code uses comes from :class:`ClusterConfig`; nothing
 else in :mod:`minik8s.cluster` hard-codes one.  Node ``i`` (from 1) is derived by
-:meth:`ClusterConfig.node`.
+:meth:`ClusterConfig.node`; a node that is a whole machine (host mode, joined with
+``minik8s join`` on a real machine) by :meth:`ClusterConfig.host_node`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ STATE_DIR_ENV = "MINIK8S_STATE_DIR"
 DEFAULT_STATE_DIR = Path("/var/lib/minik8s")
 #: Linux limits interface names to 15 characters (IFNAMSIZ - 1).
 IFNAME_MAX = 15
+#: Written by ``up --advertise-address`` in the state dir, read back by every later ``ClusterConfig``.
+ADVERTISE_ADDRESS_FILE = "advertise-address"
+
+
+def parse_ipv4(value: str, what: str) -> str:
+    """``value`` as a canonical IPv4 address; ValueError naming ``what`` otherwise."""
+    try:
+        return str(ipaddress.IPv4Address(value.strip()))
+    except ValueError:
+        raise ValueError(f'{what} must be an IPv4 address, got "{value}"') from None
 
 
 def default_state_dir() -> Path:
@@ -33,7 +44,7 @@ class NodeConfig:
     name: str
     """Node name, ``node-<index>``; also the Kubernetes ``Node`` name."""
     index: int
-    """1-based node number."""
+    """1-based node number (0 for a host-mode node: it has no slot on the underlay)."""
     ip: str
     """The node's underlay address (its ``eth0`` inside the netns)."""
     prefixlen: int
@@ -44,10 +55,11 @@ class NodeConfig:
     """This node's pod subnet (``Node.spec.podCIDR``)."""
     pod_gateway: str
     """First address of the pod subnet: the node bridge (``docker0``) address, as ``--bip``."""
-    netns: str
-    """Network namespace name (``/var/run/netns/<netns>``)."""
-    veth_host: str
-    """Root-namespace side of the veth pair, enslaved to the underlay bridge."""
+    netns: str | None
+    """Network namespace name (``/var/run/netns/<netns>``); None for a host-mode node, whose processes
+    run in the network namespace of the machine (or of whoever ran ``minik8s join``)."""
+    veth_host: str | None
+    """Root-namespace side of the veth pair, enslaved to the underlay bridge (None in host mode)."""
     veth_node: str
     """Node side of the veth pair, renamed to this inside the netns."""
     dir: Path
@@ -61,6 +73,14 @@ class NodeConfig:
     """This raylet's Ray temp/session dir (per node, so logs and sockets never collide)."""
     ray_resource: str
     """Custom Ray resource that pins actors to this node."""
+    interface: str = "eth0"
+    """The device holding ``ip``, which carries the VXLAN overlay: ``eth0`` inside a netns node,
+    the machine's NIC in host mode."""
+
+    @property
+    def host_mode(self) -> bool:
+        """True if the node is the machine it runs on (no netns or veth of its own)."""
+        return self.netns is None
 
     @property
     def docker_url(self) -> str:
@@ -70,6 +90,8 @@ class NodeConfig:
     @property
     def netns_path(self) -> Path:
         """Bind-mount of the namespace, usable with ``nsenter --net=``."""
+        if self.netns is None:
+            raise ValueError(f"{self.name} is a host-mode node: it has no network namespace of its own")
         return Path("/var/run/netns") / self.netns
 
 
@@ -82,6 +104,10 @@ class ClusterConfig:
     ``nodes/``, ``ray/``."""
     nodes: int = 1
     """How many nodes ``up`` starts."""
+    advertise_address: str | None = None
+    """The address other machines reach the control plane at (API, Ray head, registry, DNS): one
+    of the head machine's own IPs.  None: the one ``up --advertise-address`` recorded in the state
+    dir, else the underlay head address (one machine)."""
 
     underlay_bridge: str = "mk8s0"
     """Bridge in the root netns joining the control plane and every node."""
@@ -106,6 +132,10 @@ class ClusterConfig:
     """Not etcd's default 2379, so a system etcd may run beside us."""
     etcd_peer_port: int = 12380
     registry_port: int = 5000
+
+    ray_autoscaling_config: Path | None = None
+    """``ray start --head --autoscaling-config``: the file ``ray up`` leaves on the head
+    (``~/ray_bootstrap_config.yaml``), so Ray's autoscaler sets up the workers of ``cluster.yaml``."""
 
     ray_port: int = 6379
     """GCS port of the Ray head.  Ray's ports must stay outside its worker range, 10002-19999."""
@@ -143,6 +173,21 @@ class ClusterConfig:
             raise ValueError(f"nodes must be >= 0, got {self.nodes}")
         if len(self.underlay_bridge) > IFNAME_MAX:
             raise ValueError(f"underlay_bridge {self.underlay_bridge!r} is over {IFNAME_MAX} characters")
+        if self.advertise_address is None:
+            try:
+                self.advertise_address = (self.state_dir / ADVERTISE_ADDRESS_FILE).read_text().strip() or None
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                pass
+        if self.advertise_address is not None:
+            self.advertise_address = parse_ipv4(self.advertise_address, "advertise address")
+
+    def save_advertise_address(self) -> None:
+        """Record ``advertise_address`` in the state dir, so later commands (status, token, images) use it."""
+        path = self.state_dir / ADVERTISE_ADDRESS_FILE
+        if self.advertise_address is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.advertise_address + "\n")
 
     # ---- addresses -------------------------------------------------------------------------------
 
@@ -154,6 +199,12 @@ class ClusterConfig:
     def head_ip(self) -> str:
         """The control plane's underlay address, on the bridge."""
         return str(self.underlay_network[self.head_host_index])
+
+    @property
+    def control_plane_ip(self) -> str:
+        """Where nodes reach the control plane: the advertised address, else the underlay head address.
+        Local (netns) nodes reach either: their default route leads to the head's root netns."""
+        return self.advertise_address or self.head_ip
 
     @property
     def pod_network(self) -> ipaddress.IPv4Network:
@@ -180,7 +231,7 @@ class ClusterConfig:
     @property
     def registry_addr(self) -> str:
         """``host:port`` of the image registry, as Docker names it (``--insecure-registry``)."""
-        return f"{self.head_ip}:{self.registry_port}"
+        return f"{self.control_plane_ip}:{self.registry_port}"
 
     @property
     def registry_url(self) -> str:
@@ -189,7 +240,7 @@ class ClusterConfig:
     @property
     def ray_address(self) -> str:
         """GCS address workers join and drivers pass to ``ray.init``."""
-        return f"{self.head_ip}:{self.ray_port}"
+        return f"{self.control_plane_ip}:{self.ray_port}"
 
     # ---- paths -----------------------------------------------------------------------------------
 
@@ -269,6 +320,20 @@ class ClusterConfig:
             docker_pidfile=d / "docker.pid",
             ray_temp_dir=d / "ray",
             ray_resource=f"{self.ray_node_resource_prefix}{name}",
+        )
+
+    def host_node(self, name: str, ip: str, prefixlen: int, interface: str, pod_cidr: str,
+                  gateway: str) -> NodeConfig:
+        """A host-mode node: this machine itself, at ``ip`` on ``interface``, with the pod subnet the API
+        gave it; its dockerd and raylet keep their state under ``<state_dir>/nodes/<name>`` as local ones do."""
+        pod_net = ipaddress.IPv4Network(pod_cidr, strict=True)
+        d = self.nodes_dir / name
+        return NodeConfig(
+            name=name, index=0, ip=parse_ipv4(ip, "node address"), prefixlen=prefixlen, gateway=gateway,
+            pod_cidr=str(pod_net), pod_gateway=str(pod_net[1]), netns=None, veth_host=None, veth_node=interface,
+            dir=d, docker_socket=d / "docker.sock", docker_data_root=d / "docker", docker_exec_root=d / "exec",
+            docker_pidfile=d / "docker.pid", ray_temp_dir=d / "ray",
+            ray_resource=f"{self.ray_node_resource_prefix}{name}", interface=interface,
         )
 
     def all_nodes(self) -> list[NodeConfig]:

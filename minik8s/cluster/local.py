@@ -2,7 +2,8 @@
 
 Control plane (root netns): etcd (unless external endpoints are given), the image registry,
 the builder ``dockerd`` and the Ray head.  Node ``i``: netns + veth (see :mod:`.netns`), a
-``dockerd`` and a Ray worker started inside that netns.  Every ``start_*`` adopts what already
+``dockerd`` and a Ray worker started inside that netns, and a supervisor that restarts the
+dockerd when it exits (see :mod:`.supervise`).  Every ``start_*`` adopts what already
 runs and waits until each component answers; every ``stop_*`` / :func:`down` removes exactly
 what ``start_*`` made (processes, mounts, links, netns), so the machine is left as found.
 """
@@ -21,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from minik8s.cluster import etcd_choice, host
 from minik8s.cluster import netns as nets
 from minik8s.cluster.config import ClusterConfig, NodeConfig
 from minik8s.cluster.procs import (
@@ -39,12 +41,12 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 2.0
 #: Timeout of Docker API calls while emptying a node.
 DOCKER_API_TIMEOUT_S = 60
-#: Records the etcd endpoints in use (the managed ones, or the external ones given to ``up``).
-ETCD_ENDPOINTS_FILE = "etcd-endpoints"
 #: How long an already running raylet gets to show up in the head's GCS before it is replaced.
 RAYLET_REJOIN_GRACE_S = 3.0
 POLL_S = 0.2
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0"}
+#: Where a dockerd keeps the pid of the containerd it runs, under its ``--exec-root``.
+CONTAINERD_PIDFILE = Path("containerd") / "containerd.pid"
 #: Probes never go through a proxy: every address we probe is ours.
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 _NODE_DIR_RE = re.compile(r"^node-(\d+)$")
@@ -134,9 +136,14 @@ def _docker_data_root_of(argv: list[str], default: Path) -> Path:
     return Path(argv[argv.index("--data-root") + 1]) if "--data-root" in argv else default
 
 
-def _clear_dockerd_pidfile(argv: list[str]) -> None:
+def clear_dockerd_pidfiles(argv: list[str]) -> None:
+    """Remove the pidfiles a dead dockerd left: its own, and its containerd's.  The containerd of a
+    killed dockerd stays a zombie for a moment; a new dockerd that finds its pid waits for it to answer,
+    then gives up ("timeout waiting for containerd to start")."""
     if "--pidfile" in argv:
         clear_stale_pidfile(Path(argv[argv.index("--pidfile") + 1]))
+    if "--exec-root" in argv:
+        clear_stale_pidfile(Path(argv[argv.index("--exec-root") + 1]) / CONTAINERD_PIDFILE)
 
 
 def _ray_bin() -> str:
@@ -158,12 +165,13 @@ def _ray_env(cfg: ClusterConfig) -> dict[str, str]:
 
 
 def _ray_head(cfg: ClusterConfig) -> ManagedProcess:
+    autoscaling = [f"--autoscaling-config={cfg.ray_autoscaling_config}"] if cfg.ray_autoscaling_config else []
     argv = [
-        _ray_bin(), "start", "--head", f"--node-ip-address={cfg.head_ip}", f"--port={cfg.ray_port}",
+        _ray_bin(), "start", "--head", f"--node-ip-address={cfg.control_plane_ip}", f"--port={cfg.ray_port}",
         "--include-dashboard=false", f"--ray-client-server-port={cfg.ray_client_server_port}",
         f"--dashboard-agent-listen-port={cfg.ray_dashboard_agent_port}",
         f"--dashboard-port={cfg.ray_dashboard_port}",
-        f"--temp-dir={cfg.ray_dir}",
+        f"--temp-dir={cfg.ray_dir}", *autoscaling,
         *_ray_common(cfg, cfg.ray_control_plane_resource, cfg.ray_head_cpus),
     ]
     return ManagedProcess("ray-head", argv, cfg.state_dir, env=_ray_env(cfg))
@@ -176,8 +184,20 @@ def _node_dockerd(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
         f"--bip={node.pod_gateway}/{node.pod_cidr.split('/')[1]}",
         "--iptables=false", "--ip-masq=false", f"--mtu={cfg.pod_mtu}",
         "--registry-mirror", cfg.registry_url, "--insecure-registry", cfg.registry_addr,
+        # Containers keep running while dockerd is down, and a restarted dockerd adopts them.
+        "--live-restore",
     ]
     return ManagedProcess(f"{node.name}/dockerd", argv, cfg.state_dir, netns=node.netns)
+
+
+def _node_supervisor(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
+    """Restarts the node's dockerd whenever it exits (see :mod:`minik8s.cluster.supervise`)."""
+    dockerd = _node_dockerd(cfg, node)
+    argv = [sys.executable, "-m", "minik8s.cluster.supervise", "--name", dockerd.name,
+            "--state-dir", str(cfg.state_dir), "--socket", str(node.docker_socket),
+            "--ready-timeout", str(cfg.ready_timeout_s), *(["--netns", node.netns] if node.netns else []),
+            "--", *dockerd.argv]
+    return ManagedProcess(f"{node.name}/supervisor", argv, cfg.state_dir, program="minik8s.cluster.supervise")
 
 
 def _node_raylet(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
@@ -203,11 +223,11 @@ def etcd_healthy(endpoint: str) -> bool:
 
 
 def head_ip_is_local(cfg: ClusterConfig) -> bool:
-    """Is the head address on one of this machine's interfaces?  Probing it when it is not
+    """Is the control plane's address on one of this machine's interfaces?  Probing it when it is not
     would send packets off the machine (via the default route) instead of failing."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((cfg.head_ip, 0))
+            s.bind((cfg.control_plane_ip, 0))
         return True
     except OSError:
         return False
@@ -237,9 +257,10 @@ def tcp_open(host: str, port: int) -> bool:
         return False
 
 
-def ray_alive_nodes(cfg: ClusterConfig) -> dict[str, dict[str, float]]:
-    """Alive Ray nodes as {node IP: total resources}, read from the GCS (no driver is started)."""
-    if not head_ip_is_local(cfg) or not tcp_open(cfg.head_ip, cfg.ray_port):
+def ray_alive_nodes(cfg: ClusterConfig, remote: bool = False) -> dict[str, dict[str, float]]:
+    """Alive Ray nodes as {node IP: total resources}, read from the GCS (no driver is started).
+    ``remote``: the head is another machine's (a host-mode node asks), so it is probed there."""
+    if not (remote or head_ip_is_local(cfg)) or not tcp_open(cfg.control_plane_ip, cfg.ray_port):
         return {}
     import ray._raylet
 
@@ -263,32 +284,29 @@ def _ensure_dirs(cfg: ClusterConfig) -> None:
 
 
 def etcd_endpoints(cfg: ClusterConfig) -> list[str]:
-    """The etcd endpoints the cluster uses: recorded by :func:`start_control_plane`, else the managed ones."""
-    try:
-        saved = (cfg.state_dir / ETCD_ENDPOINTS_FILE).read_text().split()
-    except FileNotFoundError:
-        saved = []
-    return saved or cfg.etcd_endpoints
-
-
-def _etcd_is_external(cfg: ClusterConfig) -> bool:
-    return etcd_endpoints(cfg) != cfg.etcd_endpoints
+    """The etcd endpoints the cluster uses: the external ones recorded by :func:`start_control_plane`,
+    else the managed ones (see :mod:`.etcd_choice`)."""
+    return etcd_choice.endpoints(cfg)
 
 
 def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = None) -> list[str]:
     """Start (or adopt) the underlay, etcd, registry, builder dockerd and Ray head; wait until all answer.
 
-    ``etcd_endpoints`` names an existing etcd cluster (then none is started).  Returns the etcd
-    endpoints in use.
+    ``etcd_endpoints`` names an existing etcd cluster (then none is started); without it the one
+    recorded at the first start is used (:mod:`.etcd_choice`).  An external etcd must answer before
+    anything starts.  Returns the etcd endpoints in use.
     """
     t0 = time.monotonic()
+    external = etcd_choice.choose(cfg, etcd_endpoints)
+    if external:
+        etcd_choice.check_reachable(external)
     _ensure_dirs(cfg)
     nets.ensure_underlay(cfg)
-    endpoints = list(etcd_endpoints) if etcd_endpoints else cfg.etcd_endpoints
-    (cfg.state_dir / ETCD_ENDPOINTS_FILE).write_text("\n".join(endpoints) + "\n")
+    etcd_choice.record(cfg, external)
+    endpoints = external or cfg.etcd_endpoints
 
     waits: list[tuple[ManagedProcess, Any, str]] = []
-    if not etcd_endpoints:
+    if not external:
         etcd = _etcd(cfg)
         etcd.start()
         waits.append((etcd, lambda: etcd_healthy(endpoints[0]), "healthy"))
@@ -297,10 +315,11 @@ def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = N
     waits.append((registry, lambda: registry_healthy(cfg), "serving /v2/"))
     builder, builder_sock = _builder(cfg)
     if not builder.running():
-        _clear_dockerd_pidfile(builder.argv)
+        clear_dockerd_pidfiles(builder.argv)
     builder.start()
     waits.append((builder, lambda: docker_healthy(builder_sock), "answering ping"))
     head = _ray_head(cfg)
+    orphaned: list[ManagedProcess] = []
     if not head.running():
         # Raylets that outlived a dead head would make `ray start --head` believe a cluster still runs
         # here; they cannot rejoin a new head anyway. Stop them: their containers live on in dockerd.
@@ -309,13 +328,21 @@ def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = N
             if raylet.running():
                 log.warning("stopping %s's raylet: its Ray head is gone", node.name)
                 raylet.stop(cfg.stop_timeout_s)
+                orphaned.append(raylet)
     head.start()
-    waits.append((head, lambda: cfg.head_ip in ray_alive_nodes(cfg), "registered in the GCS"))
+    waits.append((head, lambda: cfg.control_plane_ip in ray_alive_nodes(cfg), "registered in the GCS"))
     # All four start in parallel; wait for each in turn.
     for proc, check, what in waits:
         proc.wait_ready(check, cfg.ready_timeout_s, what)
-    if etcd_endpoints and not any(_probe(lambda e=e: etcd_healthy(e)) for e in endpoints):
-        log.warning("no external etcd endpoint is healthy: %s", endpoints)
+    # Their nodes' kubelets died with them: start them all again now, together, so every node's actors
+    # can come back right after the control plane's, well inside the node lifecycle controller's grace
+    # period (one node after another, the last could be declared lost and its pods evicted).
+    # start_node adopts them.
+    for raylet in orphaned:
+        try:
+            raylet.start()
+        except ProcessError as exc:  # its netns is gone: start_node rebuilds the node
+            log.warning("cannot restart %s: %s", raylet.name, exc)
     log.info("control plane ready in %.1fs", time.monotonic() - t0, extra={"seconds": time.monotonic() - t0})
     return endpoints
 
@@ -354,7 +381,7 @@ def stop_control_plane(cfg: ClusterConfig) -> None:
     kill_orphan_containers(_docker_data_root_of(builder.argv, cfg.builder_dir / "docker"))
     unmount_under(cfg.builder_dir)
     _registry(cfg).stop(t)
-    _etcd(cfg).stop(t)
+    _etcd(cfg).stop(t)  # by its pidfile: an external etcd is never ours to stop
 
 
 def _probe(check: Any) -> bool:
@@ -370,18 +397,21 @@ def _probe(check: Any) -> bool:
 
 def start_node(cfg: ClusterConfig, node: NodeConfig) -> None:
     """Create (or adopt) the node's netns, dockerd and raylet; wait until dockerd answers and the
-    raylet is alive in the GCS.  The control plane must be running."""
+    raylet is alive in the GCS.  The control plane must be running.  A host-mode node has no netns
+    to make: its dockerd and raylet start in the caller's own network namespace."""
     t0 = time.monotonic()
-    if not head_ip_is_local(cfg) or not tcp_open(cfg.head_ip, cfg.ray_port):
+    remote = node.host_mode
+    if not (remote or head_ip_is_local(cfg)) or not tcp_open(cfg.control_plane_ip, cfg.ray_port):
         raise ProcessError(f"the Ray head is not reachable at {cfg.ray_address}: start the control plane first")
     node.dir.mkdir(parents=True, exist_ok=True)
-    nets.ensure_node_netns(cfg, node)
-    ensure_host_routes([node])  # the user's shell reaches this node's pods through its underlay IP
+    if remote:
+        host.check_pod_bridge(node)
+    else:
+        nets.ensure_node_netns(cfg, node)
+        ensure_host_routes([node])  # the user's shell reaches this node's pods through its underlay IP
     dockerd = _node_dockerd(cfg, node)
     raylet = _node_raylet(cfg, node)
-    if not dockerd.running():
-        clear_stale_pidfile(node.docker_pidfile)
-    dockerd.start()
+    dockerd.start(prepare=lambda: clear_dockerd_pidfiles(dockerd.argv))
     if raylet.running() and not _registered_soon(cfg, node):
         # A raylet that outlived its head (the control plane was killed and restarted) is not part of
         # the new Ray cluster: replace it. Its containers live on in dockerd, untouched.
@@ -389,7 +419,11 @@ def start_node(cfg: ClusterConfig, node: NodeConfig) -> None:
         raylet.stop(cfg.stop_timeout_s)
     raylet.start()
     dockerd.wait_ready(lambda: docker_healthy(node.docker_socket), cfg.ready_timeout_s, "answering ping")
-    raylet.wait_ready(lambda: node.ip in ray_alive_nodes(cfg), cfg.ready_timeout_s, "registered in the GCS")
+    raylet.wait_ready(lambda: node.ip in ray_alive_nodes(cfg, remote), cfg.ready_timeout_s, "registered in the GCS")
+    supervisor = _node_supervisor(cfg, node)
+    if supervisor.running() and not supervisor.matches_config():
+        supervisor.stop(cfg.stop_timeout_s)  # it would restart dockerd with the old arguments
+    supervisor.start()
     dt = time.monotonic() - t0
     log.info("%s ready in %.1fs", node.name, dt, extra={"node": node.name, "seconds": dt})
 
@@ -398,7 +432,7 @@ def _registered_soon(cfg: ClusterConfig, node: NodeConfig) -> bool:
     """Is the node's raylet alive in the head's GCS, allowing a moment for a reconnect?"""
     deadline = time.monotonic() + RAYLET_REJOIN_GRACE_S
     while True:
-        if _probe(lambda: node.ip in ray_alive_nodes(cfg)):
+        if _probe(lambda: node.ip in ray_alive_nodes(cfg, node.host_mode)):
             return True
         if time.monotonic() > deadline:
             return False
@@ -406,8 +440,10 @@ def _registered_soon(cfg: ClusterConfig, node: NodeConfig) -> bool:
 
 
 def stop_node(cfg: ClusterConfig, node: NodeConfig) -> None:
-    """Remove the node's containers, stop its raylet and dockerd, unmount its dirs, delete its netns."""
+    """Remove the node's containers, stop its raylet and dockerd, unmount its dirs, delete its netns
+    (host mode: remove what its agents and dockerd made in this namespace)."""
     t = cfg.stop_timeout_s
+    _node_supervisor(cfg, node).stop(t)  # first, or it would restart the dockerd we stop
     dockerd = _node_dockerd(cfg, node)
     if dockerd.running() and _probe(lambda: docker_healthy(node.docker_socket)):
         _stop_all_containers(node.docker_socket, node.name)
@@ -416,6 +452,9 @@ def stop_node(cfg: ClusterConfig, node: NodeConfig) -> None:
     kill_processes_using(node.dir, t)
     kill_orphan_containers(node.docker_data_root)
     unmount_under(node.dir)
+    if node.host_mode:
+        host.teardown_network(node)
+        return
     remove_host_routes([node])
     nets.remove_node_netns(cfg, node)
 
@@ -445,10 +484,10 @@ def status(cfg: ClusterConfig) -> list[ComponentStatus]:
     ok, detail = nets.underlay_ok(cfg)
     rows.append(ComponentStatus("underlay", ok, detail))
 
-    endpoints = etcd_endpoints(cfg)
-    if _etcd_is_external(cfg):
-        etcd_ok = any(_probe(lambda e=e: etcd_healthy(e)) for e in endpoints)
-        rows.append(ComponentStatus("etcd", etcd_ok, "external " + ",".join(endpoints)))
+    external = etcd_choice.recorded(cfg)
+    if external:  # one row per member: a lost member shows even while the others keep serving
+        for i, member in enumerate(etcd_choice.member_health(e) for e in external):
+            rows.append(ComponentStatus(f"etcd-{i}", member.healthy, f"external {member.detail}"))
     else:
         loopback = cfg.etcd_endpoints[0]  # the underlay one may not be local while the bridge is gone
         rows.append(_proc_row("etcd", _etcd(cfg), _probe(lambda: etcd_healthy(loopback)), loopback))
@@ -464,13 +503,15 @@ def status(cfg: ClusterConfig) -> list[ComponentStatus]:
     except Exception as e:  # noqa: BLE001 - GCS unreachable means an unhealthy head
         log.debug("GCS query failed: %s", e)
     head_detail = f"{cfg.ray_address}, {len(alive)} nodes alive"
-    rows.append(_proc_row("ray-head", _ray_head(cfg), cfg.head_ip in alive, head_detail))
+    rows.append(_proc_row("ray-head", _ray_head(cfg), cfg.control_plane_ip in alive, head_detail))
 
     for node in known_nodes(cfg):
         ok, detail = nets.node_netns_ok(cfg, node)
         rows.append(ComponentStatus(f"{node.name}/netns", ok, detail))
         docker_ok = _probe(lambda n=node: docker_healthy(n.docker_socket))
         rows.append(_proc_row(f"{node.name}/docker", _node_dockerd(cfg, node), docker_ok, node.docker_url))
+        supervisor = _node_supervisor(cfg, node)
+        rows.append(_proc_row(f"{node.name}/supervisor", supervisor, supervisor.running(), "restarts dockerd"))
         rows.append(_proc_row(f"{node.name}/raylet", _node_raylet(cfg, node), node.ip in alive, node.ip))
     return rows
 

@@ -100,39 +100,47 @@ def underlay_ok(cfg: ClusterConfig) -> tuple[bool, str]:
 # ---- nodes -----------------------------------------------------------------------------------------
 
 
+def _netns_of(node: NodeConfig) -> tuple[str, str]:
+    """(netns, root-side veth) of a local node; a host-mode node has neither."""
+    if node.netns is None or node.veth_host is None:
+        raise ValueError(f"{node.name} is a host-mode node: it has no netns or veth of its own")
+    return node.netns, node.veth_host
+
+
 def ensure_node_netns(cfg: ClusterConfig, node: NodeConfig) -> None:
     """Create the node's netns and veth pair, address and route it, enable forwarding inside."""
+    ns, veth = _netns_of(node)
     ensure_underlay(cfg)
-    if not netns_exists(node.netns):
-        if node.netns in netns.listnetns():
-            log.warning("removing stale netns file %s", node.netns)
-            (Path(netns.NETNS_RUN_DIR) / node.netns).unlink()
-        log.info("creating netns %s", node.netns, extra={"netns": node.netns})
-        netns.create(node.netns)
-    peer = node.veth_host + PEER_SUFFIX
+    if not netns_exists(ns):
+        if ns in netns.listnetns():
+            log.warning("removing stale netns file %s", ns)
+            (Path(netns.NETNS_RUN_DIR) / ns).unlink()
+        log.info("creating netns %s", ns, extra={"netns": ns})
+        netns.create(ns)
+    peer = veth + PEER_SUFFIX
     with IPRoute() as ipr:
-        host_idx = _link_index(ipr, node.veth_host)
+        host_idx = _link_index(ipr, veth)
         if host_idx is None:
             # A half-made pair from an interrupted run: the peer was never moved.
             stale = _link_index(ipr, peer)
             if stale is not None:
                 ipr.link("del", index=stale)
-            log.info("creating veth %s", node.veth_host, extra={"link": node.veth_host, "netns": node.netns})
-            ipr.link("add", ifname=node.veth_host, kind="veth", peer=peer)
-            host_idx = _link_index(ipr, node.veth_host)
+            log.info("creating veth %s", veth, extra={"link": veth, "netns": ns})
+            ipr.link("add", ifname=veth, kind="veth", peer=peer)
+            host_idx = _link_index(ipr, veth)
             peer_idx = _link_index(ipr, peer)
             assert host_idx is not None and peer_idx is not None
-            ipr.link("set", index=peer_idx, net_ns_fd=node.netns)
+            ipr.link("set", index=peer_idx, net_ns_fd=ns)
         br_idx = _link_index(ipr, cfg.underlay_bridge)
         ipr.link("set", index=host_idx, master=br_idx, state="up")
-    with IPRoute(netns=node.netns) as nipr:
+    with IPRoute(netns=ns) as nipr:
         lo = _link_index(nipr, "lo")
         nipr.link("set", index=lo, state="up")
         idx = _link_index(nipr, node.veth_node)
         if idx is None:
             idx = _link_index(nipr, peer)
             if idx is None:
-                raise RuntimeError(f"netns {node.netns}: neither {node.veth_node} nor {peer} exists")
+                raise RuntimeError(f"netns {ns}: neither {node.veth_node} nor {peer} exists")
             nipr.link("set", index=idx, ifname=node.veth_node)
         _ensure_addr(nipr, idx, node.ip, node.prefixlen)
         nipr.link("set", index=idx, state="up")
@@ -153,7 +161,8 @@ def write_node_resolv_conf(cfg: ClusterConfig, node: NodeConfig, etc_netns: Path
     """The node's own processes (`ip netns exec <netns> …`) resolve cluster names via cluster DNS."""
     from minik8s.dns.resolver import ResolverConf
 
-    path = etc_netns / node.netns / "resolv.conf"
+    ns, _ = _netns_of(node)
+    path = etc_netns / ns / "resolv.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = ResolverConf.for_node(nameservers=[cfg.dns_ip]).render()
     if not path.exists() or path.read_text() != text:
@@ -163,31 +172,33 @@ def write_node_resolv_conf(cfg: ClusterConfig, node: NodeConfig, etc_netns: Path
 
 def remove_node_netns(cfg: ClusterConfig, node: NodeConfig) -> None:
     """Delete the node's veth pair and netns.  Stop the processes inside first: they pin it."""
+    ns, veth = _netns_of(node)
     with IPRoute() as ipr:
-        for name in (node.veth_host, node.veth_host + PEER_SUFFIX):
+        for name in (veth, veth + PEER_SUFFIX):
             idx = _link_index(ipr, name)
             if idx is not None:
                 log.info("deleting veth %s", name, extra={"link": name})
                 ipr.link("del", index=idx)
-    if node.netns in netns.listnetns():
-        log.info("deleting netns %s", node.netns, extra={"netns": node.netns})
-        netns.remove(node.netns)
-    shutil.rmtree(ETC_NETNS / node.netns, ignore_errors=True)
+    if ns in netns.listnetns():
+        log.info("deleting netns %s", ns, extra={"netns": ns})
+        netns.remove(ns)
+    shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)
 
 
 def node_netns_ok(cfg: ClusterConfig, node: NodeConfig) -> tuple[bool, str]:
     """Does the netns exist with eth0 addressed and up?  (healthy, detail) for ``status``."""
-    if not netns_exists(node.netns):
-        return False, f"netns {node.netns} missing"
-    with IPRoute(netns=node.netns) as nipr:
+    ns, _ = _netns_of(node)
+    if not netns_exists(ns):
+        return False, f"netns {ns} missing"
+    with IPRoute(netns=ns) as nipr:
         idx = _link_index(nipr, node.veth_node)
         if idx is None:
-            return False, f"{node.netns}: no {node.veth_node}"
+            return False, f"{ns}: no {node.veth_node}"
         addrs = {a.get("address") for a in nipr.get_addr(index=idx)}
         up = bool(nipr.get_links(idx)[0]["flags"] & 1)
     if node.ip not in addrs or not up:
-        return False, f"{node.netns}: {node.veth_node} lacks {node.ip} or is down"
-    return True, f"{node.netns} {node.ip}"
+        return False, f"{ns}: {node.veth_node} lacks {node.ip} or is down"
+    return True, f"{ns} {node.ip}"
 
 
 def node_netns_names(cfg: ClusterConfig) -> list[str]:

@@ -11,7 +11,9 @@ under its dirs, processes naming its dirs, and processes of its containers.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import re
@@ -243,6 +245,9 @@ class ManagedProcess:
     env: Mapping[str, str] = field(default_factory=dict)
     """Added to the caller's environment."""
     cwd: Path | None = None
+    program: str | None = None
+    """What identifies the process among its first arguments; None: the basename of ``argv[0]``.  Set it
+    for ``python -m MODULE`` (the interpreter's path differs between a venv's ``python`` and ``python3``)."""
 
     @property
     def _slug(self) -> str:
@@ -267,20 +272,25 @@ class ManagedProcess:
     def _is_ours(self, pid: int) -> bool:
         """Does ``pid`` run our program?  Guards against pid reuse after a reboot or crash.
 
-        Interpreters put themselves first (``python …/ray start``), so the program is looked
-        for among the first two arguments.  Other arguments may differ (the config changed
-        while it ran): that is still our daemon (see :meth:`start`).
+        Interpreters put themselves first (``python …/ray start``, ``python -m MODULE``), so the
+        program is looked for among the first three arguments.  Other arguments may differ (the
+        config changed while it ran): that is still our daemon (see :meth:`start`).
         """
         args = cmdline(pid)
         if not args or not pid_alive(pid):
             return False
-        prog = os.path.basename(self.argv[0])
-        return prog in (os.path.basename(a) for a in args[:2])
+        prog = self.program or os.path.basename(self.argv[0])
+        return prog in (os.path.basename(a) for a in args[:3])
 
     def _same_args(self, pid: int) -> bool:
         args = cmdline(pid) or []
         n = len(self.argv) - 1
         return n == 0 or args[-n:] == self.argv[1:]
+
+    def matches_config(self) -> bool:
+        """Is our process running with exactly the configured arguments?  False if it is not running."""
+        pid = self.pid()
+        return pid is not None and self._same_args(pid)
 
     def pid(self) -> int | None:
         """The pid of our live process, or None."""
@@ -292,8 +302,27 @@ class ManagedProcess:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> int:
-        """Start the process unless ours is already running (then adopt it).  Returns its pid."""
+    @contextlib.contextmanager
+    def _start_lock(self) -> Iterator[None]:
+        """Serialise starts across processes (``up`` and a node's supervisor may both find it down)."""
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.pidfile.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def start(self, prepare: Callable[[], None] | None = None) -> int:
+        """Start the process unless ours is already running (then adopt it).  Returns its pid.
+
+        ``prepare`` runs only when a new process is about to start, under the same lock as the
+        start itself: the place to clear what a dead predecessor left (stale pidfiles).
+        """
+        with self._start_lock():
+            return self._start_locked(prepare)
+
+    def _start_locked(self, prepare: Callable[[], None] | None) -> int:
         pid = self.pid()
         if pid is not None:
             log.info("adopting %s (pid %d)", self.name, pid, extra={"component": self.name, "pid": pid})
@@ -303,7 +332,8 @@ class ManagedProcess:
                     self.name, pid, extra={"component": self.name, "pid": pid},
                 )
             return pid
-        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        if prepare is not None:
+            prepare()
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         argv = list(self.argv)
         if self.netns is not None:

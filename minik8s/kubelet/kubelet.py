@@ -54,6 +54,8 @@ DEFAULT_SERVER_PORT = 10250
 QUEUE_POLL_SECONDS = 1.0
 #: Pause between attempts when the API or dockerd is unreachable.
 RETRY_SECONDS = 2.0
+#: While dockerd is down, how often the event stream is re-opened (its return ends the NotReady spell).
+RUNTIME_RECONNECT_SECONDS = 0.5
 #: Containers of a pod already gone from the API (force-deleted) get this long to stop, as in Kubernetes.
 ORPHAN_GRACE_SECONDS = 1
 KILL_POLL_SECONDS = 0.01
@@ -267,19 +269,42 @@ class Kubelet:
             self.reporter.heartbeat()
 
     def _watch_docker(self) -> None:
+        """Follow dockerd's container events.  The stream breaking is also how a dead dockerd is noticed
+        at once: the node status is posted then (NotReady), and again when the stream is back (Ready),
+        with a resync, since events were missed meanwhile."""
         filters = {"type": "container", "label": [f"{L.MANAGED}=true"], "event": list(DOCKER_EVENTS)}
+        lost = False
         while not self._stop.is_set():
             try:
                 self._docker_events = self.docker.events(decode=True, filters=filters)
+                if lost:
+                    lost = False
+                    log.info("docker event stream is back", extra={"node": self.config.node_name})
+                    self._runtime_changed(back=True)
                 for ev in self._docker_events:
                     ref = L.pod_ref_from_labels(dict(ev.get("Actor", {}).get("Attributes", {})))
                     if ref is not None:
                         self.queue.add(ref.key)
-            except Exception as exc:  # dockerd restarted or the stream was closed by stop()
+            except Exception as exc:  # dockerd died or restarted, or the stream was closed by stop()
                 if self._stop.is_set():
                     return
-                log.warning("docker event stream failed, reconnecting", extra={"error": str(exc)})
-            self._stop.wait(RETRY_SECONDS)
+                if not lost:
+                    log.warning("docker event stream failed, reconnecting", extra={"error": str(exc)})
+            if self._stop.is_set():
+                return
+            if not lost:
+                lost = True
+                self._runtime_changed(back=False)
+            self._stop.wait(RUNTIME_RECONNECT_SECONDS)
+
+    def _runtime_changed(self, back: bool) -> None:
+        """Post the node status now (it probes dockerd itself); once dockerd is back, resync every pod."""
+        try:
+            self.reporter.update_status()
+        except Exception as exc:  # the API may be down too; the heartbeat retries
+            log.warning("node status update failed", extra={"node": self.config.node_name, "error": str(exc)})
+        if back:
+            self.resync()
 
     def resync(self) -> None:
         """Queue every pod we know of, and every pod that still has containers here (orphans)."""

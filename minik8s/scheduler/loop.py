@@ -35,6 +35,8 @@ class SchedulerConfig:
     record_scheduled_events: bool = True  # a "Scheduled" Event per bind, as kube-scheduler writes
     retry_unschedulable_s: float = 5.0  # also retried at once when nodes or pods change
     resync_s: float = 30.0
+    event_writers: int = 4  # threads sending the Scheduled events (the bind workers never wait for them)
+    event_flush_s: float = 30.0  # on stop, how long queued events may take to go out
 
 
 class Scheduler:
@@ -49,7 +51,9 @@ class Scheduler:
         self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
         self.nodes = Informer(client, "Node", resync_seconds=self.config.resync_s)
         self.namespaces = Informer(client, "Namespace", resync_seconds=self.config.resync_s)
-        self.events = EventRecorder(client, self.config.scheduler_name)
+        # events go out from their own thread, like kube-scheduler's broadcaster: never ahead of a bind
+        self.events = EventRecorder(client, self.config.scheduler_name, asynchronous=True,
+                                    writers=self.config.event_writers)
         self._pool = ThreadPoolExecutor(self.config.bind_workers, thread_name_prefix="scheduler-bind")
         self._inflight = threading.BoundedSemaphore(self.config.max_inflight_binds)
         self._stop = threading.Event()
@@ -126,6 +130,7 @@ class Scheduler:
         if self._thread:
             self._thread.join(timeout=5)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.events.close(self.config.event_flush_s)
 
     # --- the decision loop ---------------------------------------------------------------------
     def _decide_loop(self) -> None:

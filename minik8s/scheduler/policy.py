@@ -55,13 +55,11 @@ Normalizer = Callable[[list[float]], list[float]]
 # --- filters ---------------------------------------------------------------------------------
 
 def node_ready(c: Cycle, ni: NodeInfo) -> str | None:
-    conds = (ni.node.status.conditions if ni.node and ni.node.status else None) or []
-    ready = any(cond.type == "Ready" and cond.status == "True" for cond in conds)
-    return None if ready else "node(s) were not ready"
+    return None if ni.ready else "node(s) were not ready"
 
 
 def node_schedulable(c: Cycle, ni: NodeInfo) -> str | None:
-    return "node(s) were unschedulable" if ni.node and ni.node.spec.unschedulable else None
+    return "node(s) were unschedulable" if ni.unschedulable else None
 
 
 def fits_resources(c: Cycle, ni: NodeInfo) -> str | None:
@@ -98,7 +96,7 @@ def _untolerated(c: Cycle, taint: t.Taint) -> bool:
 
 def taints_tolerated(c: Cycle, ni: NodeInfo) -> str | None:
     """NoSchedule and NoExecute taints both keep a pod off the node unless tolerated."""
-    for taint in (ni.node.spec.taints if ni.node else None) or []:
+    for taint in ni.taints:
         if taint.effect in ("NoSchedule", "NoExecute") and _untolerated(c, taint):
             return "node(s) had untolerated taint"
     return None
@@ -173,6 +171,30 @@ def pod_anti_affinity(c: Cycle, ni: NodeInfo) -> str | None:
     return None
 
 
+def _has_selector(c: Cycle) -> bool:
+    return bool(c.pod.spec.nodeSelector)
+
+
+def _has_required_node_affinity(c: Cycle) -> bool:
+    return bool(c.node_affinity and c.node_affinity.requiredDuringSchedulingIgnoredDuringExecution)
+
+
+def _has_required_pod_affinity(c: Cycle) -> bool:
+    return bool(c.pod_affinity and c.pod_affinity.requiredDuringSchedulingIgnoredDuringExecution)
+
+
+def _anti_affinity_in_play(c: Cycle) -> bool:
+    own = c.pod_anti_affinity and c.pod_anti_affinity.requiredDuringSchedulingIgnoredDuringExecution
+    return bool(own or c.snapshot.anti_affinity_pods)
+
+
+# A filter listed here runs only for pods its predicate holds for: for the others it passes every node
+# (Kubernetes' PreFilter returning Skip), and a decision need not call it once per node.
+APPLIES: dict[Filter, Callable[[Cycle], bool]] = {
+    node_selector: _has_selector, node_affinity: _has_required_node_affinity,
+    pod_affinity: _has_required_pod_affinity, pod_anti_affinity: _anti_affinity_in_play,
+}
+
 # Cheap, common checks first: a node is reported under the first filter it fails.
 FILTERS: dict[str, Filter] = {
     "NodeUnschedulable": node_schedulable, "NodeReady": node_ready, "NodeSelector": node_selector,
@@ -222,8 +244,7 @@ def preferred_pod_affinity(c: Cycle, ni: NodeInfo) -> float:
 
 def prefer_no_schedule(c: Cycle, ni: NodeInfo) -> float:
     """Raw: untolerated PreferNoSchedule taints (normalized so fewer is better)."""
-    taints = (ni.node.spec.taints if ni.node else None) or []
-    return float(sum(1 for taint in taints if taint.effect == "PreferNoSchedule" and _untolerated(c, taint)))
+    return float(sum(1 for taint in ni.taints if taint.effect == "PreferNoSchedule" and _untolerated(c, taint)))
 
 
 def scale_to_max(raw: list[float]) -> list[float]:
@@ -243,18 +264,35 @@ def min_max(raw: list[float]) -> list[float]:
 
 @dataclass(frozen=True)
 class ScorePlugin:
+    """`uniform`: for a pod it holds for, the plug-in scores every node 0 (before normalizing), so
+    the decision computes the normalized value once instead of calling `score` per node."""
+
     score: Scorer
     weight: float = 1.0
     normalize: Normalizer | None = None
+    uniform: Callable[[Cycle], bool] | None = None
+
+
+def _no_preferred_node_affinity(c: Cycle) -> bool:
+    return not (c.node_affinity and c.node_affinity.preferredDuringSchedulingIgnoredDuringExecution)
+
+
+def _no_node_tainted(c: Cycle) -> bool:
+    return not any(ni.taints for ni in c.snapshot.nodes)
+
+
+def _no_preferred_pod_affinity(c: Cycle) -> bool:
+    return not (c.pod_affinity and c.pod_affinity.preferredDuringSchedulingIgnoredDuringExecution) and \
+        not (c.pod_anti_affinity and c.pod_anti_affinity.preferredDuringSchedulingIgnoredDuringExecution)
 
 
 # Weights follow the Kubernetes defaults (NodeAffinity 2, InterPodAffinity 2, TaintToleration 3).
 SCORERS: dict[str, ScorePlugin] = {
     "LeastAllocated": ScorePlugin(least_allocated, 1.0),
     "SelectorSpread": ScorePlugin(owner_spread, 1.0, fewer_is_better),
-    "NodeAffinity": ScorePlugin(preferred_node_affinity, 2.0, scale_to_max),
-    "InterPodAffinity": ScorePlugin(preferred_pod_affinity, 2.0, min_max),
-    "TaintToleration": ScorePlugin(prefer_no_schedule, 3.0, fewer_is_better),
+    "NodeAffinity": ScorePlugin(preferred_node_affinity, 2.0, scale_to_max, _no_preferred_node_affinity),
+    "InterPodAffinity": ScorePlugin(preferred_pod_affinity, 2.0, min_max, _no_preferred_pod_affinity),
+    "TaintToleration": ScorePlugin(prefer_no_schedule, 3.0, fewer_is_better, _no_node_tainted),
 }
 
 
@@ -281,7 +319,7 @@ class Policy:
     def schedule(self, pod: t.Pod, snapshot: Snapshot, last: str | None = None) -> Placement:
         """`last`: the node round-robin placed the previous pod on (ignored by scoring)."""
         c = Cycle(pod, snapshot)
-        filters = list(self.filters.values())
+        filters = [f for f in self.filters.values() if f not in APPLIES or APPLIES[f](c)]
         reasons: Counter[str] = Counter()
         feasible: list[NodeInfo] = []
         for ni in snapshot.nodes:
@@ -306,7 +344,10 @@ def _best(c: Cycle, feasible: list[NodeInfo], scorers: Mapping[str, ScorePlugin]
         return 0
     totals = [0.0] * len(feasible)
     for plugin in scorers.values():
-        raw = [plugin.score(c, ni) for ni in feasible]
+        if plugin.uniform is not None and plugin.uniform(c):
+            raw = [0.0] * len(feasible)
+        else:
+            raw = [plugin.score(c, ni) for ni in feasible]
         if plugin.normalize is not None:
             raw = plugin.normalize(raw)
         w = plugin.weight

@@ -71,6 +71,10 @@ class NodeInfo:
         self.node: t.Node | None = None
         self.labels: dict[str, str] = {}
         self.alloc = (0, 0, 0)
+        # facts of the Node object, computed once per node update rather than once per decision
+        self.ready = False
+        self.unschedulable = False
+        self.taints: list[t.Taint] = []
         self.pods: dict[str, t.Pod] = {}
         self._requests: dict[str, tuple[int, int]] = {}
         self.cpu = self.mem = 0
@@ -85,6 +89,10 @@ class NodeInfo:
             self.name = node.metadata.name or ""
             self.labels = node.metadata.labels or {}
         self.alloc = _allocatable(node)
+        conds = (node.status.conditions if node and node.status else None) or []
+        self.ready = any(cond.type == "Ready" and cond.status == "True" for cond in conds)
+        self.unschedulable = bool(node and node.spec.unschedulable)
+        self.taints = list((node.spec.taints if node else None) or [])
 
     def add_pod(self, pod: t.Pod) -> None:
         key = pod_key(pod)

@@ -1,28 +1,29 @@
 """etcd v3 through `etcd-sdk-python` (import name `pyetcd`).
 
 `etcd3` 0.12 fails to import with protobuf >= 4 (Ray needs a modern protobuf); pyetcd is a
-maintained fork with the same API. Transactions go through its gRPC stub directly so the
-commit revision is known without a second read.
+maintained fork with the same API. Requests go through its gRPC stubs directly, so the commit
+revision is known without a second read and every call can fail over to another member of an
+etcd cluster (:mod:`minik8s.store.failover`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import pyetcd
-from pyetcd import exceptions as etcd_exc
 from pyetcd.etcdrpc import rpc_pb2 as rpc
 
-from minik8s.errors import AlreadyExists, Conflict, Gone, NotFound, Unavailable
+from minik8s import jsonc
+from minik8s.errors import AlreadyExists, Conflict, Gone, NotFound
+from minik8s.store.failover import REQUIRE_LEADER, Compacted, FailoverConfig, Member, Members, ResumableWatch
 
 log = logging.getLogger("minik8s.store")
 
-DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_TIMEOUT_S = FailoverConfig.window_s
 
 
 @dataclass
@@ -41,7 +42,7 @@ def _range_end(prefix: str) -> bytes:
 
 
 def _decode(value: bytes, revision: int) -> dict[str, Any]:
-    obj: dict[str, Any] = json.loads(value)
+    obj: dict[str, Any] = jsonc.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
     return obj
 
@@ -49,33 +50,68 @@ def _decode(value: bytes, revision: int) -> dict[str, Any]:
 def _encode(obj: dict[str, Any]) -> bytes:
     meta = dict(obj.get("metadata") or {})
     meta.pop("resourceVersion", None)  # the revision is etcd's, never stored in the value
-    return json.dumps({**obj, "metadata": meta}, separators=(",", ":")).encode()
+    return jsonc.dumps({**obj, "metadata": meta})
+
+
+def _landed(member: Member, req: rpc.TxnRequest, timeout: float) -> rpc.TxnResponse | None:
+    """After an attempt of `req` failed without an answer: if its one put is what the key holds now,
+    the attempt was applied (values carry a uid, so equal bytes are this write); answer as etcd would."""
+    if len(req.success) != 1 or not req.success[0].HasField("request_put"):
+        return None
+    put = req.success[0].request_put
+    kvs = member.kv.Range(rpc.RangeRequest(key=put.key), timeout, metadata=REQUIRE_LEADER).kvs
+    if not kvs or kvs[0].value != put.value:
+        return None
+    header = rpc.ResponseHeader(revision=kvs[0].mod_revision)
+    return rpc.TxnResponse(header=header, succeeded=True,
+                           responses=[rpc.ResponseOp(response_put=rpc.PutResponse(header=header))])
 
 
 class EtcdStore:
-    def __init__(self, endpoints: list[str], timeout: float = DEFAULT_TIMEOUT_S) -> None:
-        host, _, port = endpoints[0].replace("http://", "").rpartition(":")
-        self.endpoints = endpoints
-        self._client = pyetcd.client(host=host, port=int(port), timeout=timeout)
-        self._timeout = timeout
+    """The objects in etcd, through any of `endpoints` (members of one etcd cluster).
+
+    `timeout`: how long one call keeps trying members before it fails with Unavailable.
+    """
+
+    def __init__(self, endpoints: list[str], timeout: float = DEFAULT_TIMEOUT_S,
+                 failover: FailoverConfig | None = None) -> None:
+        self.endpoints = list(endpoints)
+        cfg = failover or FailoverConfig(window_s=timeout)
+        self._members = Members(self.endpoints, cfg)
+        self._timeout = cfg.attempt_timeout_s
+
+    @property
+    def endpoint_in_use(self) -> str:
+        """The member the next call goes to first."""
+        return str(self._members.members[self._members.current].endpoint)
 
     def close(self) -> None:
-        self._client.close()
+        self._members.close()
 
     def _txn(self, req: rpc.TxnRequest) -> rpc.TxnResponse:
-        try:
-            return self._client.kvstub.Txn(req, self._timeout)
-        except Exception as exc:  # grpc errors: the store is down or slow
-            raise Unavailable(f"etcd unavailable: {exc}") from exc
+        """Run `req` on a member. A retry after an attempt that got no answer is safe: every txn here is
+        conditional or idempotent, and when the retry's condition fails because the first attempt did
+        land (a create that now finds its own object), :func:`_landed` recognises the write as ours.
+        A delete whose first attempt landed unseen reports NotFound."""
+        unanswered = False
+
+        def note_retry(_exc: BaseException) -> None:
+            nonlocal unanswered
+            unanswered = True
+
+        def attempt(m: Member) -> rpc.TxnResponse:
+            resp = m.kv.Txn(req, self._timeout, metadata=REQUIRE_LEADER)
+            if not resp.succeeded and unanswered:
+                return _landed(m, req, self._timeout) or resp
+            return resp
+
+        return self._members.call("txn", attempt, on_retry=note_retry)
 
     def _range(self, key: str, prefix: bool = False) -> rpc.RangeResponse:
         req = rpc.RangeRequest(key=key.encode())
         if prefix:
             req.range_end = _range_end(key)
-        try:
-            return self._client.kvstub.Range(req, self._timeout)
-        except Exception as exc:
-            raise Unavailable(f"etcd unavailable: {exc}") from exc
+        return self._members.call("range", lambda m: m.kv.Range(req, self._timeout, metadata=REQUIRE_LEADER))
 
     def revision(self) -> int:
         resp = self._range("/registry/\x00")
@@ -92,11 +128,24 @@ class EtcdStore:
         resp = self._range(prefix, prefix=True)
         return [_decode(kv.value, kv.mod_revision) for kv in resp.kvs], int(resp.header.revision)
 
-    def create(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
-        cmp = rpc.Compare(key=key.encode(), result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0)
+    def create(self, key: str, obj: dict[str, Any], unchanged: tuple[str, int] | None = None) -> dict[str, Any]:
+        """Create the object (AlreadyExists if the key is taken).
+
+        `unchanged`: (key, mod revision) of another object that must still be at that revision, checked
+        in the same transaction (a pod's namespace, without a read per create); Conflict when it is not.
+        """
+        cmps = [rpc.Compare(key=key.encode(), result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE,
+                            create_revision=0)]
+        failure = []
+        if unchanged is not None:
+            cmps.append(rpc.Compare(key=unchanged[0].encode(), result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
+                                    mod_revision=unchanged[1]))
+            failure.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode(), count_only=True)))
         put = rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=_encode(obj)))
-        resp = self._txn(rpc.TxnRequest(compare=[cmp], success=[put]))
+        resp = self._txn(rpc.TxnRequest(compare=cmps, success=[put], failure=failure))
         if not resp.succeeded:
+            if unchanged is not None and not resp.responses[0].response_range.count:
+                raise Conflict(unchanged[0])
             raise AlreadyExists(key)
         return {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(resp.header.revision)}}
 
@@ -136,22 +185,28 @@ class EtcdStore:
         return _decode(prev[0].value, resp.header.revision)
 
     def compact(self, revision: int) -> None:
-        self._client.compact(revision, physical=True)
+        req = rpc.CompactionRequest(revision=revision, physical=True)
+
+        def attempt(m: Member) -> None:
+            try:
+                m.kv.Compact(req, self._timeout, metadata=REQUIRE_LEADER)
+            except grpc.RpcError as exc:
+                # a retry of a compaction that landed unseen finds it done
+                if exc.code() != grpc.StatusCode.OUT_OF_RANGE or "compacted" not in str(exc.details()):
+                    raise
+
+        self._members.call("compact", attempt)
 
     def watch(self, prefix: str, start_revision: int, callback: Callable[[StoreEvent], None]) -> Callable[[], None]:
         """Stream events under `prefix` from `start_revision` into `callback` (on etcd's thread).
 
-        Raises Gone when the revision was compacted. Returns a function that cancels the watch.
+        When the member serving the watch goes away the watch resumes on another one from the
+        revision after the last event delivered. Raises Gone when the revision was compacted (later:
+        an ERROR event carrying the compacted revision; one with revision 0 when no member would take
+        the watch back). Returns a function that cancels the watch.
         """
 
         def on_response(resp: Any) -> None:
-            if isinstance(resp, etcd_exc.RevisionCompactedError):
-                callback(StoreEvent("ERROR", prefix, None, resp.compacted_revision))
-                return
-            if isinstance(resp, Exception):
-                log.warning("etcd watch broke", extra={"prefix": prefix, "error": str(resp)})
-                callback(StoreEvent("ERROR", prefix, None, 0))
-                return
             for ev in resp.events:
                 key = ev.key.decode()
                 if isinstance(ev, pyetcd.events.DeleteEvent):
@@ -162,24 +217,14 @@ class EtcdStore:
                     prev = _decode(ev.prev_value, ev.prev_mod_revision) if ev.prev_value else None
                     callback(StoreEvent(etype, key, _decode(ev.value, ev.mod_revision), ev.mod_revision, prev))
 
+        def on_end(revision: int) -> None:
+            if not revision:
+                log.warning("etcd watch broke", extra={"prefix": prefix})
+            callback(StoreEvent("ERROR", prefix, None, revision))
+
+        watch = ResumableWatch(self._members, prefix.encode(), _range_end(prefix), start_revision, on_response, on_end)
         try:
-            watch_id = self._client.add_watch_prefix_callback(
-                prefix, on_response, start_revision=start_revision, prev_kv=True)
-        except etcd_exc.RevisionCompactedError as exc:
-            raise Gone(f"too old resource version: {start_revision} ({exc.compacted_revision})") from exc
-        except etcd_exc.Etcd3Exception as exc:
-            raise Unavailable(f"etcd unavailable: {exc}") from exc
-        lock = threading.Lock()
-        cancelled = False
-
-        def cancel() -> None:
-            nonlocal cancelled
-            with lock:
-                if not cancelled:
-                    cancelled = True
-                    try:
-                        self._client.cancel_watch(watch_id)
-                    except Exception as exc:  # the watcher may already be gone with the connection
-                        log.debug("cancel watch failed: %s", exc)
-
-        return cancel
+            watch.start()
+        except Compacted as exc:
+            raise Gone(f"too old resource version: {start_revision} ({exc.revision})") from exc
+        return watch.cancel

@@ -98,7 +98,7 @@ def _pids(cfg: ClusterConfig) -> dict[str, int]:
 def test_start_twice_adopts_everything(cfg: ClusterConfig) -> None:
     before = _pids(cfg)
     assert set(before) == {"etcd.pid", "registry.pid", "builder-dockerd.pid", "ray-head.pid",
-                           "node-1_dockerd.pid", "node-1_raylet.pid"}
+                           "node-1_dockerd.pid", "node-1_raylet.pid", "node-1_supervisor.pid"}
     local.start_control_plane(cfg)
     local.start_node(cfg, cfg.node(1))
     assert _pids(cfg) == before
@@ -148,7 +148,7 @@ def test_status_reports_every_component_healthy(cfg: ClusterConfig) -> None:
     rows = local.status(cfg)
     assert [r.component for r in rows] == [
         "underlay", "etcd", "registry", "builder", "ray-head",
-        "node-1/netns", "node-1/docker", "node-1/raylet",
+        "node-1/netns", "node-1/docker", "node-1/supervisor", "node-1/raylet",
     ]
     assert all(r.healthy for r in rows), [r for r in rows if not r.healthy]
 

@@ -262,6 +262,20 @@ def test_snapshot_tracks_removals_and_node_changes() -> None:
     assert snap.nodes == []
 
 
+def test_node_updates_reach_the_next_decision() -> None:
+    """Readiness, cordoning and taints are read once per node update: each update must be seen."""
+    snap = Snapshot.build([node("a", ready=False)], [])
+    assert schedule(pod("p"), snap).node is None
+    snap.set_node(node("a"))
+    assert schedule(pod("p"), snap).node == "a"
+    snap.set_node(node("a", unschedulable=True))
+    assert schedule(pod("p"), snap).message(1) == "0/1 nodes are available: 1 node(s) were unschedulable."
+    snap.set_node(node("a", taints=[{"key": "k", "value": "v", "effect": "NoSchedule"}]))
+    assert schedule(pod("p"), snap).message(1) == "0/1 nodes are available: 1 node(s) had untolerated taint."
+    snap.set_node(node("a"))
+    assert schedule(pod("p"), snap).node == "a"
+
+
 @pytest.mark.parametrize("affinity,path", [
     (na({"matchExpressions": [expr("k", "Near", "v")]}),
      "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
