@@ -28,7 +28,7 @@ MAX_QUEUED = 10000  # asynchronous recorders: events waiting for the writers (cl
 FLUSH_POLL_S = 0.01
 
 
-_Queued = tuple[Any, str, str, str, str]  # object, type, reason, message, timestamp
+_Queued = tuple[Any, str, str, str, str, str | None]  # object, type, reason, message, timestamp, fieldPath
 
 
 def _now() -> str:
@@ -42,7 +42,7 @@ class EventRecorder:
     def __init__(self, client: Client, component: str, host: str | None = None, asynchronous: bool = False,
                  max_queued: int = MAX_QUEUED, writers: int = 1) -> None:
         self.client, self.component, self.host = client, component, host
-        self._seen: dict[tuple[str, str, str], tuple[str, str, int]] = {}
+        self._seen: dict[tuple[str, str, str, str], tuple[str, str, int]] = {}
         self._lock = threading.Lock()
         self._queues: list[queue.Queue[_Queued | None]] = []
         self._writers: list[threading.Thread] = []
@@ -55,15 +55,16 @@ class EventRecorder:
                 self._writers.append(th)
                 th.start()
 
-    def record(self, obj: Any, type_: str, reason: str, message: str) -> None:
-        """Never raises: an event that cannot be written (or queued) is logged and dropped."""
+    def record(self, obj: Any, type_: str, reason: str, message: str, field_path: str | None = None) -> None:
+        """Never raises: an event that cannot be written (or queued) is logged and dropped. `field_path`
+        names the part of the object it is about (``spec.containers{web}``)."""
         if not self._queues:
-            self._write(obj, type_, reason, message, _now())
+            self._write(obj, type_, reason, message, _now(), field_path)
             return
         meta = obj.metadata
         q = self._queues[hash(meta.uid or meta.name or "") % len(self._queues)]
         try:
-            q.put_nowait((obj, type_, reason, message, _now()))
+            q.put_nowait((obj, type_, reason, message, _now(), field_path))
         except queue.Full:
             log.warning("event queue full, dropping event", extra={"reason": reason, "object": meta.name})
 
@@ -102,10 +103,10 @@ class EventRecorder:
             finally:
                 q.task_done()
 
-    def _write(self, obj: Any, type_: str, reason: str, message: str, now: str) -> None:
+    def _write(self, obj: Any, type_: str, reason: str, message: str, now: str, field_path: str | None) -> None:
         meta = obj.metadata
         namespace = meta.namespace or "default"
-        key = (meta.uid or meta.name or "", reason, message)
+        key = (meta.uid or meta.name or "", field_path or "", reason, message)
         try:
             with self._lock:
                 seen = self._seen.get(key)
@@ -121,7 +122,8 @@ class EventRecorder:
                 "metadata": {"name": name, "namespace": namespace},
                 "involvedObject": {"kind": getattr(obj, "kind", None) or type(obj).__name__,
                                    "apiVersion": getattr(obj, "apiVersion", None) or "v1",
-                                   "name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+                                   "name": meta.name, "namespace": meta.namespace, "uid": meta.uid,
+                                   **({"fieldPath": field_path} if field_path else {})},
                 "reason": reason, "message": message, "type": type_, "count": 1,
                 "firstTimestamp": now, "lastTimestamp": now,
                 "source": {"component": self.component, **({"host": self.host} if self.host else {})},

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from minik8s.api.types import Pod
-
-log = logging.getLogger(__name__)
+from minik8s.client.events import EventRecorder
 
 COMPONENT = "kubelet"
-DEFAULT_DEDUP_SECONDS = 60.0
-#: Above this many remembered events, expired ones are dropped.
-MAX_RECENT = 1024
-EVENT_SUFFIX_LEN = 16
 
 NORMAL = "Normal"
 WARNING = "Warning"
@@ -39,68 +29,17 @@ class NullSink:
 
 
 class ApiEventSink:
-    """Creates core/v1 Events through the API; repeats of one event within ``dedup_seconds`` are dropped."""
+    """Pod events through the shared :class:`~minik8s.client.events.EventRecorder`: repeats of one event
+    bump its count, and a background writer sends them, so a pod sync never waits on the API for one."""
 
-    def __init__(
-        self,
-        client: Any,
-        node_name: str,
-        component: str = COMPONENT,
-        dedup_seconds: float = DEFAULT_DEDUP_SECONDS,
-    ) -> None:
-        self.client = client
-        self.node_name = node_name
-        self.component = component
-        self.dedup_seconds = dedup_seconds
-        self._recent: dict[tuple[str, str | None, str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def _duplicate(self, key: tuple[str, str | None, str, str], now: float) -> bool:
-        with self._lock:
-            if len(self._recent) > MAX_RECENT:
-                self._recent = {k: t for k, t in self._recent.items() if now - t < self.dedup_seconds}
-            last = self._recent.get(key)
-            if last is not None and now - last < self.dedup_seconds:
-                return True
-            self._recent[key] = now
-            return False
+    def __init__(self, client: Any, node_name: str, component: str = COMPONENT) -> None:
+        self.recorder = EventRecorder(client, component, host=node_name, asynchronous=True)
 
     def event(
         self, pod: Pod, event_type: str, reason: str, message: str, container: str | None = None
     ) -> None:
-        now = time.time()
-        if self._duplicate((pod.metadata.uid or "", container, reason, message), now):
-            return
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        namespace = pod.metadata.namespace or "default"
-        involved: dict[str, Any] = {
-            "kind": "Pod",
-            "apiVersion": "v1",
-            "namespace": namespace,
-            "name": pod.name,
-            "uid": pod.metadata.uid,
-            "resourceVersion": pod.metadata.resourceVersion,
-        }
-        if container is not None:
-            involved["fieldPath"] = f"spec.containers{{{container}}}"
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{pod.name}.{uuid.uuid4().hex[:EVENT_SUFFIX_LEN]}", "namespace": namespace},
-            "involvedObject": {k: v for k, v in involved.items() if v is not None},
-            "reason": reason,
-            "message": message,
-            "type": event_type,
-            "count": 1,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "source": {"component": self.component, "host": self.node_name},
-            "reportingComponent": self.component,
-            "reportingInstance": self.node_name,
-        }
-        try:
-            self.client.create(body)
-        except Exception as exc:  # events are best effort: never fail a pod sync over one
-            log.warning(
-                "could not record event", extra={"reason": reason, "pod": pod.name, "error": str(exc)}
-            )
+        field_path = f"spec.containers{{{container}}}" if container is not None else None
+        self.recorder.record(pod, event_type, reason, message, field_path)
+
+    def close(self, timeout: float) -> None:
+        self.recorder.close(timeout)

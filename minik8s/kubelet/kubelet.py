@@ -260,6 +260,7 @@ class Kubelet:
         for th in self._threads:
             th.join(THREAD_JOIN_SECONDS)
         self.prober.stop()
+        self.events.close(THREAD_JOIN_SECONDS)  # what the pod workers reported while stopping
         self.runtime.close()
 
     # --- loops -----------------------------------------------------------------------------------

@@ -88,3 +88,18 @@ def test_writers_share_the_load_and_keep_each_objects_events_together() -> None:
     assert len(client.patched) == 40  # two repeats per object, each found its object's first Event
     assert sorted(p[1]["count"] for p in client.patched) == [2] * 20 + [3] * 20
     rec.close(5)
+
+
+def test_kubelet_sink_events_name_the_container_and_repeats_count_per_container() -> None:
+    from minik8s.kubelet.events import ApiEventSink
+
+    client = RecordingClient()
+    sink = ApiEventSink(client, "node-1")
+    pod = _pod("web")
+    for container in ("app", "app", "sidecar"):
+        sink.event(pod, "Warning", "BackOff", "Back-off restarting failed container", container)
+    sink.close(10)
+    assert [e["involvedObject"]["fieldPath"] for e in client.created] == ["spec.containers{app}",
+                                                                          "spec.containers{sidecar}"]
+    assert client.created[0]["source"] == {"component": "kubelet", "host": "node-1"}
+    assert len(client.patched) == 1 and client.patched[0][1]["count"] == 2
