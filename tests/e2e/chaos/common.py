@@ -1,10 +1,12 @@
 """What every chaos scenario shares: an app served the three ways users reach it, a bounded client loop
 that records each request with its time, and the checks made after a fault.
 
-The app is a Deployment of busybox HTTP servers behind a NodePort Service. The client loop asks it
-through every node's NodePort and the ClusterIP from the root netns (like a machine outside the
-cluster), and by DNS name from a thread inside node-3's netns (like a process on a node: it asks the
-cluster DNS at the kube-dns ClusterIP, then fetches from the address it got).
+The app is a Deployment of busybox HTTP servers behind a NodePort Service, with a `kind: DNS` entry
+routing a host name to it through the gateway. The client loop asks it through every node's NodePort
+and the ClusterIP from the root netns (like a machine outside the cluster), and by name from a thread
+inside node-3's netns (like a process on a node): the Service's DNS name, and the DNS entry's host
+through the nginx gateway; each asks the cluster DNS at the kube-dns ClusterIP, then fetches from the
+address it got.
 """
 
 from __future__ import annotations
@@ -114,36 +116,48 @@ class App:
     name: str
     replicas: int
     urls: dict[str, str]  # target -> URL, for the NodePort on each node and the ClusterIP
-    dns_name: str
+    dns_name: str  # the Service's name in the cluster DNS
+    host: str  # the `kind: DNS` entry's host, served by the gateway
 
     @property
     def targets(self) -> list[str]:
-        return [*self.urls, "dns"]
+        return [*self.urls, *BY_NAME]
+
+
+#: The targets reached by name (they need the cluster DNS, which is down with the control plane).
+BY_NAME = ("dns", "gateway")
 
 
 def fetch(app: App, target: str, dns_server: str) -> bool:
     """One request to the app through `target`; True if it answered 200."""
+    if target == "gateway":
+        ip = resolve(app.host, dns_server)
+        return httpx.get(f"http://{ip}/", headers={"Host": app.host}, timeout=REQUEST_TIMEOUT_S).status_code == 200
     url = app.urls.get(target) or f"http://{resolve(app.dns_name, dns_server)}/"
     return httpx.get(url, timeout=REQUEST_TIMEOUT_S).status_code == 200
 
 
 @contextmanager
 def served_app(client: Client, prefix: str, replicas: int = 3) -> Iterator[App]:
-    """A healthy app answering on every target (DNS name included); deleted afterwards."""
+    """A healthy app answering on every target (DNS name and gateway host included); deleted afterwards."""
     cfg = ClusterConfig()
     name = unique(prefix)
-    run("apply", "-f", "-", input=web_app(name, replicas=replicas, service_type="NodePort"))
+    host = f"{name}.chaos.test"
+    route = (f"apiVersion: minik8s.io/v1\nkind: DNS\nmetadata: {{name: {name}}}\nspec:\n  host: {host}\n"
+             f"  paths:\n  - {{path: /, service: {name}, port: 80}}\n")
+    run("apply", "-f", "-", input=web_app(name, replicas=replicas, service_type="NodePort") + "---\n" + route)
     try:
         wait_for(f"{replicas} endpoints", lambda: endpoint_count(client, name) == replicas, timeout=120)
         svc = client.get("Service", name)
         port = svc.spec.ports[0].nodePort
         urls = {f"node-{i}": f"http://{ip}:{port}/" for i, ip in zip(NODES, NODE_IPS, strict=True)}
         urls["clusterip"] = f"http://{svc.spec.clusterIP}/"
-        app = App(name, replicas, urls, f"{name}.default.svc.cluster.local")
+        app = App(name, replicas, urls, f"{name}.default.svc.cluster.local", host)
         probe = Traffic(app, cfg)
-        wait_for("every target answering", lambda: all(probe.once(t) for t in app.targets), timeout=60)
+        wait_for("every target answering", lambda: all(probe.once(t) for t in app.targets), timeout=90)
         yield app
     finally:
+        run("delete", "dns", name, check=False)
         run("delete", "deploy", name, check=False)
         run("delete", "svc", name, check=False)
 
@@ -174,7 +188,7 @@ class Traffic:
     def once(self, target: str) -> bool:
         """One request, from where the loop sends it."""
         try:
-            if target == "dns":
+            if target in BY_NAME:
                 return in_netns(self._dns_netns, lambda: fetch(self.app, target, self.cfg.dns_ip))
             return fetch(self.app, target, self.cfg.dns_ip)
         except (httpx.HTTPError, OSError, LookupError):
@@ -202,8 +216,8 @@ class Traffic:
             time.sleep(REQUEST_INTERVAL_S)
 
     def start(self) -> Traffic:
-        outside = [t for t in self.app.targets if t != "dns"]
-        for targets, netns in ((outside, None), (["dns"], self._dns_netns)):
+        outside = [t for t in self.app.targets if t not in BY_NAME]
+        for targets, netns in ((outside, None), (list(BY_NAME), self._dns_netns)):
             th = threading.Thread(target=self._loop, args=(targets, netns), daemon=True)
             th.start()
             self._threads.append(th)

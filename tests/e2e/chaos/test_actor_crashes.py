@@ -62,7 +62,7 @@ def test_killed_actor_is_restarted_without_hurting_traffic(client: Client, app: 
     time.sleep(RESYNC_S)
     requests = traffic.stop()
     assert requests and not traffic.failures(), summary(traffic.failures(), len(requests))
-    assert traffic.count("dns") > 0
+    assert traffic.count("dns") > 0 and traffic.count("gateway") > 0
     assert app_containers(cfg, app.name) == containers  # nothing restarted, nothing duplicated
     assert "UNHEALTHY" not in run("status").stdout
     if actor.startswith(("proxy", "network")):
