@@ -7,8 +7,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,9 +20,25 @@ TEST_TOKEN = "test-token-0123456789"
 
 
 def free_port() -> int:
+    """An ephemeral loopback port (so always outside Ray's worker-port range, 10002-19999)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def uniq(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll `cond` until it returns something truthy, and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
 
 
 def start_etcd(data: Path, name: str, client_port: int, peer_port: int,

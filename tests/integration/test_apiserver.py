@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import httpx
 import pytest
 
 from minik8s import Client, errors
+from tests.conftest import uniq
 
 
 def pod(name: str, labels: dict[str, str] | None = None) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}},
             "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}}
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def test_system_namespaces_exist(client: Client) -> None:

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -24,6 +23,7 @@ import pytest
 from minik8s.cluster import local, netns
 from minik8s.cluster.config import ClusterConfig
 from minik8s.cluster.procs import pid_alive, pids_in_cgroups
+from tests.conftest import free_port
 
 REQUIRED_BINARIES = ("etcd", "dockerd", "docker-registry", "nsenter")
 pytestmark = [
@@ -64,13 +64,6 @@ print(json.dumps([{'ip': n['NodeManagerAddress'], 'resources': n['Resources']} f
 """
 
 
-def _free_port() -> int:
-    # Ephemeral ports, so always outside Ray's worker-port range (10002-19999).
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def cfg() -> Iterator[ClusterConfig]:
     # Short path: containerd and Ray put unix sockets (<= 107 bytes) under it.
@@ -78,9 +71,9 @@ def cfg() -> Iterator[ClusterConfig]:
     c = ClusterConfig(
         state_dir=state, nodes=1, underlay_bridge="mk8stest0", underlay_cidr="10.201.0.0/24",
         netns_prefix="mk8stest-", pod_cidr="10.245.0.0/16", service_cidr="10.97.0.0/16",
-        etcd_client_port=_free_port(), etcd_peer_port=_free_port(), registry_port=_free_port(),
-        ray_port=_free_port(), ray_client_server_port=_free_port(), ray_dashboard_agent_port=_free_port(),
-        ray_dashboard_port=_free_port(), ray_head_cpus=1, ray_node_cpus=1,
+        etcd_client_port=free_port(), etcd_peer_port=free_port(), registry_port=free_port(),
+        ray_port=free_port(), ray_client_server_port=free_port(), ray_dashboard_agent_port=free_port(),
+        ray_dashboard_port=free_port(), ray_head_cpus=1, ray_node_cpus=1,
     )
     try:
         local.start_control_plane(c)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,22 +14,9 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from minik8s import Client, errors
 from minik8s.dns import ClusterDns, DnsConfig
 from minik8s.dns.resolver import ResolverConf, lookup_names
+from tests.conftest import uniq, wait_for
 
 QUERY_TIMEOUT_S = 2.0
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def service(name: str, ports: list[dict[str, Any]] | None = None, namespace: str = "default") -> dict[str, Any]:

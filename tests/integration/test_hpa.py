@@ -14,8 +14,7 @@ from minik8s import Client
 from minik8s.controllers.hpa import HPAConfig, HPAController
 from minik8s.errors import MiniK8sError
 from minik8s.metrics.types import GROUP_VERSION, REPORT_PATH
-from tests.conftest import TEST_TOKEN
-from tests.integration.test_workloads import FakeKubelet, live_pods, uniq, wait_for
+from tests.integration.test_workloads import live_pods, namespace_with_fake_kubelet, running_controllers, wait_for
 
 UP_PERIOD_S = 3
 MAX = 4
@@ -51,26 +50,16 @@ def controllers(apiserver: str) -> Iterator[None]:
     from minik8s.controllers.deployment import DeploymentController
     from minik8s.controllers.replicaset import ReplicaSetController
 
-    c = Client(apiserver, TEST_TOKEN)
-    ctrls: list[Any] = [ReplicaSetController(c), DeploymentController(c),
-                        HPAController(c, HPAConfig(sync_period_s=0.5, cpu_initialization_s=0,
-                                                   initial_readiness_delay_s=0))]
-    for ctrl in ctrls:
-        ctrl.start()
-    yield
-    for ctrl in ctrls:
-        ctrl.stop()
-    c.close()
+    hpa = HPAConfig(sync_period_s=0.5, cpu_initialization_s=0, initial_readiness_delay_s=0)
+    with running_controllers(apiserver, lambda c: [ReplicaSetController(c), DeploymentController(c),
+                                                   HPAController(c, hpa)]):
+        yield
 
 
 @pytest.fixture
 def ns(client: Client, controllers: None) -> Iterator[str]:
-    name = uniq("hpa")
-    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    kubelet = FakeKubelet(client, name)
-    kubelet.start()
-    yield name
-    kubelet.stop()
+    with namespace_with_fake_kubelet(client, "hpa") as name:
+        yield name
 
 
 def web(ns: str) -> dict[str, Any]:

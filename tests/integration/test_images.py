@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +32,7 @@ from minik8s.images.daemons import (
 )
 from minik8s.images.registry import ensure_image, missing_image_message, resolve_image, wait_ready
 from minik8s.images.user import build_image, list_images, push_image
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("docker-registry") is None,
@@ -43,12 +43,6 @@ DOCKERD_START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 POLL_S = 0.1
 LOOPBACK = "127.0.0.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -94,7 +88,7 @@ class ImageEnv:
 def image_env() -> Iterator[ImageEnv]:
     # Short path: dockerd's containerd socket lives under the exec root.
     workdir = Path(tempfile.mkdtemp(prefix="mk8s-img-"))
-    registry = f"{LOOPBACK}:{_free_port()}"
+    registry = f"{LOOPBACK}:{free_port()}"
     config = write_registry_config(workdir / "registry.yml", workdir / "registry", registry)
     procs = [_start(registry_argv(config), workdir / "registry.log")]
     try:
@@ -196,7 +190,7 @@ def test_build_errors_are_one_line(
 
 
 def test_unreachable_registry(image_env: ImageEnv, tmp_path: Path) -> None:
-    dead = f"{LOOPBACK}:{_free_port()}"
+    dead = f"{LOOPBACK}:{free_port()}"
     (tmp_path / "Dockerfile").write_text("FROM busybox\n")
     with pytest.raises(ImageError, match=f"cluster registry {dead} is unreachable"):
         build_image(image_env.builder, tmp_path, "x:1", dead)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -14,16 +13,11 @@ import pytest
 
 from minik8s import errors
 from minik8s.kubelet.kubelet import Kubelet, KubeletConfig
+from tests.conftest import free_port
 from tests.integration.test_kubelet_runtime import IMAGE, PAUSE_COMMAND, dockerd, pytestmark  # noqa: F401
 
 TOKEN = "kubelet-test-token"
 TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def until(fn: Callable[[], Any], timeout: float = TIMEOUT) -> Any:

@@ -4,33 +4,19 @@ and the endpoints controller following pods whose status the test sets by hand."
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from minik8s import Client, errors
 from minik8s.controllers.endpoints import EndpointsController
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+from tests.conftest import uniq, wait_for
 
 
 def svc(name: str, **spec: Any) -> dict[str, Any]:
     body = {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}], **spec}
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": body}
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_cluster_ip_allocated_defaulted_and_printed(client: Client) -> None:

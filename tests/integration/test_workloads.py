@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -19,15 +19,11 @@ from minik8s.controllers.deployment import DeploymentController
 from minik8s.controllers.gc import GarbageCollector
 from minik8s.controllers.replicaset import ReplicaSetController
 from minik8s.controllers.workloads import REVISION_ANNOTATION, is_ready
-from tests.conftest import TEST_TOKEN
+from tests.conftest import TEST_TOKEN, uniq
 
 WAIT_S = 30.0
 POLL_S = 0.05
 READY_DELAY_S = 0.15  # the fake kubelet waits this long before a pod turns Ready
-
-
-def uniq(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
@@ -83,10 +79,11 @@ class FakeKubelet:
                         self.namespace, subresource="status")
 
 
-@pytest.fixture(scope="module")
-def controllers(apiserver: str) -> Iterator[None]:
+@contextmanager
+def running_controllers(apiserver: str, make: Callable[[Client], list[Any]]) -> Iterator[None]:
+    """The controllers `make` builds on their own client, started, then stopped."""
     c = Client(apiserver, TEST_TOKEN)
-    ctrls = [ReplicaSetController(c), DeploymentController(c), GarbageCollector(c)]
+    ctrls = make(c)
     for ctrl in ctrls:
         ctrl.start()
     yield
@@ -95,14 +92,27 @@ def controllers(apiserver: str) -> Iterator[None]:
     c.close()
 
 
-@pytest.fixture
-def ns(client: Client, controllers: None) -> Iterator[str]:
-    name = uniq("wl")
+@contextmanager
+def namespace_with_fake_kubelet(client: Client, prefix: str) -> Iterator[str]:
+    name = uniq(prefix)
     client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     kubelet = FakeKubelet(client, name)
     kubelet.start()
     yield name
     kubelet.stop()
+
+
+@pytest.fixture(scope="module")
+def controllers(apiserver: str) -> Iterator[None]:
+    with running_controllers(apiserver, lambda c: [ReplicaSetController(c), DeploymentController(c),
+                                                   GarbageCollector(c)]):
+        yield
+
+
+@pytest.fixture
+def ns(client: Client, controllers: None) -> Iterator[str]:
+    with namespace_with_fake_kubelet(client, "wl") as name:
+        yield name
 
 
 def template(labels: dict[str, str], image: str = "busybox:v1") -> dict[str, Any]:
