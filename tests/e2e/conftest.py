@@ -6,6 +6,7 @@ The session starts it with `minik8s up` (adopting one that already runs) and sto
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,6 +93,36 @@ def web_app(name: str, replicas: int = 1, command: str = HOSTNAME_HTTPD, service
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def pod_on(name: str, node: str | None, image: str, command: list[str]) -> str:
+    """A one-container Pod manifest, on `node` (None: wherever the scheduler puts it)."""
+    selector = f"\n          nodeSelector: {{kubernetes.io/hostname: {node}}}" if node else ""
+    return textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {name}}}
+        spec:{selector}
+          terminationGracePeriodSeconds: 0
+          containers:
+          - name: main
+            image: "{image}"
+            command: {json.dumps(command)}
+        """)
+
+
+@contextmanager
+def sleeper_pod(client: Client, prefix: str, image: str = "busybox", node: str | None = None) -> Iterator[str]:
+    """A running pod that only sleeps, to `exec` requests from inside the cluster; deleted afterwards."""
+    name = unique(prefix)
+    run("apply", "-f", "-", input=pod_on(name, node, image, ["sleep", "3600"]))
+    try:
+        wait_running(client, name)
+        yield name
+    except BaseException:
+        run("delete", "pod", name, "--grace-period", "0", check=False)
+        raise
+    run("delete", "pod", name, "--grace-period", "0")
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import textwrap
 import time
 
 import pytest
 
 from minik8s import Client
-from tests.e2e.conftest import run, unique, wait_for, wait_running, web_app
+from tests.e2e.conftest import run, sleeper_pod, unique, wait_for, web_app
 
 RESOLVE = "import socket, sys; print(socket.gethostbyname(sys.argv[1]))"
 
@@ -26,19 +25,8 @@ def dns_object(name: str, host: str, paths: list[tuple[str, str]]) -> str:
 
 @pytest.fixture(scope="module")
 def pyprobe(client: Client) -> str:
-    name = unique("resolver")
-    run("apply", "-f", "-", input=textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: {name}}}
-        spec:
-          nodeSelector: {{kubernetes.io/hostname: node-2}}
-          terminationGracePeriodSeconds: 0
-          containers: [{{name: main, image: "python:3", command: [sleep, "3600"]}}]
-        """))
-    wait_running(client, name)
-    yield name
-    run("delete", "pod", name, "--grace-period", "0")
+    with sleeper_pod(client, "resolver", image="python:3", node="node-2") as name:
+        yield name
 
 
 def resolve(pod: str, host: str) -> str:

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import textwrap
 
 import docker
 import httpx
 
 from minik8s import Client
 from minik8s.cluster.config import ClusterConfig
-from tests.e2e.conftest import run, unique, wait_for, wait_running
+from tests.e2e.conftest import pod_on, run, unique, wait_for, wait_running
 
 HTTPD = "echo from-node-3 > /tmp/index.html; httpd -f -p 8080 -h /tmp"
 UDP_ECHO = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 9000))\n"
             "while True:\n    data, peer = s.recvfrom(2048); s.sendto(b'echo:' + data, peer)\n")
 UDP_CLIENT = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)\n"
               "s.sendto(b'ping', (sys.argv[1], 9000)); print(s.recvfrom(2048)[0].decode())\n")
-
-
-def pod_on(name: str, node: str, image: str, command: list[str]) -> str:
-    return textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: {name}}}
-        spec:
-          nodeSelector: {{kubernetes.io/hostname: {node}}}
-          terminationGracePeriodSeconds: 0
-          containers:
-          - name: main
-            image: "{image}"
-            command: {json.dumps(command)}
-        """)
 
 
 def test_pods_on_different_nodes_talk_tcp_and_udp(client: Client) -> None:

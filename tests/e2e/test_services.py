@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from minik8s import Client
-from tests.e2e.conftest import run, unique, wait_for, wait_running
+from tests.e2e.conftest import run, sleeper_pod, unique, wait_for
 
 NODE_IPS = ["10.200.0.11", "10.200.0.12", "10.200.0.13"]
 SERVE = 'mkdir -p /www && echo "$VERSION $(hostname)" > /www/index.html && httpd -f -p 8080 -h /www'
@@ -62,19 +62,8 @@ def ready_endpoints(client: Client, name: str) -> list[str]:
 @pytest.fixture(scope="module")
 def probe(client: Client) -> str:
     """A client pod on node-3 (the backends may land anywhere, so most traffic crosses nodes)."""
-    name = unique("client")
-    run("apply", "-f", "-", input=textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: {name}}}
-        spec:
-          nodeSelector: {{kubernetes.io/hostname: node-3}}
-          terminationGracePeriodSeconds: 0
-          containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]
-        """))
-    wait_running(client, name)
-    yield name
-    run("delete", "pod", name, "--grace-period", "0")
+    with sleeper_pod(client, "client", node="node-3") as name:
+        yield name
 
 
 def fetch_many(probe: str, url: str, n: int) -> list[str]:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -31,7 +30,7 @@ from minik8s.cluster.config import ClusterConfig
 from minik8s.cluster.local import _etcd, _ray_head
 from minik8s.cluster.procs import session_members
 from minik8s.kubelet import labels as L
-from tests.e2e.conftest import run, unique, wait_for, wait_running, web_app
+from tests.e2e.conftest import run, sleeper_pod, unique, wait_for, web_app
 
 NODES = (1, 2, 3)
 NODE_IPS = [ClusterConfig().node(i).ip for i in NODES]
@@ -247,23 +246,9 @@ def summary(failed: list[Request], total: int) -> str:
 FETCH = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())"
 
 
-@contextmanager
-def client_pod(client: Client) -> Iterator[str]:
+def client_pod(client: Client) -> AbstractContextManager[str]:
     """A pod to make requests from inside the cluster (its resolver is the cluster DNS)."""
-    name = unique("client")
-    run("apply", "-f", "-", input=textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: {name}}}
-        spec:
-          terminationGracePeriodSeconds: 0
-          containers: [{{name: main, image: "python:3", command: [sleep, "3600"]}}]
-        """))
-    try:
-        wait_running(client, name)
-        yield name
-    finally:
-        run("delete", "pod", name, "--grace-period", "0", check=False)
+    return sleeper_pod(client, "client", image="python:3")
 
 
 def fetch_in_pod(pod: str, url: str) -> str:
