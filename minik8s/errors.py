@@ -71,6 +71,18 @@ class Gone(MiniK8sError):
     reason = "Expired"
 
 
+class UnsupportedMediaType(MiniK8sError):
+    code = 415
+    reason = "UnsupportedMediaType"
+
+
+class Unprocessable(MiniK8sError):
+    """422 without field causes: a well-formed request that cannot be applied (a JSON patch `test` op)."""
+
+    code = 422
+    reason = "Invalid"
+
+
 class Invalid(MiniK8sError):
     """422: `causes` is a list of (field path, message)."""
 
@@ -103,7 +115,7 @@ class Unavailable(MiniK8sError):
 _BY_REASON: dict[str, type[MiniK8sError]] = {
     cls.reason: cls
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, AlreadyExists, Conflict, Gone,
-                Timeout, Unavailable)
+                UnsupportedMediaType, Timeout, Unavailable)
 }
 
 

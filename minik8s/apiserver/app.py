@@ -289,10 +289,8 @@ class ApiServer:
             return _json(await run(lambda: res.update(t.info, t.namespace, name, body, t.subresource, dry)))
         if method == "PATCH":
             ctype = request.headers.get("content-type", "")
-            if "json-patch" in ctype:
-                raise BadRequest("JSON patch (RFC 6902) is not supported; use a JSON merge patch")
-            body = await self._body(request)
-            return _json(await run(lambda: res.patch(t.info, t.namespace, name, body, t.subresource)))
+            raw = await request.body()
+            return _json(await run(lambda: res.patch(t.info, t.namespace, name, raw, t.subresource, ctype)))
         if method == "DELETE":
             body = await self._body(request)
             grace = q.get("gracePeriodSeconds", (body or {}).get("gracePeriodSeconds"))

@@ -22,6 +22,7 @@ from minik8s.api.selectors import labels_match, parse_field_selector, parse_labe
 from minik8s.api.services import service_defaults
 from minik8s.api.validation import pydantic_causes
 from minik8s.apiserver.dnshosts import HostClaims
+from minik8s.apiserver.patch import MERGE_PATCH, apply_patch, merge_patch  # noqa: F401 - merge_patch: workloads
 from minik8s.apiserver.services import DEFAULT_SERVICE_CIDR, ServiceAllocator
 from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound
 from minik8s.store import EtcdStore
@@ -36,6 +37,7 @@ DEFAULT_NODE_CIDR_PREFIX = 24
 GENERATE_SUFFIX_LEN = 5
 NAMESPACE_GUARD_TRIES = 3  # creates racing changes to their namespace: re-read it this many times
 MAX_REMEMBERED_NAMESPACES = 10000
+PATCH_CONFLICT_TRIES = 5  # a PATCH racing other writers is re-applied on the fresh object this often
 RECENT_PODS = 10000  # new pods remembered for their binding (~1 KB each)
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -50,19 +52,6 @@ def key_for(info: k.KindInfo, namespace: str | None, name: str | None = None) ->
         parts.append(namespace)
     key = "/".join(parts) + "/"
     return key + name if name else key
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def _pod_defaults(obj: Obj) -> None:
@@ -346,20 +335,29 @@ class Resources:
                 new["status"] = current.get("status")
         return self._write(info, current, new, expected=int(rv) if rv else None, dry_run=dry_run)
 
-    def patch(self, info: k.KindInfo, namespace: str | None, name: str, patch: Obj,
-              subresource: str | None = None) -> Obj:
-        current = self.get(info, namespace, name)
-        if not isinstance(patch, dict):
-            raise BadRequest("a merge patch must be a JSON object")
-        if subresource == "status":
-            patch = {"status": patch.get("status")} if "status" in patch else {}
-        new = merge_patch(current, patch)
-        rv = (patch.get("metadata") or {}).get("resourceVersion")
-        if rv and str(rv) != current["metadata"]["resourceVersion"]:
-            raise self._conflict(info, name)
-        if info.has_status and subresource != "status":
-            new["status"] = current.get("status")
-        return self._write(info, current, new, expected=int(current["metadata"]["resourceVersion"]))
+    def patch(self, info: k.KindInfo, namespace: str | None, name: str, patch: Any,
+              subresource: str | None = None, content_type: str = MERGE_PATCH) -> Obj:
+        """PATCH: `patch` is the request body (bytes) or, for callers in this process, a merge patch object.
+        Without a resourceVersion precondition in the result, a write that races another is retried on
+        the fresh object, as kube-apiserver does."""
+        body = patch if isinstance(patch, bytes) else jsonc.dumps(patch)
+        for attempt in range(PATCH_CONFLICT_TRIES):
+            current = self.get(info, namespace, name)
+            new = apply_patch(current, body, content_type, info.kind)
+            rv = (new.get("metadata") or {}).get("resourceVersion")
+            precondition = bool(rv) and str(rv) != current["metadata"]["resourceVersion"]
+            if precondition:
+                raise self._conflict(info, name)
+            if subresource == "status":
+                new = {**current, "status": new.get("status")}
+            elif info.has_status:
+                new["status"] = current.get("status")
+            try:
+                return self._write(info, current, new, expected=int(current["metadata"]["resourceVersion"]))
+            except Conflict:
+                if attempt == PATCH_CONFLICT_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _conflict(self, info: k.KindInfo, name: str) -> Conflict:
         return Conflict(f'Operation cannot be fulfilled on {info.plural} "{name}": the object has been modified; '
