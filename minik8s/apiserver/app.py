@@ -19,7 +19,7 @@ from minik8s import jsonc
 from minik8s.api import kinds as k
 from minik8s.api import printers
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
-from minik8s.apiserver import discovery, workloads
+from minik8s.apiserver import discovery, listing, workloads
 from minik8s.apiserver import metrics as metrics_api
 from minik8s.apiserver.resources import Resources, key_for
 from minik8s.errors import BadRequest, Gone, MethodNotAllowed, MiniK8sError, NotFound, Unauthorized, Unavailable
@@ -256,12 +256,11 @@ class ApiServer:
             if method == "GET":
                 if q.get("watch") in ("true", "1"):
                     return await self._watch(request, t)
-                items, rev = await run(lambda: res.list(t.info, t.namespace, q.get("labelSelector"),
-                                                        q.get("fieldSelector")))
+                opts = listing.ListOptions.from_query(q)
+                page = await run(lambda: listing.list_objects(self.store, t.info, t.namespace, opts))
                 if _wants_table(request):
-                    return _json(to_table(t.info, items, str(rev)))
-                return _json({"kind": f"{t.info.kind}List", "apiVersion": t.info.api_version,
-                              "metadata": {"resourceVersion": str(rev)}, "items": items})
+                    return _json({**to_table(t.info, page["items"]), "metadata": page["metadata"]})
+                return _json(page)
             if method == "POST":
                 body = await self._body(request)
                 if t.info.namespaced and not t.namespace:
@@ -304,7 +303,7 @@ class ApiServer:
     async def _watch(self, request: Request, t: Target) -> Response:
         q = request.query_params
         labels = parse_label_selector(q.get("labelSelector"))
-        fields = parse_field_selector(q.get("fieldSelector"))
+        fields = parse_field_selector(q.get("fieldSelector"), t.info.kind)
         table = _wants_table(request)
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
         rv = q.get("resourceVersion")

@@ -24,7 +24,7 @@ from minik8s.api.validation import pydantic_causes
 from minik8s.apiserver.dnshosts import HostClaims
 from minik8s.apiserver.patch import MERGE_PATCH, apply_patch, merge_patch  # noqa: F401 - merge_patch: workloads
 from minik8s.apiserver.services import DEFAULT_SERVICE_CIDR, ServiceAllocator
-from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound
+from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound, details
 from minik8s.store import EtcdStore
 
 log = logging.getLogger("minik8s.apiserver")
@@ -190,10 +190,10 @@ class Resources:
         try:
             model = info.model.model_validate(obj)
         except ValidationError as exc:
-            raise Invalid(info.kind, name, pydantic_causes(exc)) from None
+            raise Invalid(info.kind, name, pydantic_causes(exc), info.group) from None
         causes = info.validate(model)
         if causes:
-            raise Invalid(info.kind, name, causes)
+            raise Invalid(info.kind, name, causes, info.group)
         return model.to_dict()
 
     def _namespace_guard(self, info: k.KindInfo, namespace: str | None, fresh: bool = False) -> tuple[str, int] | None:
@@ -209,7 +209,7 @@ class Resources:
             try:
                 ns = self.store.get(key)
             except NotFound:
-                raise NotFound(f'namespaces "{namespace}" not found') from None
+                raise NotFound(f'namespaces "{namespace}" not found', details(namespace, "namespaces")) from None
             if (ns.get("metadata") or {}).get("deletionTimestamp"):
                 raise Conflict(f'namespace "{namespace}" is being terminated') from None
             rev = int(ns["metadata"]["resourceVersion"])
@@ -237,7 +237,7 @@ class Resources:
 
     @staticmethod
     def _not_found(info: k.KindInfo, name: str) -> NotFound:
-        return NotFound(f'{info.plural} "{name}" not found', {"name": name, "kind": info.plural})
+        return NotFound(f'{info.plural} "{name}" not found', details(name, info.plural, info.group))
 
     # --- reads ----------------------------------------------------------------------------
     def get(self, info: k.KindInfo, namespace: str | None, name: str) -> Obj:
@@ -249,7 +249,7 @@ class Resources:
     def list(self, info: k.KindInfo, namespace: str | None, label_selector: str | None = None,
              field_selector: str | None = None) -> tuple[list[Obj], int]:
         labels = parse_label_selector(label_selector)
-        fields = parse_field_selector(field_selector)
+        fields = parse_field_selector(field_selector, info.kind)
         items, revision = self.store.list(key_for(info, namespace))
         items = [o for o in items if labels_match(labels, o["metadata"].get("labels")) and fields(o)]
         return items, revision
@@ -310,7 +310,7 @@ class Resources:
             return self._store_create(info, obj, guard)
         except AlreadyExists:
             raise AlreadyExists(f'{info.plural} "{meta["name"]}" already exists',
-                                {"name": meta["name"], "kind": info.plural}) from None
+                                details(meta["name"], info.plural, info.group)) from None
 
     def update(self, info: k.KindInfo, namespace: str | None, name: str, body: Obj,
                subresource: str | None = None, dry_run: bool = False) -> Obj:
@@ -362,7 +362,7 @@ class Resources:
     def _conflict(self, info: k.KindInfo, name: str) -> Conflict:
         return Conflict(f'Operation cannot be fulfilled on {info.plural} "{name}": the object has been modified; '
                         "please apply your changes to the latest version and try again",
-                        {"name": name, "kind": info.plural})
+                        details(name, info.plural, info.group))
 
     def _write(self, info: k.KindInfo, current: Obj, new: Obj, expected: int | None, dry_run: bool = False) -> Obj:
         cur_meta = current["metadata"]
