@@ -289,7 +289,8 @@ class ApiServer:
         if method == "PATCH":
             ctype = request.headers.get("content-type", "")
             raw = await request.body()
-            return _json(await run(lambda: res.patch(t.info, t.namespace, name, raw, t.subresource, ctype)))
+            dry = q.get("dryRun") == "All"
+            return _json(await run(lambda: res.patch(t.info, t.namespace, name, raw, t.subresource, ctype, dry)))
         if method == "DELETE":
             body = await self._body(request)
             grace = q.get("gracePeriodSeconds", (body or {}).get("gracePeriodSeconds"))

@@ -277,13 +277,20 @@ def _clean(value: Any) -> Any:
 
 
 def _ordered(items: list[Any], order: list[Any], strategy: ListStrategy | None) -> list[Any]:
-    """`items` with those named in `order` in that order; the others (only on the server) after them,
-    in their own order."""
+    """`items` (the merged list: the server's elements where they were, new ones appended) with those
+    named in `order` in that order, and the others (only on the server) interleaved by their position,
+    like Kubernetes' normalizeElementOrder."""
     key = strategy.key if strategy else None
 
     def ident(item: Any) -> Any:
         return item.get(key) if key and isinstance(item, dict) else item
 
     wanted = [ident(o) for o in order]
+    positions = {id(item): i for i, item in enumerate(items)}
     listed = sorted((i for i in items if ident(i) in wanted), key=lambda i: wanted.index(ident(i)))
-    return listed + [i for i in items if ident(i) not in wanted]
+    others = [i for i in items if ident(i) not in wanted]
+    result: list[Any] = []
+    while listed and others:
+        source = listed if positions[id(listed[0])] < positions[id(others[0])] else others
+        result.append(source.pop(0))
+    return result + listed + others

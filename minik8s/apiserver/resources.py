@@ -336,7 +336,7 @@ class Resources:
         return self._write(info, current, new, expected=int(rv) if rv else None, dry_run=dry_run)
 
     def patch(self, info: k.KindInfo, namespace: str | None, name: str, patch: Any,
-              subresource: str | None = None, content_type: str = MERGE_PATCH) -> Obj:
+              subresource: str | None = None, content_type: str = MERGE_PATCH, dry_run: bool = False) -> Obj:
         """PATCH: `patch` is the request body (bytes) or, for callers in this process, a merge patch object.
         Without a resourceVersion precondition in the result, a write that races another is retried on
         the fresh object, as kube-apiserver does."""
@@ -353,7 +353,7 @@ class Resources:
             elif info.has_status:
                 new["status"] = current.get("status")
             try:
-                return self._write(info, current, new, expected=int(current["metadata"]["resourceVersion"]))
+                return self._write(info, current, new, int(current["metadata"]["resourceVersion"]), dry_run)
             except Conflict:
                 if attempt == PATCH_CONFLICT_TRIES - 1:
                     raise
@@ -389,6 +389,8 @@ class Resources:
             obj["metadata"]["generation"] = int(cur_meta.get("generation") or 1) + 1
         if info.kind in DEFAULTERS and "spec" in obj:
             DEFAULTERS[info.kind](obj)
+        if {**obj, "metadata": {**obj["metadata"], "resourceVersion": cur_meta["resourceVersion"]}} == current:
+            return current  # a no-op update writes nothing and keeps the resourceVersion, as in Kubernetes
         if dry_run:
             if info.kind == "DNS":
                 self.dns_hosts.check(obj)

@@ -19,12 +19,14 @@ import httpx
 
 from minik8s import jsonc
 from minik8s.api import kinds as k
+from minik8s.api import lastapplied
 from minik8s.api import types as t
 from minik8s.client.transport import NO_TIMEOUT, Transport, TransportError
 from minik8s.errors import AlreadyExists, BadRequest, MiniK8sError, Unavailable, from_status
 
 DEFAULT_CONFIG = Path.home() / ".minik8s" / "config.json"
 DEFAULT_TIMEOUT_S = 30.0
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 ObjLike = t.TypedObject | dict[str, Any]
 
@@ -163,25 +165,26 @@ class Client:
         return self.apply_outcome(obj, namespace)[0]
 
     def apply_outcome(self, obj: ObjLike, namespace: str | None = None, dry_run: bool = False) -> tuple[Any, str]:
-        """Create, or replace the spec of the existing object; returns (object, "created"|"configured"|"unchanged")."""
+        """Client-side apply, as `kubectl apply`: create the object with the manifest recorded in its
+        last-applied annotation, or send the existing one the three-way strategic merge patch from the
+        last applied manifest to this one. Returns (object, "created"|"configured"|"unchanged")."""
         body = _as_dict(obj)
         info = self._info_of(body)
         meta = body.setdefault("metadata", {})
         if namespace and info.namespaced:
             meta["namespace"] = namespace
+        desired = lastapplied.with_last_applied(body)
         try:
-            return self.create(body, dry_run=dry_run), "created"
+            return self.create(desired, dry_run=dry_run), "created"
         except AlreadyExists:
             pass
-        current = self.get(info.kind, meta["name"], self._ns(info, meta.get("namespace")))
-        cur = current.to_dict() if isinstance(current, t.TypedObject) else current
-        merged = {**cur, **{key: v for key, v in body.items() if key not in ("metadata", "status")}}
-        merged["metadata"] = {**cur["metadata"], **{key: v for key, v in meta.items()
-                                                    if key in ("labels", "annotations")}}
-        result = self.update(merged, dry_run=dry_run)
-        same = _as_dict(result).get("metadata", {}).get("generation") == cur["metadata"].get("generation") and \
-            _as_dict(result).get("metadata", {}).get("labels") == cur["metadata"].get("labels")
-        return result, "unchanged" if same else "configured"
+        ns = self._ns(info, meta.get("namespace"))
+        current = _as_dict(self.get(info.kind, meta["name"], ns))
+        patch = lastapplied.three_way_patch(info.kind, lastapplied.last_applied(current), desired)
+        result = self.request("PATCH", info.url(ns, meta["name"]), content=jsonc.dumps(patch),
+                              headers={"Content-Type": STRATEGIC_MERGE_PATCH},
+                              params={"dryRun": "All"} if dry_run else {})
+        return self._model(result), "unchanged" if result == current else "configured"
 
     def delete(self, kind: str, name: str, namespace: str | None = "default",
                grace_period_seconds: int | None = None, propagation_policy: str | None = None) -> Any:

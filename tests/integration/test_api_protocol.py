@@ -235,3 +235,26 @@ def test_error_status_shape(http: httpx.Client, namespace: str) -> None:
     assert r.status_code == 422 and status["reason"] == "Invalid"
     assert status["details"]["kind"] == "Pod" and "group" not in status["details"]
     assert all({"reason", "message", "field"} <= set(c) for c in status["details"]["causes"])
+
+
+# --- client-side apply (minik8s apply / the SDK) ---------------------------------------------------
+
+def test_sdk_apply_twice_is_a_three_way_merge(client: Client, namespace: str) -> None:
+    name = uniq("svc")
+    manifest = {**service(name, [80, 443]), "metadata": {"name": name, "namespace": namespace,
+                                                          "labels": {"tier": "web", "old": "yes"}}}
+    created, outcome = client.apply_outcome(manifest)
+    assert outcome == "created"
+    cluster_ip = created.spec.clusterIP
+    client.patch("Service", name, {"metadata": {"labels": {"by-someone-else": "1"}}}, namespace)
+    edited = {**service(name, [80]), "metadata": {"name": name, "namespace": namespace, "labels": {"tier": "web"}}}
+    out, outcome = client.apply_outcome(edited)
+    got = out.to_dict()
+    assert outcome == "configured"
+    assert ports_of(got) == [80] and got["spec"]["clusterIP"] == cluster_ip
+    assert got["metadata"]["labels"] == {"tier": "web", "by-someone-else": "1"}
+    again, outcome = client.apply_outcome(edited)
+    assert outcome == "unchanged" and again.metadata.resourceVersion == out.metadata.resourceVersion
+    dry, outcome = client.apply_outcome(service(name, [81]) | {"metadata": {"name": name, "namespace": namespace}},
+                                        dry_run=True)
+    assert ports_of(dry.to_dict()) == [81] and ports_of(client.get("Service", name, namespace).to_dict()) == [80]

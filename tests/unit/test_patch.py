@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from minik8s.api import mergekeys
+from minik8s.api.lastapplied import LAST_APPLIED, last_applied, three_way_patch, with_last_applied
 from minik8s.apiserver.patch import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -162,6 +163,9 @@ def test_set_element_order() -> None:
     original = pod(containers=[{"name": "a"}, {"name": "b"}, {"name": "c"}])
     out = smp("Pod", original, {"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "a"}],
                                          "containers": [{"name": "c", "image": "z"}]}})
+    # server-only "b" keeps its place relative to the others on the server, as mergeSortedSlice does
+    assert [c["name"] for c in out["spec"]["containers"]] == ["b", "c", "a"]
+    out = smp("Pod", original, {"spec": {"$setElementOrder/containers": [{"name": "c"}, {"name": "a"}, {"name": "b"}]}})
     assert [c["name"] for c in out["spec"]["containers"]] == ["c", "a", "b"]
     prim = smp("Node", {"spec": {"podCIDRs": ["x", "y"]}}, {"spec": {"$setElementOrder/podCIDRs": ["y", "x"]}})
     assert prim["spec"]["podCIDRs"] == ["y", "x"]
@@ -251,3 +255,68 @@ def test_apply_patch_refuses_server_side_apply_and_unknown_types() -> None:
         apply_patch({}, b"{", MERGE_PATCH, "Pod")
     with pytest.raises(BadRequest, match="JSON object"):
         apply_patch({}, b"[]", STRATEGIC_MERGE_PATCH, "Pod")
+
+
+# --- client-side apply: the three-way patch from the last-applied manifest ---------------------------
+
+def applied(kind: str, live: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """`live` after `apply -f manifest`: the patch kubectl/minik8s computes, applied as the server does."""
+    desired = with_last_applied(manifest)
+    return smp(kind, live, three_way_patch(kind, last_applied(live), desired))
+
+
+def deployment(env: list[dict[str, str]], containers: int = 1) -> dict[str, Any]:
+    main = [{"name": "main", "image": "nginx:1", "env": env}]
+    extra = [{"name": f"side{i}", "image": "busybox:1"} for i in range(1, containers)]
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": main + extra}}}}
+
+
+def test_apply_twice_shrinks_service_ports_and_keeps_server_fields() -> None:
+    v1 = {"kind": "Service", "metadata": {"name": "s", "annotations": {"a": "1"}},
+          "spec": {"ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}}
+    live = with_last_applied(v1)
+    live["spec"]["clusterIP"] = "10.96.0.5"  # set by the server
+    live["metadata"]["annotations"]["controller"] = "x"  # set by someone else
+    v2 = {"kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"name": "http", "port": 80}]}}
+    out = applied("Service", live, v2)
+    assert out["spec"] == {"ports": [{"name": "http", "port": 80}], "clusterIP": "10.96.0.5"}
+    assert out["metadata"]["annotations"].keys() == {"controller", LAST_APPLIED}
+    assert last_applied(out) == v2
+
+
+def test_apply_twice_edits_env_and_adds_a_container() -> None:
+    live = with_last_applied(deployment([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]))
+    live["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"  # a default
+    out = applied("Deployment", live, deployment([{"name": "C", "value": "4"}, {"name": "A", "value": "3"}], 2))
+    containers = out["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["main", "side1"]
+    assert containers[0]["env"] == [{"name": "C", "value": "4"}, {"name": "A", "value": "3"}]
+    assert containers[0]["imagePullPolicy"] == "IfNotPresent"
+    back = applied("Deployment", out, deployment([{"name": "A", "value": "3"}]))
+    assert [c["name"] for c in back["spec"]["template"]["spec"]["containers"]] == ["main"]
+
+
+def test_kubectl_apply_patch_body_for_env_change() -> None:
+    """The body kubectl 1.32 sends for `apply` after an env edit (captured shape)."""
+    live = deployment([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+    patch = {"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "main"}],
+        "containers": [{"$setElementOrder/env": [{"name": "A"}, {"name": "C"}], "name": "main",
+                        "env": [{"name": "A", "value": "3"}, {"name": "C", "value": "4"},
+                                {"$patch": "delete", "name": "B"}]}]}}}}
+    env = smp("Deployment", live, patch)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "A", "value": "3"}, {"name": "C", "value": "4"}]
+
+
+def test_apply_without_last_applied_deletes_nothing() -> None:
+    live = {"metadata": {"name": "s", "labels": {"x": "1"}}, "spec": {"ports": [{"port": 1}]}}
+    out = applied("Service", live, {"metadata": {"name": "s"}, "spec": {"ports": [{"port": 2}]}})
+    assert out["metadata"]["labels"] == {"x": "1"} and [p["port"] for p in out["spec"]["ports"]] == [1, 2]
+
+
+def test_apply_finalizers_as_a_set() -> None:
+    live = with_last_applied({"metadata": {"name": "x", "finalizers": ["a", "b"]}})
+    live["metadata"]["finalizers"].append("other")
+    out = applied("Pod", live, {"metadata": {"name": "x", "finalizers": ["b", "c"]}})
+    assert out["metadata"]["finalizers"] == ["b", "other", "c"]  # server-only "other" before the new "c"
