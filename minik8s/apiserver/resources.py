@@ -488,7 +488,8 @@ class Resources:
             if pod is None:
                 pod = self.get(info, namespace, name)
             if pod["spec"].get("nodeName"):
-                raise Conflict(f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"')
+                raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already '
+                               f'assigned to node "{pod["spec"]["nodeName"]}"', details(name, "pods/binding"))
             pod["spec"]["nodeName"] = node  # ours to change: decoded for this call alone
             conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": now_iso()})
