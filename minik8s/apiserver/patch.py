@@ -24,6 +24,7 @@ MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+APPLY_PATCH_PREFIX = "application/apply-patch+"
 SUPPORTED = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH)
 
 PATCH_DIRECTIVE = "$patch"
@@ -35,9 +36,9 @@ SET_ELEMENT_ORDER = "$setElementOrder/"
 def apply_patch(current: dict[str, Any], body: bytes, content_type: str, kind: str) -> dict[str, Any]:
     """The object `current` (left untouched) becomes once the PATCH `body` of `content_type` is applied."""
     media = content_type.split(";", 1)[0].strip().lower()
-    if media == APPLY_PATCH:
+    if media.startswith(APPLY_PATCH_PREFIX):  # +yaml, and +cbor from newer clients
         raise UnsupportedMediaType(
-            "server-side apply (application/apply-patch+yaml) is not supported by minik8s, which keeps no "
+            f"server-side apply ({media}) is not supported by minik8s, which keeps no "
             "field managers: use client-side apply (kubectl apply without --server-side)")
     if media not in SUPPORTED:
         raise UnsupportedMediaType(
