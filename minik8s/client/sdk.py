@@ -22,7 +22,7 @@ from minik8s.api import kinds as k
 from minik8s.api import lastapplied
 from minik8s.api import types as t
 from minik8s.client.transport import NO_TIMEOUT, Transport, TransportError
-from minik8s.errors import AlreadyExists, BadRequest, MiniK8sError, Unavailable, from_status
+from minik8s.errors import AlreadyExists, BadRequest, MiniK8sError, NotFound, Unavailable, from_status
 
 DEFAULT_CONFIG = Path.home() / ".minik8s" / "config.json"
 DEFAULT_TIMEOUT_S = 30.0
@@ -174,12 +174,16 @@ class Client:
         if namespace and info.namespaced:
             meta["namespace"] = namespace
         desired = lastapplied.with_last_applied(body)
-        try:
-            return self.create(desired, dry_run=dry_run), "created"
-        except AlreadyExists:
-            pass
         ns = self._ns(info, meta.get("namespace"))
-        current = _as_dict(self.get(info.kind, meta["name"], ns))
+        if not meta.get("name"):  # generateName: always a new object
+            return self.create(desired, dry_run=dry_run), "created"
+        try:  # read first, as kubectl does, so a dry run of an update checks the patch, not a create
+            current = _as_dict(self.get(info.kind, meta["name"], ns))
+        except NotFound:
+            try:
+                return self.create(desired, dry_run=dry_run), "created"
+            except AlreadyExists:  # created since we looked
+                current = _as_dict(self.get(info.kind, meta["name"], ns))
         patch = lastapplied.three_way_patch(info.kind, lastapplied.last_applied(current), desired)
         result = self.request("PATCH", info.url(ns, meta["name"]), content=jsonc.dumps(patch),
                               headers={"Content-Type": STRATEGIC_MERGE_PATCH},

@@ -12,6 +12,7 @@ import pytest
 
 from minik8s import Client
 from minik8s.apiserver.listing import encode_continue
+from minik8s.errors import MiniK8sError
 from tests.conftest import TEST_TOKEN, uniq
 
 PAGINATED_PODS = 2000
@@ -258,3 +259,6 @@ def test_sdk_apply_twice_is_a_three_way_merge(client: Client, namespace: str) ->
     dry, outcome = client.apply_outcome(service(name, [81]) | {"metadata": {"name": name, "namespace": namespace}},
                                         dry_run=True)
     assert ports_of(dry.to_dict()) == [81] and ports_of(client.get("Service", name, namespace).to_dict()) == [80]
+    with pytest.raises(MiniK8sError) as bad:  # a dry run of an update checks the patch the update would send
+        client.apply_outcome(service(name, [0]) | {"metadata": {"name": name, "namespace": namespace}}, dry_run=True)
+    assert bad.value.code == 422 and "spec.ports" in bad.value.message
