@@ -27,6 +27,8 @@ from minik8s.errors import AlreadyExists, BadRequest, MiniK8sError, NotFound, Un
 DEFAULT_CONFIG = Path.home() / ".minik8s" / "config.json"
 DEFAULT_TIMEOUT_S = 30.0
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+PATCH_CONTENT_TYPES = {"merge": "application/merge-patch+json", "strategic": STRATEGIC_MERGE_PATCH,
+                       "json": "application/json-patch+json"}
 
 ObjLike = t.TypedObject | dict[str, Any]
 
@@ -152,13 +154,16 @@ class Client:
         url = info.url(self._ns(info, meta.get("namespace")), meta["name"], "status")
         return self._model(self.request("PUT", url, json=body))
 
-    def patch(self, kind: str, name: str, patch: dict[str, Any], namespace: str | None = "default",
-              subresource: str | None = None) -> Any:
-        """JSON merge patch (RFC 7386)."""
+    def patch(self, kind: str, name: str, patch: dict[str, Any] | Sequence[Any], namespace: str | None = "default",
+              subresource: str | None = None, patch_type: str = "merge") -> Any:
+        """`patch_type` as `kubectl patch --type`: "merge" (RFC 7386), "strategic" (Kubernetes' strategic
+        merge patch) or "json" (RFC 6902, a list of operations)."""
         info = k.lookup(kind)
+        if patch_type not in PATCH_CONTENT_TYPES:
+            raise BadRequest(f'unknown patch type "{patch_type}": use one of {", ".join(PATCH_CONTENT_TYPES)}')
         return self._model(self.request("PATCH", info.url(self._ns(info, namespace), name, subresource),
                                         content=jsonc.dumps(patch),
-                                        headers={"Content-Type": "application/merge-patch+json"}))
+                                        headers={"Content-Type": PATCH_CONTENT_TYPES[patch_type]}))
 
     def apply(self, obj: ObjLike, namespace: str | None = None) -> Any:
         """Create the object, or update the existing one to match it."""

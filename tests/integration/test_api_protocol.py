@@ -262,3 +262,14 @@ def test_sdk_apply_twice_is_a_three_way_merge(client: Client, namespace: str) ->
     with pytest.raises(MiniK8sError) as bad:  # a dry run of an update checks the patch the update would send
         client.apply_outcome(service(name, [0]) | {"metadata": {"name": name, "namespace": namespace}}, dry_run=True)
     assert bad.value.code == 422 and "spec.ports" in bad.value.message
+
+
+def test_sdk_patch_types(client: Client) -> None:
+    name = uniq("svc")
+    client.create(service(name, [80]))
+    client.patch("Service", name, {"spec": {"ports": [{"name": "b", "port": 81}]}}, patch_type="strategic")
+    client.patch("Service", name, [{"op": "add", "path": "/spec/ports/-", "value": {"name": "c", "port": 82}}],
+                 patch_type="json")
+    assert ports_of(client.get("Service", name).to_dict()) == [80, 81, 82]
+    with pytest.raises(MiniK8sError, match="unknown patch type"):
+        client.patch("Service", name, {}, patch_type="apply")
