@@ -22,7 +22,16 @@ from minik8s.api.selectors import labels_match, parse_field_selector, parse_labe
 from minik8s.apiserver import discovery, listing, workloads
 from minik8s.apiserver import metrics as metrics_api
 from minik8s.apiserver.resources import Resources, key_for
-from minik8s.errors import BadRequest, Gone, MethodNotAllowed, MiniK8sError, NotFound, Unauthorized, Unavailable
+from minik8s.errors import (
+    BadRequest,
+    Gone,
+    MethodNotAllowed,
+    MiniK8sError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from minik8s.metrics.store import MetricsStore
 from minik8s.store import EtcdStore, StoreEvent
 
@@ -31,6 +40,7 @@ log = logging.getLogger("minik8s.apiserver")
 UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz")
 JOIN_PATH = "/minik8s/join"
 KUBELET_TIMEOUT_S = 60.0
+BINARY_MEDIA_TYPES = ("application/vnd.kubernetes.protobuf", "application/cbor")
 WATCH_QUEUE_MAX = 10000
 
 
@@ -244,6 +254,10 @@ class ApiServer:
         raw = await request.body()
         if not raw:
             return {}
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media in BINARY_MEDIA_TYPES:  # 415, as kube-apiserver answers a type it does not serve
+            raise UnsupportedMediaType(f'the body of the request was in an unknown format ("{media}") - accepted '
+                                       "media types include: application/json, application/yaml")
         try:
             return jsonc.loads(raw)
         except jsonc.JSONDecodeError as exc:

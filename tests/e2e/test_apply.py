@@ -5,12 +5,12 @@ run twice with edited lists (a Service's ports shrink, a container's env changes
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from minik8s import Client
 from tests.e2e.conftest import run, unique, wait_for
@@ -36,7 +36,7 @@ def ok(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 def app_manifest(name: str, ports: list[int], env: dict[str, str], sidecar: bool = False) -> str:
-    """A Service and a Deployment of busybox sleepers, as JSON documents (valid YAML)."""
+    """A Service and a Deployment of busybox sleepers, as two YAML documents."""
     containers: list[dict[str, Any]] = [{"name": "main", "image": "busybox", "command": ["sleep", "3600"],
                                          "env": [{"name": k, "value": v} for k, v in env.items()]}]
     if sidecar:
@@ -46,7 +46,7 @@ def app_manifest(name: str, ports: list[int], env: dict[str, str], sidecar: bool
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
                   "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": containers}}}}
-    return json.dumps(service) + "\n---\n" + json.dumps(deployment) + "\n"
+    return yaml.safe_dump(service) + "---\n" + yaml.safe_dump(deployment)
 
 
 def service_ports(kc: Path, name: str) -> list[int]:
