@@ -242,8 +242,8 @@ def _merge_map(kind: str, path: str, original: dict[str, Any], patch: dict[str, 
 def _merge_list(kind: str, path: str, original: list[Any], patch: list[Any]) -> list[Any]:
     strategy = mergekeys.strategy(kind, path)
     directives = [e for e in patch if isinstance(e, dict) and PATCH_DIRECTIVE in e]
-    if strategy is None:  # atomic: replaced by the patch's list
-        return [_clean(e) for e in patch]
+    if strategy is None:  # atomic: replaced by the patch's list (a directive element means nothing here)
+        return [_clean(e) for e in patch if not (isinstance(e, dict) and PATCH_DIRECTIVE in e)]
     if any(e.get(PATCH_DIRECTIVE) == "replace" for e in directives):
         return [_clean(e) for e in patch if not (isinstance(e, dict) and e.get(PATCH_DIRECTIVE) == "replace")]
     if strategy.key is None:  # a set of primitives, merged by value

@@ -144,6 +144,11 @@ def test_patch_replace_in_a_list_and_a_map() -> None:
     assert out["spec"]["selector"] == {"b": "2"}
 
 
+def test_patch_replace_on_an_atomic_list() -> None:
+    out = smp("Pod", pod(tolerations=[{"key": "a"}]), {"spec": {"tolerations": [{"key": "b"}, {"$patch": "replace"}]}})
+    assert out["spec"]["tolerations"] == [{"key": "b"}]
+
+
 def test_patch_delete_and_merge_on_a_map() -> None:
     assert smp("Pod", pod(nodeSelector={"a": "1"}), {"spec": {"nodeSelector": {"$patch": "delete"}}})[
         "spec"]["nodeSelector"] == {}
