@@ -71,20 +71,49 @@ class Gone(MiniK8sError):
     reason = "Expired"
 
 
-class Invalid(MiniK8sError):
-    """422: `causes` is a list of (field path, message)."""
+class UnsupportedMediaType(MiniK8sError):
+    code = 415
+    reason = "UnsupportedMediaType"
+
+
+class Unprocessable(MiniK8sError):
+    """422 without field causes: a well-formed request that cannot be applied (a JSON patch `test` op)."""
 
     code = 422
     reason = "Invalid"
 
-    def __init__(self, kind: str, name: str, causes: list[tuple[str, str]]) -> None:
-        text = "; ".join(f"{field}: {msg}" if field else msg for field, msg in causes)
+
+#: Kubernetes' CauseType for a field error, by the message's leading words (its field.ErrorType text).
+_CAUSE_TYPES = (("Required value", "FieldValueRequired"), ("Forbidden", "FieldValueForbidden"),
+                ("Unsupported value", "FieldValueNotSupported"), ("Duplicate value", "FieldValueDuplicate"),
+                ("Not found", "FieldValueNotFound"), ("Too long", "FieldValueTooLong"),
+                ("Too many", "FieldValueTooMany"), ("Internal error", "InternalError"))
+
+
+def cause_type(message: str) -> str:
+    return next((t for prefix, t in _CAUSE_TYPES if message.startswith(prefix)), "FieldValueInvalid")
+
+
+def details(name: str, resource: str, group: str = "") -> dict[str, Any]:
+    """StatusDetails as kube-apiserver writes them: `kind` is the plural resource (`pods`) for
+    NotFound/AlreadyExists/Conflict, and empty fields are left out (Go's omitempty)."""
+    return {key: value for key, value in (("name", name), ("group", group), ("kind", resource)) if value}
+
+
+class Invalid(MiniK8sError):
+    """422: `causes` is a list of (field path, message); `kind` is the Kind (`Pod`), as Kubernetes names it here."""
+
+    code = 422
+    reason = "Invalid"
+
+    def __init__(self, kind: str, name: str, causes: list[tuple[str, str]], group: str = "") -> None:
+        texts = [f"{field}: {msg}" if field else msg for field, msg in causes]
+        text = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
         super().__init__(
             f'{kind} "{name}" is invalid: {text}',
             {
-                "name": name,
-                "kind": kind,
-                "causes": [{"field": f, "message": m, "reason": "FieldValueInvalid"} for f, m in causes],
+                **details(name, kind, group),
+                "causes": [{"reason": cause_type(m), "message": m, "field": f} for f, m in causes],
             },
         )
         self.causes = causes
@@ -103,7 +132,7 @@ class Unavailable(MiniK8sError):
 _BY_REASON: dict[str, type[MiniK8sError]] = {
     cls.reason: cls
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, AlreadyExists, Conflict, Gone,
-                Timeout, Unavailable)
+                UnsupportedMediaType, Timeout, Unavailable)
 }
 
 

@@ -98,21 +98,85 @@ def _field(obj: Mapping[str, Any], path: str) -> str:
         if not isinstance(cur, Mapping):
             return ""
         cur = cur.get(part)
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
     return "" if cur is None else str(cur)
 
 
-def parse_field_selector(text: str | None) -> Callable[[Mapping[str, Any]], bool]:
-    """A predicate over the wire object for `a.b=c,d!=e` (dotted paths into the object)."""
+FieldValue = Callable[[Mapping[str, Any]], str]
+
+
+def _path(path: str, default: str = "") -> FieldValue:
+    return lambda obj: _field(obj, path) or default
+
+
+def _fields(*paths: str) -> dict[str, FieldValue]:
+    return {p: _path(p) for p in paths}
+
+
+#: The field labels kube-apiserver accepts in a fieldSelector, per kind (its `*ToSelectableFields`),
+#: besides metadata.name and metadata.namespace, which every kind has.
+FIELD_LABELS: dict[str, dict[str, FieldValue]] = {
+    "Pod": {**_fields("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                      "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"),
+            "spec.hostNetwork": _path("spec.hostNetwork", "false")},
+    "Event": {**_fields(*(f"involvedObject.{f}" for f in ("kind", "namespace", "name", "uid", "apiVersion",
+                                                          "resourceVersion", "fieldPath")),
+                        "reason", "reportingComponent", "type"),
+              "source": _path("source.component")},
+    "Secret": _fields("type"),
+    "Node": {"spec.unschedulable": _path("spec.unschedulable", "false")},
+    "Namespace": _fields("status.phase"),
+    "ReplicaSet": {"status.replicas": _path("status.replicas", "0")},
+    "ReplicationController": {"status.replicas": _path("status.replicas", "0")},
+    "Job": {"status.successful": _path("status.successful", "0")},
+    "Service": _fields("spec.clusterIP", "spec.type"),
+}
+_COMMON_FIELDS = _fields("metadata.name", "metadata.namespace")
+_FIELD_TERM_RE = re.compile(r"^\s*([A-Za-z0-9_./-]+)\s*(==|!=|=)(.*)$", re.S)
+
+
+def _split_escaped(text: str) -> list[str]:
+    """Split on commas not escaped with a backslash (field selector values may hold `\\,`)."""
+    parts, cur, escaped = [], "", False
+    for ch in text:
+        if escaped:
+            cur += "\\" + ch
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return parts
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def parse_field_selector(text: str | None, kind: str | None = None) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate over the wire object for `a.b=c,d!=e`. With `kind`, only the field labels Kubernetes
+    supports for that kind are accepted (BadRequest `field label not supported: X` otherwise); without,
+    any dotted path into the object."""
     if not text or not text.strip():
         return lambda _obj: True
-    terms: list[tuple[str, bool, str]] = []
-    for term in text.split(","):
-        m = _OP_RE.match(term)
+    labels = {**_COMMON_FIELDS, **FIELD_LABELS.get(kind or "", {})}
+    terms: list[tuple[FieldValue, bool, str]] = []
+    for term in _split_escaped(text):
+        m = _FIELD_TERM_RE.match(term)
         if not m:
-            raise BadRequest(f'invalid field selector term "{term.strip()}"')
-        terms.append((m.group(1), m.group(2) != "!=", m.group(3)))
+            raise BadRequest(f'invalid field selector: "{term.strip()}": expected field=value, field==value '
+                             "or field!=value")
+        label = m.group(1)
+        if kind is not None and label not in labels:
+            raise BadRequest(f"field label not supported: {label}")
+        terms.append((labels.get(label) or _path(label), m.group(2) != "!=", _unescape(m.group(3).strip())))
 
     def match(obj: Mapping[str, Any]) -> bool:
-        return all((_field(obj, path) == value) == eq for path, eq, value in terms)
+        return all((value_of(obj) == value) == eq for value_of, eq, value in terms)
 
     return match

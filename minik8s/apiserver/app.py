@@ -19,10 +19,19 @@ from minik8s import jsonc
 from minik8s.api import kinds as k
 from minik8s.api import printers
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
-from minik8s.apiserver import discovery, workloads
+from minik8s.apiserver import discovery, listing, workloads
 from minik8s.apiserver import metrics as metrics_api
 from minik8s.apiserver.resources import Resources, key_for
-from minik8s.errors import BadRequest, Gone, MethodNotAllowed, MiniK8sError, NotFound, Unauthorized, Unavailable
+from minik8s.errors import (
+    BadRequest,
+    Gone,
+    MethodNotAllowed,
+    MiniK8sError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from minik8s.metrics.store import MetricsStore
 from minik8s.store import EtcdStore, StoreEvent
 
@@ -31,6 +40,7 @@ log = logging.getLogger("minik8s.apiserver")
 UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz")
 JOIN_PATH = "/minik8s/join"
 KUBELET_TIMEOUT_S = 60.0
+BINARY_MEDIA_TYPES = ("application/vnd.kubernetes.protobuf", "application/cbor")
 WATCH_QUEUE_MAX = 10000
 
 
@@ -244,6 +254,10 @@ class ApiServer:
         raw = await request.body()
         if not raw:
             return {}
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media in BINARY_MEDIA_TYPES:  # 415, as kube-apiserver answers a type it does not serve
+            raise UnsupportedMediaType(f'the body of the request was in an unknown format ("{media}") - accepted '
+                                       "media types include: application/json, application/yaml")
         try:
             return jsonc.loads(raw)
         except jsonc.JSONDecodeError as exc:
@@ -260,12 +274,11 @@ class ApiServer:
             if method == "GET":
                 if q.get("watch") in ("true", "1"):
                     return await self._watch(request, t)
-                items, rev = await run(lambda: res.list(t.info, t.namespace, q.get("labelSelector"),
-                                                        q.get("fieldSelector")))
+                opts = listing.ListOptions.from_query(q)
+                page = await run(lambda: listing.list_objects(self.store, t.info, t.namespace, opts))
                 if _wants_table(request):
-                    return _json(to_table(t.info, items, str(rev)))
-                return _json({"kind": f"{t.info.kind}List", "apiVersion": t.info.api_version,
-                              "metadata": {"resourceVersion": str(rev)}, "items": items})
+                    return _json({**to_table(t.info, page["items"]), "metadata": page["metadata"]})
+                return _json(page)
             if method == "POST":
                 body = await self._body(request)
                 if t.info.namespaced and not t.namespace:
@@ -291,10 +304,9 @@ class ApiServer:
             return _json(await run(lambda: res.update(t.info, t.namespace, name, body, t.subresource, dry)))
         if method == "PATCH":
             ctype = request.headers.get("content-type", "")
-            if "json-patch" in ctype:
-                raise BadRequest("JSON patch (RFC 6902) is not supported; use a JSON merge patch")
-            body = await self._body(request)
-            return _json(await run(lambda: res.patch(t.info, t.namespace, name, body, t.subresource)))
+            raw = await request.body()
+            dry = q.get("dryRun") == "All"
+            return _json(await run(lambda: res.patch(t.info, t.namespace, name, raw, t.subresource, ctype, dry)))
         if method == "DELETE" and t.subresource is None:
             body = await self._body(request)
             grace = q.get("gracePeriodSeconds", (body or {}).get("gracePeriodSeconds"))
@@ -338,7 +350,7 @@ class ApiServer:
     async def _watch(self, request: Request, t: Target) -> Response:
         q = request.query_params
         labels = parse_label_selector(q.get("labelSelector"))
-        fields = parse_field_selector(q.get("fieldSelector"))
+        fields = parse_field_selector(q.get("fieldSelector"), t.info.kind)
         table = _wants_table(request)
         timeout = float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else None
         rv = q.get("resourceVersion")

@@ -16,13 +16,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from minik8s import jsonc
 from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.api.strategy import NetworkConfig, Strategy
 from minik8s.api.timefmt import now_iso
 from minik8s.api.validation import pydantic_causes
 from minik8s.apiserver.admission import AdmissionChain, AdmissionRequest, default_chain
-from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound
+from minik8s.apiserver.patch import MERGE_PATCH, apply_patch, merge_patch
+from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound, details
 from minik8s.registry.namespaces import SYSTEM_NAMESPACES
 from minik8s.store import EtcdStore
 
@@ -32,25 +34,13 @@ Obj = dict[str, Any]
 GENERATE_SUFFIX_LEN = 5
 NAMESPACE_GUARD_TRIES = 3  # creates racing changes to their namespace: re-read it this many times
 MAX_REMEMBERED_NAMESPACES = 10000
+PATCH_CONFLICT_TRIES = 5  # a PATCH racing other writers is re-applied on the fresh object this often
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 __all__ = ["Resources", "key_for", "merge_patch", "now_iso"]
 
 
 def key_for(info: k.KindInfo, namespace: str | None, name: str | None = None) -> str:
     return info.key(namespace, name)
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 class Resources:
@@ -101,10 +91,10 @@ class Resources:
         try:
             model = info.model.model_validate(obj)
         except ValidationError as exc:
-            raise Invalid(info.kind, name, pydantic_causes(exc)) from None
+            raise Invalid(info.kind, name, pydantic_causes(exc), info.group) from None
         causes = info.validate(model)
         if causes:
-            raise Invalid(info.kind, name, causes)
+            raise Invalid(info.kind, name, causes, info.group)
         return model.to_dict()
 
     def _admit(self, req: AdmissionRequest) -> Obj:
@@ -127,7 +117,7 @@ class Resources:
             try:
                 ns = self.store.get(key)
             except NotFound:
-                raise NotFound(f'namespaces "{namespace}" not found') from None
+                raise NotFound(f'namespaces "{namespace}" not found', details(namespace, "namespaces")) from None
             if (ns.get("metadata") or {}).get("deletionTimestamp"):
                 raise Conflict(f'namespace "{namespace}" is being terminated') from None
             rev = int(ns["metadata"]["resourceVersion"])
@@ -154,7 +144,7 @@ class Resources:
 
     @staticmethod
     def _not_found(info: k.KindInfo, name: str) -> NotFound:
-        return NotFound(f'{info.plural} "{name}" not found', {"name": name, "kind": info.plural})
+        return NotFound(f'{info.plural} "{name}" not found', details(name, info.plural, info.group))
 
     # --- reads ----------------------------------------------------------------------------
     def get(self, info: k.KindInfo, namespace: str | None, name: str) -> Obj:
@@ -211,7 +201,7 @@ class Resources:
                 return self._store_create(info, obj, guard)
         except AlreadyExists:
             raise AlreadyExists(f'{info.plural} "{meta["name"]}" already exists',
-                                {"name": meta["name"], "kind": info.plural}) from None
+                                details(meta["name"], info.plural, info.group)) from None
 
     def update(self, info: k.KindInfo, namespace: str | None, name: str, body: Obj,
                subresource: str | None = None, dry_run: bool = False) -> Obj:
@@ -237,26 +227,34 @@ class Resources:
         return self._write(info, current, new, expected=int(rv) if rv else None, dry_run=dry_run,
                            subresource=subresource)
 
-    def patch(self, info: k.KindInfo, namespace: str | None, name: str, patch: Obj,
-              subresource: str | None = None) -> Obj:
-        current = self.get(info, namespace, name)
-        if not isinstance(patch, dict):
-            raise BadRequest("a merge patch must be a JSON object")
-        if subresource == "status":
-            patch = {"status": patch.get("status")} if "status" in patch else {}
-        new = merge_patch(current, patch)
-        rv = (patch.get("metadata") or {}).get("resourceVersion")
-        if rv and str(rv) != current["metadata"]["resourceVersion"]:
-            raise self._conflict(info, name)
-        if info.has_status and subresource != "status":
-            new["status"] = current.get("status")
-        return self._write(info, current, new, expected=int(current["metadata"]["resourceVersion"]),
-                           subresource=subresource)
+    def patch(self, info: k.KindInfo, namespace: str | None, name: str, patch: Any,
+              subresource: str | None = None, content_type: str = MERGE_PATCH, dry_run: bool = False) -> Obj:
+        """PATCH: `patch` is the request body (bytes) or, for callers in this process, a merge patch object.
+        Without a resourceVersion precondition in the result, a write that races another is retried on
+        the fresh object, as kube-apiserver does."""
+        body = patch if isinstance(patch, bytes) else jsonc.dumps(patch)
+        for attempt in range(PATCH_CONFLICT_TRIES):
+            current = self.get(info, namespace, name)
+            new = apply_patch(current, body, content_type, info.kind)
+            rv = (new.get("metadata") or {}).get("resourceVersion")
+            if rv and str(rv) != current["metadata"]["resourceVersion"]:
+                raise self._conflict(info, name)
+            if subresource == "status":
+                new = {**current, "status": new.get("status")}
+            elif info.has_status:
+                new["status"] = current.get("status")
+            try:
+                return self._write(info, current, new, int(current["metadata"]["resourceVersion"]), dry_run,
+                                   subresource)
+            except Conflict:
+                if attempt == PATCH_CONFLICT_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def _conflict(self, info: k.KindInfo, name: str) -> Conflict:
         return Conflict(f'Operation cannot be fulfilled on {info.plural} "{name}": the object has been modified; '
                         "please apply your changes to the latest version and try again",
-                        {"name": name, "kind": info.plural})
+                        details(name, info.plural, info.group))
 
     def _write(self, info: k.KindInfo, current: Obj, new: Obj, expected: int | None, dry_run: bool = False,
                subresource: str | None = None) -> Obj:
@@ -282,6 +280,8 @@ class Resources:
             obj["metadata"]["generation"] = int(cur_meta.get("generation") or 1) + 1
         strategy.prepare_for_update(obj, current)
         obj = self._admit(AdmissionRequest("UPDATE", info, obj, current, subresource, dry_run))
+        if {**obj, "metadata": {**obj["metadata"], "resourceVersion": cur_meta["resourceVersion"]}} == current:
+            return current  # a no-op update writes nothing and keeps the resourceVersion, as in Kubernetes
         key = key_for(info, cur_meta.get("namespace"), cur_meta["name"])
         try:
             with strategy.write_guard(obj, current):

@@ -19,7 +19,7 @@ from minik8s.api import apps
 from minik8s.api import kinds as k
 from minik8s.api.validation import pydantic_causes
 from minik8s.apiserver.resources import Resources, key_for, merge_patch, now_iso
-from minik8s.errors import BadRequest, Conflict, Invalid, MethodNotAllowed, NotFound
+from minik8s.errors import BadRequest, Conflict, Invalid, MethodNotAllowed, NotFound, details
 
 log = logging.getLogger("minik8s.apiserver")
 
@@ -55,16 +55,17 @@ def scale(res: Resources, info: k.KindInfo, namespace: str | None, name: str, me
     try:
         model = apps.Scale.model_validate(wanted)
     except ValidationError as exc:
-        raise Invalid("Scale", name, pydantic_causes(exc)) from None
+        raise Invalid("Scale", name, pydantic_causes(exc), "autoscaling") from None
     causes = apps.validate_scale(model)
     if model.spec.replicas is None:
         causes.append(("spec.replicas", "Required value"))
     if causes:
-        raise Invalid("Scale", name, causes)
+        raise Invalid("Scale", name, causes, "autoscaling")
     rv = model.metadata.resourceVersion
     if method == "PUT" and rv and rv != current["metadata"]["resourceVersion"]:
         raise Conflict(f'Operation cannot be fulfilled on {info.plural} "{name}": the object has been modified; '
-                       "please apply your changes to the latest version and try again")
+                       "please apply your changes to the latest version and try again",
+                       details(name, info.plural, info.group))
     updated = res.patch(info, namespace, name, {"spec": {"replicas": model.spec.replicas}})
     return _scale_of(updated)
 

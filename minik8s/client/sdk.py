@@ -19,12 +19,16 @@ import httpx
 
 from minik8s import jsonc
 from minik8s.api import kinds as k
+from minik8s.api import lastapplied
 from minik8s.api import types as t
 from minik8s.client.transport import NO_TIMEOUT, Transport, TransportError
-from minik8s.errors import AlreadyExists, BadRequest, MiniK8sError, Unavailable, from_status
+from minik8s.errors import AlreadyExists, BadRequest, MiniK8sError, NotFound, Unavailable, from_status
 
 DEFAULT_CONFIG = Path.home() / ".minik8s" / "config.json"
 DEFAULT_TIMEOUT_S = 30.0
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+PATCH_CONTENT_TYPES = {"merge": "application/merge-patch+json", "strategic": STRATEGIC_MERGE_PATCH,
+                       "json": "application/json-patch+json"}
 
 ObjLike = t.TypedObject | dict[str, Any]
 
@@ -150,38 +154,46 @@ class Client:
         url = info.url(self._ns(info, meta.get("namespace")), meta["name"], "status")
         return self._model(self.request("PUT", url, json=body))
 
-    def patch(self, kind: str, name: str, patch: dict[str, Any], namespace: str | None = "default",
-              subresource: str | None = None) -> Any:
-        """JSON merge patch (RFC 7386)."""
+    def patch(self, kind: str, name: str, patch: dict[str, Any] | Sequence[Any], namespace: str | None = "default",
+              subresource: str | None = None, patch_type: str = "merge") -> Any:
+        """`patch_type` as `kubectl patch --type`: "merge" (RFC 7386), "strategic" (Kubernetes' strategic
+        merge patch) or "json" (RFC 6902, a list of operations)."""
         info = k.lookup(kind)
+        if patch_type not in PATCH_CONTENT_TYPES:
+            raise BadRequest(f'unknown patch type "{patch_type}": use one of {", ".join(PATCH_CONTENT_TYPES)}')
         return self._model(self.request("PATCH", info.url(self._ns(info, namespace), name, subresource),
                                         content=jsonc.dumps(patch),
-                                        headers={"Content-Type": "application/merge-patch+json"}))
+                                        headers={"Content-Type": PATCH_CONTENT_TYPES[patch_type]}))
 
     def apply(self, obj: ObjLike, namespace: str | None = None) -> Any:
         """Create the object, or update the existing one to match it."""
         return self.apply_outcome(obj, namespace)[0]
 
     def apply_outcome(self, obj: ObjLike, namespace: str | None = None, dry_run: bool = False) -> tuple[Any, str]:
-        """Create, or replace the spec of the existing object; returns (object, "created"|"configured"|"unchanged")."""
+        """Client-side apply, as `kubectl apply`: create the object with the manifest recorded in its
+        last-applied annotation, or send the existing one the three-way strategic merge patch from the
+        last applied manifest to this one. Returns (object, "created"|"configured"|"unchanged")."""
         body = _as_dict(obj)
         info = self._info_of(body)
         meta = body.setdefault("metadata", {})
         if namespace and info.namespaced:
             meta["namespace"] = namespace
-        try:
-            return self.create(body, dry_run=dry_run), "created"
-        except AlreadyExists:
-            pass
-        current = self.get(info.kind, meta["name"], self._ns(info, meta.get("namespace")))
-        cur = current.to_dict() if isinstance(current, t.TypedObject) else current
-        merged = {**cur, **{key: v for key, v in body.items() if key not in ("metadata", "status")}}
-        merged["metadata"] = {**cur["metadata"], **{key: v for key, v in meta.items()
-                                                    if key in ("labels", "annotations")}}
-        result = self.update(merged, dry_run=dry_run)
-        same = _as_dict(result).get("metadata", {}).get("generation") == cur["metadata"].get("generation") and \
-            _as_dict(result).get("metadata", {}).get("labels") == cur["metadata"].get("labels")
-        return result, "unchanged" if same else "configured"
+        desired = lastapplied.with_last_applied(body)
+        ns = self._ns(info, meta.get("namespace"))
+        if not meta.get("name"):  # generateName: always a new object
+            return self.create(desired, dry_run=dry_run), "created"
+        try:  # read first, as kubectl does, so a dry run of an update checks the patch, not a create
+            current = _as_dict(self.get(info.kind, meta["name"], ns))
+        except NotFound:
+            try:
+                return self.create(desired, dry_run=dry_run), "created"
+            except AlreadyExists:  # created since we looked
+                current = _as_dict(self.get(info.kind, meta["name"], ns))
+        patch = lastapplied.three_way_patch(info.kind, lastapplied.last_applied(current), desired)
+        result = self.request("PATCH", info.url(ns, meta["name"]), content=jsonc.dumps(patch),
+                              headers={"Content-Type": STRATEGIC_MERGE_PATCH},
+                              params={"dryRun": "All"} if dry_run else {})
+        return self._model(result), "unchanged" if result == current else "configured"
 
     def delete(self, kind: str, name: str, namespace: str | None = "default",
                grace_period_seconds: int | None = None, propagation_policy: str | None = None) -> Any:

@@ -10,7 +10,7 @@ from minik8s import jsonc
 from minik8s.api.strategy import Obj, ServerView, Strategy
 from minik8s.api.timefmt import now_iso
 from minik8s.api.validation import Causes
-from minik8s.errors import Conflict, Invalid, NotFound
+from minik8s.errors import Conflict, Invalid, NotFound, details
 
 if TYPE_CHECKING:
     from minik8s.api.kinds import KindInfo
@@ -140,7 +140,8 @@ class PodStrategy(Strategy):
             if pod is None:
                 pod = self.server.get(info, namespace, name)
             if pod["spec"].get("nodeName"):
-                raise Conflict(f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"')
+                raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already '
+                               f'assigned to node "{pod["spec"]["nodeName"]}"', details(name, "pods/binding"))
             pod["spec"]["nodeName"] = str(node)  # ours to change: decoded for this call alone
             conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": now_iso()})

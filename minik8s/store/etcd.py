@@ -35,6 +35,17 @@ class StoreEvent:
     prev: dict[str, Any] | None = None
 
 
+@dataclass
+class ListPage:
+    """One range read: (key, object) pairs in key order, the revision read at, whether keys are left
+    after these, and how many keys the range holds from its start key on."""
+
+    items: list[tuple[str, dict[str, Any]]]
+    revision: int
+    more: bool
+    count: int
+
+
 def _range_end(prefix: str) -> bytes:
     b = bytearray(prefix.encode())
     b[-1] += 1
@@ -127,6 +138,24 @@ class EtcdStore:
     def list(self, prefix: str) -> tuple[list[dict[str, Any]], int]:
         resp = self._range(prefix, prefix=True)
         return [_decode(kv.value, kv.mod_revision) for kv in resp.kvs], int(resp.header.revision)
+
+    def list_page(self, prefix: str, start: str, limit: int, revision: int | None = None) -> ListPage:
+        """Up to `limit` objects under `prefix` from key `start` on, as of `revision` (None: now).
+        Gone when `revision` has been compacted away."""
+        req = rpc.RangeRequest(key=start.encode(), range_end=_range_end(prefix), limit=limit,
+                               revision=revision or 0)
+
+        def attempt(m: Member) -> rpc.RangeResponse:
+            try:
+                return m.kv.Range(req, self._timeout, metadata=REQUIRE_LEADER)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.OUT_OF_RANGE and "compacted" in str(exc.details()):
+                    raise Gone(f"revision {revision} has been compacted") from None
+                raise
+
+        resp = self._members.call("range", attempt)
+        items = [(kv.key.decode(), _decode(kv.value, kv.mod_revision)) for kv in resp.kvs]
+        return ListPage(items, revision or int(resp.header.revision), bool(resp.more), int(resp.count))
 
     def create(self, key: str, obj: dict[str, Any], unchanged: tuple[str, int] | None = None) -> dict[str, Any]:
         """Create the object (AlreadyExists if the key is taken).
