@@ -11,6 +11,7 @@ from typing import Any
 
 from minik8s.api import apps
 from minik8s.api import autoscaling as hpa
+from minik8s.api import config as cfg
 from minik8s.api import dns as dnsapi
 from minik8s.api import printers as p
 from minik8s.api import services as svc
@@ -32,6 +33,8 @@ class KindInfo:
     validate: Callable[[Any], v.Causes] = v.validate_generic
     subresources: tuple[str, ...] = ()
     has_status: bool = False
+    #: Rules comparing an update with the stored object (old, new wire forms), e.g. immutability.
+    validate_update: Callable[[dict[str, Any], dict[str, Any]], v.Causes] | None = None
 
     @property
     def api_version(self) -> str:
@@ -78,6 +81,12 @@ KINDS: list[KindInfo] = [
              hpa.HorizontalPodAutoscaler, ("hpa",), hpa.HPA_COLUMNS, hpa.validate_hpa, ("status",), True),
     KindInfo(dnsapi.GROUP, dnsapi.VERSION, "DNS", "dnses", True, dnsapi.DNS, ("dns",), dnsapi.DNS_COLUMNS,
              dnsapi.validate_dns, ("status",), True),
+    KindInfo("", "v1", "ConfigMap", "configmaps", True, cfg.ConfigMap, ("cm",), cfg.CONFIGMAP_COLUMNS,
+             cfg.validate_configmap, validate_update=cfg.validate_configmap_update),
+    KindInfo("", "v1", "Secret", "secrets", True, cfg.Secret, (), cfg.SECRET_COLUMNS, cfg.validate_secret,
+             validate_update=cfg.validate_secret_update),
+    KindInfo("", "v1", "ServiceAccount", "serviceaccounts", True, cfg.ServiceAccount, ("sa",),
+             cfg.SERVICEACCOUNT_COLUMNS, cfg.validate_service_account),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from minik8s import jsonc
 from minik8s.api import kinds as k
+from minik8s.api.config import pod_config_defaults
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.api.services import service_defaults
 from minik8s.api.validation import pydantic_causes
@@ -71,6 +72,7 @@ def _pod_defaults(obj: Obj) -> None:
     spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("schedulerName", "default-scheduler")
+    pod_config_defaults(spec)
     for c in [*(spec.get("initContainers") or []), *spec["containers"]]:
         image = str(c.get("image", ""))
         tag = image.rsplit("/", 1)[-1]
@@ -379,6 +381,9 @@ class Resources:
         if new.get("status") is None:
             new.pop("status", None)
         obj = self._validate(info, new)
+        update_causes = info.validate_update(current, obj) if info.validate_update else []
+        if update_causes:
+            raise Invalid(info.kind, cur_meta["name"], update_causes)
         if info.kind == "Pod":
             self._check_pod_update(current, obj)
         if info.kind == "Node":
