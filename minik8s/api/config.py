@@ -189,11 +189,13 @@ def validate_secret_update(old: Obj, new: Obj) -> Causes:
 
 
 def pod_config_defaults(spec: Obj) -> None:
-    """A pod's ServiceAccount (the admission default, with the deprecated `serviceAccount` alias kept in
-    step) and the file mode of its ConfigMap and Secret volumes (SetDefaults_*VolumeSource)."""
-    name = spec.get("serviceAccountName") or spec.get("serviceAccount") or DEFAULT_SERVICE_ACCOUNT
-    spec["serviceAccountName"] = name
-    spec["serviceAccount"] = name
+    """The deprecated `serviceAccount` alias kept equal to `serviceAccountName` (SetDefaults_PodSpec; the
+    `default` account itself is the ServiceAccount admission plug-in's), and the file mode of the pod's
+    ConfigMap and Secret volumes (SetDefaults_*VolumeSource)."""
+    name = spec.get("serviceAccountName") or spec.get("serviceAccount")
+    if name:
+        spec["serviceAccountName"] = name
+        spec["serviceAccount"] = name
     for volume in spec.get("volumes") or []:
         for source in ("configMap", "secret"):
             if isinstance(volume.get(source), dict):

@@ -107,11 +107,11 @@ def test_updates_respect_type_and_immutable() -> None:
     assert [c[0] for c in cfg.validate_configmap_update(cm, {"data": {"a": "2"}, "immutable": True})] == ["data"]
 
 
-def test_pod_defaults_service_account_and_volume_modes() -> None:
+def test_pod_defaults_service_account_alias_and_volume_modes() -> None:
     spec: dict[str, Any] = {"volumes": [{"name": "c", "configMap": {"name": "x"}},
                                         {"name": "s", "secret": {"secretName": "y", "defaultMode": 0o400}}]}
     cfg.pod_config_defaults(spec)
-    assert spec["serviceAccountName"] == spec["serviceAccount"] == "default"
+    assert "serviceAccountName" not in spec  # `default` is the admission plug-in's
     assert spec["volumes"][0]["configMap"]["defaultMode"] == 0o644
     assert spec["volumes"][1]["secret"]["defaultMode"] == 0o400
     legacy: dict[str, Any] = {"serviceAccount": "builder"}
@@ -200,7 +200,8 @@ class Objects:
 
 
 def make_pod(container: dict[str, Any], volumes: list[dict[str, Any]] | None = None) -> Pod:
-    spec: dict[str, Any] = {"containers": [{"name": "a", "image": "busybox", **container}], "volumes": volumes}
+    spec: dict[str, Any] = {"containers": [{"name": "a", "image": "busybox", **container}], "volumes": volumes,
+                            "serviceAccountName": "default"}
     cfg.pod_config_defaults(spec)
     return Pod.model_validate({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": spec})
 
