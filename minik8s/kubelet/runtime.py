@@ -475,6 +475,7 @@ class DockerRuntime:
             return
         grace = pod.spec.terminationGracePeriodSeconds or DEFAULT_GRACE_SECONDS
         name = L.docker_name(ref, spec.name, restart_count)
+        skipped_env: list[str] = []
         try:
             kwargs = container_kwargs(
                 pod,
@@ -484,6 +485,7 @@ class DockerRuntime:
                 self._sandbox_ip(pod, sandbox),
                 self.host_ip,
                 self.config_objects,
+                skipped_env,
             )
             self._remove_named(name)
             created: DockerContainer = self.docker.containers.create(
@@ -507,6 +509,10 @@ class DockerRuntime:
             self.events.event(pod, WARNING, "Failed", f"Error: {message}", spec.name)
             requeue.append(self.backoff.base)
             return
+        if skipped_env:
+            self.events.event(pod, WARNING, "InvalidEnvironmentVariableNames",
+                              f"Keys [{', '.join(sorted(skipped_env))}] from the EnvFrom of container {spec.name} "
+                              "were skipped since they are considered invalid environment variable names.", spec.name)
         self.events.event(pod, NORMAL, "Created", f"Created container {spec.name}", spec.name)
         if restart_count > 0:
             self.backoff.restarted((ref.uid, spec.name))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from minik8s.kubelet.configrefs import (
     env_from_sources,
     key_ref_value,
 )
-
-log = logging.getLogger(__name__)
 
 NANO_CPUS_PER_MILLI = 1_000_000
 CPU_SHARES_PER_CPU = 1024
@@ -72,14 +69,14 @@ def field_ref_value(pod: Pod, path: str, pod_ip: str | None, host_ip: str | None
 
 
 def environment(pod: Pod, c: Container, pod_ip: str | None, host_ip: str | None,
-                objects: ConfigObjects | None = None) -> dict[str, str]:
+                objects: ConfigObjects | None = None, skipped: list[str] | None = None) -> dict[str, str]:
     """envFrom first (later sources win), then env, as the kubelet does; a missing required ConfigMap,
-    Secret or key raises ConfigError. envFrom keys that are no valid variable names are skipped."""
+    Secret or key raises ConfigError. envFrom keys that are no valid variable names are left out and
+    added to `skipped` (the caller reports them, as the kubelet's InvalidEnvironmentVariableNames event)."""
     source = objects or NoConfigObjects()
-    env, skipped = env_from_sources(pod, c, source)
-    if skipped:
-        log.info("envFrom keys skipped: not valid environment variable names",
-                 extra={"pod": pod.metadata.name, "container": c.name, "keys": skipped})
+    env, invalid = env_from_sources(pod, c, source)
+    if skipped is not None:
+        skipped.extend(invalid)
     for i, var in enumerate(c.env or []):
         src = var.valueFrom
         if var.value is not None or src is None:
@@ -163,13 +160,14 @@ def security_kwargs(c: Container, pod: Pod) -> dict[str, Any]:
 
 def container_kwargs(
     pod: Pod, c: Container, sandbox_id: str, volumes: VolumePaths, pod_ip: str | None, host_ip: str | None,
-    objects: ConfigObjects | None = None,
+    objects: ConfigObjects | None = None, skipped_env: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Arguments for ``docker.containers.create`` (image, name and labels are added by the caller)."""
+    """Arguments for ``docker.containers.create`` (image, name and labels are added by the caller);
+    envFrom keys left out as invalid variable names are added to ``skipped_env``."""
     kwargs: dict[str, Any] = {
         "network_mode": f"container:{sandbox_id}",
         "ipc_mode": f"container:{sandbox_id}",
-        "environment": environment(pod, c, pod_ip, host_ip, objects),
+        "environment": environment(pod, c, pod_ip, host_ip, objects, skipped_env),
         "volumes": volume_binds(c, volumes),
         "detach": True,
         "stdin_open": bool(c.stdin),

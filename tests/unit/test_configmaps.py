@@ -199,11 +199,11 @@ class Objects:
         return self.secrets.get((namespace, name))
 
 
-def make_pod(container: dict[str, Any], volumes: list[dict[str, Any]] | None = None) -> Pod:
+def make_pod(container: dict[str, Any], volumes: list[dict[str, Any]] | None = None, name: str = "p") -> Pod:
     spec: dict[str, Any] = {"containers": [{"name": "a", "image": "busybox", **container}], "volumes": volumes,
                             "serviceAccountName": "default"}
     cfg.pod_config_defaults(spec)
-    return Pod.model_validate({"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": spec})
+    return Pod.model_validate({"metadata": {"name": name, "namespace": "ns", "uid": name}, "spec": spec})
 
 
 def test_env_from_configmaps_and_secrets_with_kubernetes_precedence() -> None:
@@ -218,7 +218,9 @@ def test_env_from_configmaps_and_secrets_with_kubernetes_precedence() -> None:
                             {"name": "OPT", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k",
                                                                               "optional": True}}},
                             {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}}]})
-    env = environment(pod, pod.spec.containers[0], None, None, objs)
+    skipped: list[str] = []
+    env = environment(pod, pod.spec.containers[0], None, None, objs, skipped)
+    assert skipped == ["bad key", "9lives"]
     assert env == {"MODE": "dev", "LEVEL": "2", "S_PASSWORD": "s3cret", "S_LEVEL": "2", "PASSWORD": "s3cret",
                    "ONE": "1", "PW": "s3cret", "SA": "default"}
     assert references(pod) == {("ConfigMap", "ns", "app"), ("Secret", "ns", "creds"), ("ConfigMap", "ns", "nope")}
@@ -260,7 +262,7 @@ def test_volumes_project_items_modes_and_mount_read_only(tmp_path: Path) -> None
                                                          {"key": "user", "path": "user"}]}},
                     {"name": "opt", "configMap": {"name": "absent", "optional": True}}])
     vols = prepare_volumes(pod, tmp_path, objs)
-    cfg_dir, sec_dir, opt_dir = (tmp_path / "u1" / "volumes" / n for n in ("cfg", "sec", "opt"))
+    cfg_dir, sec_dir, opt_dir = (tmp_path / "p" / "volumes" / n for n in ("cfg", "sec", "opt"))
     assert (cfg_dir / "app.conf").read_text() == "a=1" and (cfg_dir / "blob").read_bytes() == b"\x00\xff"
     assert (cfg_dir / "app.conf").stat().st_mode & 0o777 == 0o644
     assert (sec_dir / "db" / "pw").read_text() == "pw" and (sec_dir / "db" / "pw").stat().st_mode & 0o777 == 0o400
@@ -283,3 +285,15 @@ def test_missing_volume_sources_name_the_volume(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=message) as err:
             prepare_volumes(make_pod({}, [volume]), tmp_path, objs)
         assert err.value.volume == "v"
+
+
+def test_kubelet_syncs_the_pods_that_use_a_changed_object() -> None:
+    from tests.unit.test_kubelet_sync import make
+
+    uses_volume = make_pod({}, [{"name": "v", "configMap": {"name": "app"}}], name="vol")
+    uses_env = make_pod({"envFrom": [{"configMapRef": {"name": "app"}}]}, name="env")
+    uses_secret = make_pod({"envFrom": [{"secretRef": {"name": "app"}}]}, name="sec")
+    kubelet, _, _ = make([uses_volume, uses_env, uses_secret])
+    kubelet._config_changed(("ConfigMap", "ns", "app"))
+    queued = {kubelet.queue.get(timeout=0.1), kubelet.queue.get(timeout=0.1), kubelet.queue.get(timeout=0.1)}
+    assert queued == {"ns/vol", "ns/env", None}
