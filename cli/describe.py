@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import yaml
@@ -134,6 +135,25 @@ def _describe_service(client: Client, svc: Obj, lines: list[str]) -> None:
             _kv(lines, "NotReady", ",".join(sorted(set(not_ready))))
 
 
+def _describe_config(kind: str, obj: Obj, lines: list[str]) -> None:
+    """kubectl's layout: a ConfigMap shows its values, a Secret only each key's size."""
+    meta = obj["metadata"]
+    _kv(lines, "Labels", _map(meta.get("labels")))
+    _kv(lines, "Annotations", _map(meta.get("annotations")))
+    if kind == "Secret":
+        _kv(lines, "Type", obj.get("type") or "Opaque")
+        lines.extend(["Data", "===="])
+        for key, value in sorted((obj.get("data") or {}).items()):
+            lines.append(f"{key}:  {len(base64.b64decode(value))} bytes")
+        return
+    lines.extend(["Data", "===="])
+    for key, value in sorted((obj.get("data") or {}).items()):
+        lines.extend([f"{key}:", "----", str(value), ""])
+    lines.extend(["BinaryData", "===="])
+    for key, value in sorted((obj.get("binaryData") or {}).items()):
+        lines.append(f"{key}: {len(base64.b64decode(value))} bytes")
+
+
 def _events(client: Client, info: k.KindInfo, obj: Obj) -> list[str]:
     meta = obj["metadata"]
     selector = f"involvedObject.name={meta['name']},involvedObject.kind={info.kind}"
@@ -165,6 +185,8 @@ def describe_object(client: Client, info: k.KindInfo, obj: Obj) -> str:
         describe_hpa(obj, lines)
     elif info.kind == "Service":
         _describe_service(client, obj, lines)
+    elif info.kind in ("ConfigMap", "Secret"):
+        _describe_config(info.kind, obj, lines)
     else:
         _kv(lines, "Labels", _map(meta.get("labels")))
         _kv(lines, "Annotations", _map(meta.get("annotations")))

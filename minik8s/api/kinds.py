@@ -11,6 +11,7 @@ from typing import Any
 
 from minik8s.api import apps
 from minik8s.api import autoscaling as hpa
+from minik8s.api import config as cfg
 from minik8s.api import dns as dnsapi
 from minik8s.api import printers as p
 from minik8s.api import services as svc
@@ -18,6 +19,7 @@ from minik8s.api import types as t
 from minik8s.api import validation as v
 from minik8s.api.strategy import Strategy, StrategyFactory
 from minik8s.errors import NotFound
+from minik8s.registry.config import ConfigMapStrategy, SecretStrategy
 from minik8s.registry.dns import DNSStrategy
 from minik8s.registry.namespaces import NamespaceStrategy
 from minik8s.registry.nodes import NodeStrategy
@@ -94,6 +96,12 @@ KINDS: list[KindInfo] = [
              hpa.HorizontalPodAutoscaler, ("hpa",), hpa.HPA_COLUMNS, hpa.validate_hpa, ("status",), True),
     KindInfo(dnsapi.GROUP, dnsapi.VERSION, "DNS", "dnses", True, dnsapi.DNS, ("dns",), dnsapi.DNS_COLUMNS,
              dnsapi.validate_dns, ("status",), True, DNSStrategy),
+    KindInfo("", "v1", "ConfigMap", "configmaps", True, cfg.ConfigMap, ("cm",), cfg.CONFIGMAP_COLUMNS,
+             cfg.validate_configmap, strategy=ConfigMapStrategy),
+    KindInfo("", "v1", "Secret", "secrets", True, cfg.Secret, (), cfg.SECRET_COLUMNS, cfg.validate_secret,
+             strategy=SecretStrategy),
+    KindInfo("", "v1", "ServiceAccount", "serviceaccounts", True, cfg.ServiceAccount, ("sa",),
+             cfg.SERVICEACCOUNT_COLUMNS, cfg.validate_service_account),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

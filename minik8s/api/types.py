@@ -89,10 +89,52 @@ class TypedObject(Model):
 
 # --- Pod -------------------------------------------------------------------------------------
 
+class ObjectFieldSelector(Model):
+    fieldPath: str
+    apiVersion: str | None = None
+
+
+class ConfigMapKeySelector(Model):
+    key: str
+    name: str | None = None
+    #: A missing ConfigMap or key leaves the variable unset instead of blocking the container.
+    optional: bool | None = None
+
+
+class SecretKeySelector(Model):
+    key: str
+    name: str | None = None
+    optional: bool | None = None
+
+
+class EnvVarSource(Model):
+    fieldRef: ObjectFieldSelector | None = None
+    configMapKeyRef: ConfigMapKeySelector | None = None
+    secretKeyRef: SecretKeySelector | None = None
+
+
 class EnvVar(Model):
     name: str
     value: str | None = None
-    valueFrom: dict[str, Any] | None = None
+    valueFrom: EnvVarSource | None = None
+
+
+class ConfigMapEnvSource(Model):
+    name: str | None = None
+    optional: bool | None = None
+
+
+class SecretEnvSource(Model):
+    name: str | None = None
+    optional: bool | None = None
+
+
+class EnvFromSource(Model):
+    """Every key of a ConfigMap or Secret as a variable (`prefix` prepended); `env` entries win."""
+
+    prefix: str | None = None
+    configMapRef: ConfigMapEnvSource | None = None
+    secretRef: SecretEnvSource | None = None
 
 
 class ContainerPort(Model):
@@ -170,6 +212,7 @@ class Container(Model):
     command: list[str] | None = None
     args: list[str] | None = None
     env: list[EnvVar] | None = None
+    envFrom: list[EnvFromSource] | None = None
     workingDir: str | None = None
     ports: list[ContainerPort] | None = None
     resources: ResourceRequirements | None = None
@@ -195,10 +238,32 @@ class HostPathVolumeSource(Model):
     type: str | None = None
 
 
+class KeyToPath(Model):
+    key: str
+    path: str
+    mode: int | None = None
+
+
+class ConfigMapVolumeSource(Model):
+    name: str | None = None
+    items: list[KeyToPath] | None = None
+    defaultMode: int | None = None
+    optional: bool | None = None
+
+
+class SecretVolumeSource(Model):
+    secretName: str | None = None
+    items: list[KeyToPath] | None = None
+    defaultMode: int | None = None
+    optional: bool | None = None
+
+
 class Volume(Model):
     name: str
     emptyDir: EmptyDirVolumeSource | None = None
     hostPath: HostPathVolumeSource | None = None
+    configMap: ConfigMapVolumeSource | None = None
+    secret: SecretVolumeSource | None = None
 
 
 class Toleration(Model):
@@ -305,6 +370,8 @@ class PodSpec(Model):
     dnsPolicy: str | None = None
     securityContext: PodSecurityContext | None = None
     serviceAccountName: str | None = None
+    #: Deprecated alias of serviceAccountName, kept equal to it by the API server.
+    serviceAccount: str | None = None
     priority: int | None = None
     enableServiceLinks: bool | None = None
 

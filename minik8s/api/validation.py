@@ -24,6 +24,10 @@ MAX_LABEL = 63
 MAX_SUBDOMAIN = 253
 MAX_PORT = 65535
 KNOWN_RESOURCES = {"cpu", "memory", "ephemeral-storage", "pods"}
+CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+ENV_VAR_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+MAX_FILE_MODE = 0o777
+VOLUME_SOURCES = ("emptyDir", "hostPath", "configMap", "secret")
 
 
 def pydantic_causes(err: ValidationError) -> Causes:
@@ -93,8 +97,106 @@ def _check_quantities(values: dict[str, Any] | None, path: str, causes: Causes) 
             causes.append((f"{path}.{key}", f"Invalid value: {exc}"))
 
 
+def config_key_errors(key: str) -> list[str]:
+    """Kubernetes' IsConfigMapKey: a ConfigMap/Secret key is a file name in a volume and an env source."""
+    errors = []
+    if len(key) > MAX_SUBDOMAIN:
+        errors.append(f"must be no more than {MAX_SUBDOMAIN} characters")
+    if not CONFIG_KEY.match(key):
+        errors.append("a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+                      "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is "
+                      "'[-._a-zA-Z0-9]+')")
+    if key == ".":
+        errors.append("must not be '.'")
+    elif key == "..":
+        errors.append("must not be '..'")
+    elif key.startswith(".."):
+        errors.append("must not start with '..'")
+    return errors
+
+
+def check_config_key(key: str, path: str, causes: Causes) -> None:
+    for err in config_key_errors(key):
+        causes.append((path, f'Invalid value: "{key}": {err}'))
+
+
+def _check_env(c: t.Container, path: str, causes: Causes) -> None:
+    for i, var in enumerate(c.env or []):
+        vpath = f"{path}.env[{i}]"
+        if not var.name:
+            causes.append((f"{vpath}.name", "Required value"))
+        src = var.valueFrom
+        if src is None:
+            continue
+        if var.value:
+            causes.append((f"{vpath}.valueFrom", 'Invalid value: "": may not be specified when `value` is not empty'))
+        refs = [(n, r) for n, r in (("fieldRef", src.fieldRef), ("configMapKeyRef", src.configMapKeyRef),
+                                    ("secretKeyRef", src.secretKeyRef)) if r is not None]
+        if len(refs) != 1:
+            causes.append((f"{vpath}.valueFrom", 'Invalid value: "": must specify exactly one of: `fieldRef`, '
+                                                 "`configMapKeyRef` or `secretKeyRef`"))
+        for ref_name, ref in refs:
+            if isinstance(ref, (t.ConfigMapKeySelector, t.SecretKeySelector)):
+                if not ref.name:
+                    causes.append((f"{vpath}.valueFrom.{ref_name}.name", "Required value"))
+                check_config_key(ref.key, f"{vpath}.valueFrom.{ref_name}.key", causes)
+    for i, src_from in enumerate(c.envFrom or []):
+        fpath = f"{path}.envFrom[{i}]"
+        refs_from = [(n, r) for n, r in (("configMapRef", src_from.configMapRef), ("secretRef", src_from.secretRef))
+                     if r is not None]
+        if len(refs_from) != 1:
+            causes.append((fpath, "Invalid value: must specify exactly one of: `configMapRef` or `secretRef`"))
+        for ref_name, ref_from in refs_from:
+            if not ref_from.name:
+                causes.append((f"{fpath}.{ref_name}.name", "Required value"))
+        if src_from.prefix and not ENV_VAR_NAME.match(src_from.prefix):
+            causes.append((f"{fpath}.prefix", f'Invalid value: "{src_from.prefix}": a valid environment variable '
+                                              "name must consist of alphabetic characters, digits, '_', '-', or '.', "
+                                              "and must not start with a digit"))
+
+
+def _check_mode(mode: int | None, path: str, causes: Causes) -> None:
+    if mode is not None and not 0 <= mode <= MAX_FILE_MODE:
+        causes.append((path, f"Invalid value: {mode}: must be a number between 0 and 0777 (octal), both inclusive"))
+
+
+def _check_projection(source: t.ConfigMapVolumeSource | t.SecretVolumeSource, path: str, causes: Causes) -> None:
+    """items (key -> relative path, mode) and defaultMode of a ConfigMap or Secret volume."""
+    _check_mode(source.defaultMode, f"{path}.defaultMode", causes)
+    for i, item in enumerate(source.items or []):
+        ipath = f"{path}.items[{i}]"
+        check_config_key(item.key, f"{ipath}.key", causes)
+        parts = item.path.split("/")
+        if not item.path:
+            causes.append((f"{ipath}.path", "Required value"))
+        elif item.path.startswith("/"):
+            causes.append((f"{ipath}.path", f'Invalid value: "{item.path}": must be a relative path'))
+        elif ".." in parts:
+            causes.append((f"{ipath}.path", f'Invalid value: "{item.path}": must not contain \'..\''))
+        elif item.path.startswith(".."):
+            causes.append((f"{ipath}.path", f'Invalid value: "{item.path}": must not start with \'..\''))
+        _check_mode(item.mode, f"{ipath}.mode", causes)
+
+
+def _check_volume(v: t.Volume, path: str, causes: Causes) -> None:
+    sources = [s for s in VOLUME_SOURCES if getattr(v, s) is not None]
+    if len(sources) != 1:
+        causes.append((path, f"must specify exactly one of: {', '.join(VOLUME_SOURCES)}"))
+    if v.hostPath and not v.hostPath.path.startswith("/"):
+        causes.append((f"{path}.hostPath.path", "Invalid value: must be an absolute path"))
+    if v.configMap is not None:
+        if not v.configMap.name:
+            causes.append((f"{path}.configMap.name", "Required value"))
+        _check_projection(v.configMap, f"{path}.configMap", causes)
+    if v.secret is not None:
+        if not v.secret.secretName:
+            causes.append((f"{path}.secret.secretName", "Required value"))
+        _check_projection(v.secret, f"{path}.secret", causes)
+
+
 def _check_container(c: t.Container, path: str, volumes: set[str], causes: Causes) -> None:
     check_name(c.name, f"{path}.name", causes, label=True)
+    _check_env(c, path, causes)
     if not c.image:
         causes.append((f"{path}.image", "Required value"))
     if c.resources:
@@ -134,11 +236,7 @@ def validate_pod_spec(spec: t.PodSpec, path: str, causes: Causes) -> None:
         if v.name in volumes:
             causes.append((f"{path}.volumes[{i}].name", f'Duplicate value: "{v.name}"'))
         volumes.add(v.name)
-        sources = [s for s in (v.emptyDir, v.hostPath) if s is not None]
-        if len(sources) != 1:
-            causes.append((f"{path}.volumes[{i}]", "must specify exactly one of: emptyDir, hostPath"))
-        if v.hostPath and not v.hostPath.path.startswith("/"):
-            causes.append((f"{path}.volumes[{i}].hostPath.path", "Invalid value: must be an absolute path"))
+        _check_volume(v, f"{path}.volumes[{i}]", causes)
     if not spec.containers:
         causes.append((f"{path}.containers", "Required value: at least one container"))
     names: set[str] = set()

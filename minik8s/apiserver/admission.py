@@ -86,6 +86,7 @@ class ServiceAccountDefault:
         spec = req.obj.get("spec")
         if isinstance(spec, dict) and not spec.get("serviceAccountName"):
             spec["serviceAccountName"] = "default"
+            spec["serviceAccount"] = "default"  # the deprecated alias, kept equal as the API server does
 
 
 def default_chain() -> AdmissionChain:

@@ -12,6 +12,7 @@ from minik8s.controllers.gc import GarbageCollector, GarbageCollectorConfig
 from minik8s.controllers.hpa import HPAConfig, HPAController
 from minik8s.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from minik8s.controllers.replicaset import ReplicaSetConfig, ReplicaSetController
+from minik8s.controllers.serviceaccounts import ServiceAccountsConfig, ServiceAccountsController
 
 log = logging.getLogger("minik8s.controllers")
 
@@ -24,6 +25,7 @@ class ControllerManagerConfig:
     garbage_collector: GarbageCollectorConfig = field(default_factory=GarbageCollectorConfig)
     endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
     hpa: HPAConfig = field(default_factory=HPAConfig)
+    serviceaccounts: ServiceAccountsConfig = field(default_factory=ServiceAccountsConfig)
 
 
 class ControllerManager:
@@ -35,6 +37,7 @@ class ControllerManager:
         self.garbage_collector = GarbageCollector(client, self.config.garbage_collector)
         self.endpoints = EndpointsController(client, self.config.endpoints)
         self.hpa = HPAController(client, self.config.hpa)
+        self.serviceaccounts = ServiceAccountsController(client, self.config.serviceaccounts)
 
     def start(self) -> None:
         self.node_lifecycle.start()
@@ -42,6 +45,7 @@ class ControllerManager:
             workload.start()
         self.endpoints.start()
         self.hpa.start()
+        self.serviceaccounts.start()
         log.info("controllers started")
 
     def stop(self) -> None:
@@ -50,3 +54,4 @@ class ControllerManager:
             workload.stop()
         self.endpoints.stop()
         self.hpa.stop()
+        self.serviceaccounts.stop()

@@ -24,6 +24,7 @@ from minik8s.client import Informer, WorkQueue
 from minik8s.errors import Conflict, NotFound
 from minik8s.kubelet import labels as L
 from minik8s.kubelet.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS, DEFAULT_RESET_AFTER_SECONDS
+from minik8s.kubelet.configrefs import ApiConfigObjects, Ref, references
 from minik8s.kubelet.events import NORMAL, ApiEventSink
 from minik8s.kubelet.heartbeat import NodeReporter
 from minik8s.kubelet.images import PullFn
@@ -115,6 +116,8 @@ class Kubelet:
         self.client = client
         self.docker = docker_client or docker.DockerClient(base_url=config.docker_url)
         self.events = ApiEventSink(client, config.node_name)
+        # ConfigMaps and Secrets pods consume, watched so a change reaches their volumes at once
+        self.config_objects = ApiConfigObjects(client, config.resync_seconds, on_change=self._config_changed)
         self.prober = Prober(
             ProbeActions(self.docker),
             on_change=self._enqueue,
@@ -139,6 +142,7 @@ class Kubelet:
             prober=self.prober,
             cluster_dns=config.cluster_dns,
             cluster_domain=config.cluster_domain,
+            config_objects=self.config_objects,
         )
         self.reporter = NodeReporter(
             client,
@@ -195,6 +199,12 @@ class Kubelet:
         pod = self.informer.get(f"{namespace}/{name}")
         return pod.metadata.labels if pod is not None else None
 
+    def _config_changed(self, ref: Ref) -> None:
+        """A ConfigMap or Secret was added, changed or deleted: sync the pods here that use it."""
+        for pod in self.informer.list():
+            if ref in references(pod):
+                self._enqueue(pod)
+
     def _image_ready(self, image: str) -> None:
         for pod in self.informer.list():
             if image == self.config.pause_image or any(c.image == image for c in pod.spec.containers):
@@ -218,6 +228,7 @@ class Kubelet:
         if self._stop.is_set():
             return
         self.informer.start()
+        self.config_objects.start()
         self.prober.start()
         for i in range(self.config.workers):
             self._spawn(self._worker, f"kubelet-worker-{i}")
@@ -250,6 +261,7 @@ class Kubelet:
         self._stop.set()
         self.queue.shutdown()
         self.informer.stop()
+        self.config_objects.stop()
         if self._docker_events is not None:
             try:
                 self._docker_events.close()

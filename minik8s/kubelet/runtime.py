@@ -33,10 +33,11 @@ from minik8s.kubelet.backoff import (
     Clock,
     SystemClock,
 )
+from minik8s.kubelet.configrefs import ConfigError, ConfigObjects
 from minik8s.kubelet.events import NORMAL, WARNING, EventSink, NullSink
 from minik8s.kubelet.images import ImagePuller, PullFn, PullState
 from minik8s.kubelet.spec import SpecError, VolumePaths, container_kwargs, sandbox_dns_kwargs, sandbox_port_bindings
-from minik8s.kubelet.volumes import prepare_volumes
+from minik8s.kubelet.volumes import has_config_volumes, prepare_volumes
 
 #: How soon a pod waiting on an in-flight pull is looked at again.
 PULL_POLL_SECONDS = 2.0
@@ -53,6 +54,7 @@ KEEP_INSTANCES = 2
 KILL_WORKERS = 8
 REASON_RUN_ERROR = "RunContainerError"
 REASON_NEVER_PULL = "ErrImageNeverPull"
+REASON_CONFIG_ERROR = "CreateContainerConfigError"
 
 
 def _labels(c: DockerContainer) -> dict[str, str]:
@@ -130,8 +132,11 @@ class DockerRuntime:
         prober: ProbeHooks | None = None,
         cluster_dns: list[str] | None = None,
         cluster_domain: str = "cluster.local",
+        config_objects: ConfigObjects | None = None,
     ) -> None:
         self.docker = docker_client
+        #: Where ConfigMaps and Secrets the pods consume are read (None: every reference is missing).
+        self.config_objects = config_objects
         self.cluster_dns, self.cluster_domain = list(cluster_dns or []), cluster_domain
         self.node_name = node_name
         self.pods_dir = Path(pods_dir)
@@ -237,6 +242,8 @@ class DockerRuntime:
             elif isinstance(decision, int):
                 to_start[spec.name] = decision
         sandbox = sandboxes[0] if sandboxes else None
+        if sandbox is not None and sandbox.status == "running" and has_config_volumes(pod):
+            self._refresh_volumes(pod)
         if not to_start and running == 0 and not waiting:
             # Every container finished for good: release the pod's address, as Kubernetes does.
             if sandbox is not None and sandbox.status == "running":
@@ -251,6 +258,21 @@ class DockerRuntime:
                         self._start_container(pod, ref, spec, to_start[spec.name], sandbox, waiting, requeue)
         self._set_waiting(uid, waiting)
         return min(requeue) if requeue else None
+
+    def _refresh_volumes(self, pod: Pod) -> None:
+        """Publish changed ConfigMap/Secret contents into a running pod's volumes (what its containers see
+        changes without a restart). A required object that went away keeps the last contents, as in Kubernetes."""
+        try:
+            prepare_volumes(pod, self.pods_dir, self.config_objects)
+        except ConfigError as exc:
+            self._mount_failed(pod, exc)
+        except (SpecError, OSError) as exc:
+            log.warning("refreshing volumes failed", extra={"pod": pod.name, "error": str(exc)})
+
+    def _mount_failed(self, pod: Pod, exc: ConfigError) -> str:
+        message = f'MountVolume.SetUp failed for volume "{exc.volume}" : {exc}'
+        self.events.event(pod, WARNING, "FailedMount", message)
+        return message
 
     def _set_waiting(self, uid: str, waiting: dict[str, tuple[str, str]]) -> None:
         with self._lock:
@@ -356,8 +378,15 @@ class DockerRuntime:
             waiting.pop(L.SANDBOX_NAME, None)
             return None
         try:
-            volumes = prepare_volumes(pod, self.pods_dir)
+            volumes = prepare_volumes(pod, self.pods_dir, self.config_objects)
             return self._create_sandbox(pod, ref, attempt, volumes)
+        except ConfigError as exc:
+            # volumes are set up before the sandbox: the pod waits in ContainerCreating (FailedMount events)
+            message = self._mount_failed(pod, exc)
+            for spec in pod.spec.containers:
+                waiting[spec.name] = (S.REASON_CONTAINER_CREATING, message)
+            requeue.append(self.backoff.base)
+            return None
         except (docker.errors.APIError, SpecError, OSError) as exc:
             message = f"failed to create pod sandbox: {exc}"
             log.warning("sandbox creation failed", extra={"pod": ref.key, "error": str(exc)})
@@ -446,14 +475,17 @@ class DockerRuntime:
             return
         grace = pod.spec.terminationGracePeriodSeconds or DEFAULT_GRACE_SECONDS
         name = L.docker_name(ref, spec.name, restart_count)
+        skipped_env: list[str] = []
         try:
             kwargs = container_kwargs(
                 pod,
                 spec,
                 sandbox.id or "",
-                prepare_volumes(pod, self.pods_dir),
+                prepare_volumes(pod, self.pods_dir, self.config_objects),
                 self._sandbox_ip(pod, sandbox),
                 self.host_ip,
+                self.config_objects,
+                skipped_env,
             )
             self._remove_named(name)
             created: DockerContainer = self.docker.containers.create(
@@ -464,12 +496,23 @@ class DockerRuntime:
                 ),
                 **kwargs,
             )
+        except ConfigError as exc:
+            # the pod is fine, the cluster lacks what it references: retried, and synced at once when it appears
+            message = str(exc)
+            waiting[spec.name] = (REASON_CONFIG_ERROR, message)
+            self.events.event(pod, WARNING, "Failed", f"Error: {message}", spec.name)
+            requeue.append(self.backoff.base)
+            return
         except (docker.errors.APIError, SpecError, OSError) as exc:
             message = str(exc)
             waiting[spec.name] = (S.REASON_CREATE_ERROR, message)
             self.events.event(pod, WARNING, "Failed", f"Error: {message}", spec.name)
             requeue.append(self.backoff.base)
             return
+        if skipped_env:
+            self.events.event(pod, WARNING, "InvalidEnvironmentVariableNames",
+                              f"Keys [{', '.join(sorted(skipped_env))}] from the EnvFrom of container {spec.name} "
+                              "were skipped since they are considered invalid environment variable names.", spec.name)
         self.events.event(pod, NORMAL, "Created", f"Created container {spec.name}", spec.name)
         if restart_count > 0:
             self.backoff.restarted((ref.uid, spec.name))

@@ -8,6 +8,14 @@ from typing import Any
 
 from minik8s.api.quantity import cpu_millis, memory_bytes
 from minik8s.api.types import Container, Pod
+from minik8s.kubelet.configrefs import (
+    CONFIGMAP,
+    SECRET,
+    ConfigObjects,
+    NoConfigObjects,
+    env_from_sources,
+    key_ref_value,
+)
 
 NANO_CPUS_PER_MILLI = 1_000_000
 CPU_SHARES_PER_CPU = 1024
@@ -37,6 +45,8 @@ class VolumePaths:
     paths: dict[str, Path]
     #: Volumes that are this pod's own directories (emptyDir): subPaths inside them may be created.
     owned: frozenset[str]
+    #: Volumes always mounted read-only (ConfigMap and Secret, as in Kubernetes).
+    read_only: frozenset[str] = frozenset()
 
 
 def field_ref_value(pod: Pod, path: str, pod_ip: str | None, host_ip: str | None) -> str:
@@ -58,16 +68,31 @@ def field_ref_value(pod: Pod, path: str, pod_ip: str | None, host_ip: str | None
     )
 
 
-def environment(pod: Pod, c: Container, pod_ip: str | None, host_ip: str | None) -> dict[str, str]:
-    env: dict[str, str] = {}
+def environment(pod: Pod, c: Container, pod_ip: str | None, host_ip: str | None,
+                objects: ConfigObjects | None = None, skipped: list[str] | None = None) -> dict[str, str]:
+    """envFrom first (later sources win), then env, as the kubelet does; a missing required ConfigMap,
+    Secret or key raises ConfigError. envFrom keys that are no valid variable names are left out and
+    added to `skipped` (the caller reports them, as the kubelet's InvalidEnvironmentVariableNames event)."""
+    source = objects or NoConfigObjects()
+    env, invalid = env_from_sources(pod, c, source)
+    if skipped is not None:
+        skipped.extend(invalid)
     for i, var in enumerate(c.env or []):
-        if var.value is not None or var.valueFrom is None:
+        src = var.valueFrom
+        if var.value is not None or src is None:
             env[var.name] = var.value or ""
             continue
-        ref = var.valueFrom.get("fieldRef")
-        if not isinstance(ref, dict) or "fieldPath" not in ref:
-            raise SpecError(f"containers[{c.name}].env[{i}].valueFrom: only fieldRef is supported")
-        env[var.name] = field_ref_value(pod, str(ref["fieldPath"]), pod_ip, host_ip)
+        if src.fieldRef is not None:
+            env[var.name] = field_ref_value(pod, src.fieldRef.fieldPath, pod_ip, host_ip)
+            continue
+        selector = src.configMapKeyRef or src.secretKeyRef
+        if selector is None:
+            raise SpecError(f"containers[{c.name}].env[{i}].valueFrom: one of fieldRef, configMapKeyRef or "
+                            "secretKeyRef is required")
+        kind = CONFIGMAP if src.configMapKeyRef is not None else SECRET
+        value = key_ref_value(pod, kind, selector.name or "", selector.key, bool(selector.optional), source)
+        if value is not None:
+            env[var.name] = value
     return env
 
 
@@ -107,7 +132,8 @@ def volume_binds(c: Container, volumes: VolumePaths) -> list[str]:
             host = host / m.subPath
             if m.name in volumes.owned:
                 host.mkdir(parents=True, exist_ok=True)
-        binds.append(f"{host}:{m.mountPath}:{'ro' if m.readOnly else 'rw'}")
+        read_only = m.readOnly or m.name in volumes.read_only
+        binds.append(f"{host}:{m.mountPath}:{'ro' if read_only else 'rw'}")
     return binds
 
 
@@ -133,13 +159,15 @@ def security_kwargs(c: Container, pod: Pod) -> dict[str, Any]:
 
 
 def container_kwargs(
-    pod: Pod, c: Container, sandbox_id: str, volumes: VolumePaths, pod_ip: str | None, host_ip: str | None
+    pod: Pod, c: Container, sandbox_id: str, volumes: VolumePaths, pod_ip: str | None, host_ip: str | None,
+    objects: ConfigObjects | None = None, skipped_env: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Arguments for ``docker.containers.create`` (image, name and labels are added by the caller)."""
+    """Arguments for ``docker.containers.create`` (image, name and labels are added by the caller);
+    envFrom keys left out as invalid variable names are added to ``skipped_env``."""
     kwargs: dict[str, Any] = {
         "network_mode": f"container:{sandbox_id}",
         "ipc_mode": f"container:{sandbox_id}",
-        "environment": environment(pod, c, pod_ip, host_ip),
+        "environment": environment(pod, c, pod_ip, host_ip, objects, skipped_env),
         "volumes": volume_binds(c, volumes),
         "detach": True,
         "stdin_open": bool(c.stdin),

@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from minik8s import jsonc
+from minik8s.api.config import pod_config_defaults
 from minik8s.api.strategy import Obj, ServerView, Strategy
 from minik8s.api.timefmt import now_iso
 from minik8s.api.validation import Causes
@@ -25,6 +26,7 @@ def pod_defaults(obj: Obj) -> None:
     spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("schedulerName", "default-scheduler")
+    pod_config_defaults(spec)
     for c in [*(spec.get("initContainers") or []), *spec["containers"]]:
         image = str(c.get("image", ""))
         tag = image.rsplit("/", 1)[-1]
