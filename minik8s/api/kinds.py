@@ -11,6 +11,7 @@ from typing import Any
 
 from minik8s.api import apps
 from minik8s.api import autoscaling as hpa
+from minik8s.api import batch
 from minik8s.api import dns as dnsapi
 from minik8s.api import printers as p
 from minik8s.api import services as svc
@@ -78,6 +79,10 @@ KINDS: list[KindInfo] = [
              hpa.HorizontalPodAutoscaler, ("hpa",), hpa.HPA_COLUMNS, hpa.validate_hpa, ("status",), True),
     KindInfo(dnsapi.GROUP, dnsapi.VERSION, "DNS", "dnses", True, dnsapi.DNS, ("dns",), dnsapi.DNS_COLUMNS,
              dnsapi.validate_dns, ("status",), True),
+    KindInfo(batch.GROUP, batch.VERSION, "Job", "jobs", True, batch.Job, (), batch.JOB_COLUMNS, batch.validate_job,
+             ("status",), True),
+    KindInfo(batch.GROUP, batch.VERSION, "CronJob", "cronjobs", True, batch.CronJob, ("cj",), batch.CRONJOB_COLUMNS,
+             batch.validate_cronjob, ("status",), True),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

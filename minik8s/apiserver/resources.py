@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from minik8s import jsonc
+from minik8s.api import batch
 from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.api.services import service_defaults
@@ -98,7 +99,8 @@ def _qos_class(spec: Obj) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-DEFAULTERS = {"Pod": _pod_defaults, "Service": service_defaults}
+DEFAULTERS = {"Pod": _pod_defaults, "Service": service_defaults, "Job": batch.job_defaults}
+UPDATE_CHECKS = {"Job": batch.validate_job_update}  # fields that may not change after create
 
 
 class RecentWrites:
@@ -381,6 +383,8 @@ class Resources:
         obj = self._validate(info, new)
         if info.kind == "Pod":
             self._check_pod_update(current, obj)
+        if info.kind in UPDATE_CHECKS and (causes := UPDATE_CHECKS[info.kind](current, obj)):
+            raise Invalid(info.kind, cur_meta["name"], causes)
         if info.kind == "Node":
             old_cidr = (current.get("spec") or {}).get("podCIDR")
             new_cidr = (obj.get("spec") or {}).get("podCIDR")
