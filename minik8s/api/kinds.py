@@ -9,9 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from minik8s.api import apps
+from minik8s.api import apps, batch
 from minik8s.api import autoscaling as hpa
-from minik8s.api import batch
 from minik8s.api import dns as dnsapi
 from minik8s.api import printers as p
 from minik8s.api import services as svc

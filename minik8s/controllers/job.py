@@ -66,8 +66,11 @@ class JobController(QueueWorkers):
         self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, "job-controller")
         self.expectations = w.Expectations()
+        # uids of Jobs this controller finished: a cache that has not yet seen that status write must not
+        # make the Job run again
+        self._finished: set[str] = set()
         self.jobs.add_handler(lambda o: self.queue.add(object_key(o)), lambda _o, n: self.queue.add(object_key(n)),
-                              lambda o: self.expectations.forget(object_key(o)))
+                              self._job_deleted)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
 
     def start(self) -> None:
@@ -84,6 +87,10 @@ class JobController(QueueWorkers):
         self.pods.stop()
 
     # --- event handlers -------------------------------------------------------------------------
+    def _job_deleted(self, job: batch.Job) -> None:
+        self.expectations.forget(object_key(job))
+        self._finished.discard(job.metadata.uid or "")
+
     def _owner_key(self, pod: t.Pod) -> str | None:
         ref = w.controller_ref(pod)
         if ref is None or ref.kind != KIND:
@@ -117,6 +124,8 @@ class JobController(QueueWorkers):
         if batch.job_finished({"status": job.status.to_dict() if job.status else {}}):
             self._expire(job, key)
             return
+        if job.metadata.uid in self._finished:
+            return  # our cache lags our own write: its update event brings us back
         counts = self._count(job)
         status = (job.status or batch.JobStatus()).model_copy(deep=True)
         conditions = list(status.conditions or [])
@@ -256,9 +265,11 @@ class JobController(QueueWorkers):
                 self.client.delete("Pod", pod.metadata.name or "", pod.metadata.namespace)
                 deleted += 1
             except NotFound:
-                pass
-            finally:
                 self.expectations.lower(key, uid=pod.metadata.uid)
+                continue
+            except MiniK8sError:
+                self.expectations.lower(key, uid=pod.metadata.uid)
+                raise
             self.events.record(job, "Normal", "SuccessfulDelete", f"Deleted pod: {pod.metadata.name}")
         return deleted
 
@@ -278,6 +289,8 @@ class JobController(QueueWorkers):
         body = job.to_dict()
         body["status"] = status.to_dict()
         self.client.update_status(body)
+        if batch.job_finished(body):
+            self._finished.add(job.metadata.uid or "")
 
     def _expire(self, job: batch.Job, key: str) -> None:
         """ttlSecondsAfterFinished: delete the finished Job, its pods first (as Kubernetes' TTL controller)."""

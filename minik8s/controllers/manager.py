@@ -6,10 +6,12 @@ import logging
 from dataclasses import dataclass, field
 
 from minik8s.client import Client
+from minik8s.controllers.cronjob import CronJobConfig, CronJobController
 from minik8s.controllers.deployment import DeploymentConfig, DeploymentController
 from minik8s.controllers.endpoints import EndpointsConfig, EndpointsController
 from minik8s.controllers.gc import GarbageCollector, GarbageCollectorConfig
 from minik8s.controllers.hpa import HPAConfig, HPAController
+from minik8s.controllers.job import JobConfig, JobController
 from minik8s.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from minik8s.controllers.replicaset import ReplicaSetConfig, ReplicaSetController
 
@@ -24,6 +26,8 @@ class ControllerManagerConfig:
     garbage_collector: GarbageCollectorConfig = field(default_factory=GarbageCollectorConfig)
     endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
     hpa: HPAConfig = field(default_factory=HPAConfig)
+    job: JobConfig = field(default_factory=JobConfig)
+    cronjob: CronJobConfig = field(default_factory=CronJobConfig)
 
 
 class ControllerManager:
@@ -35,6 +39,7 @@ class ControllerManager:
         self.garbage_collector = GarbageCollector(client, self.config.garbage_collector)
         self.endpoints = EndpointsController(client, self.config.endpoints)
         self.hpa = HPAController(client, self.config.hpa)
+        self.batch = (JobController(client, self.config.job), CronJobController(client, self.config.cronjob))
 
     def start(self) -> None:
         self.node_lifecycle.start()
@@ -42,6 +47,8 @@ class ControllerManager:
             workload.start()
         self.endpoints.start()
         self.hpa.start()
+        for batch_controller in self.batch:
+            batch_controller.start()
         log.info("controllers started")
 
     def stop(self) -> None:
@@ -50,3 +57,5 @@ class ControllerManager:
             workload.stop()
         self.endpoints.stop()
         self.hpa.stop()
+        for batch_controller in self.batch:
+            batch_controller.stop()
