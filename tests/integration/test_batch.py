@@ -21,7 +21,7 @@ from minik8s.controllers.cronjob import CronJobController, job_name
 from minik8s.controllers.gc import GarbageCollector
 from minik8s.controllers.job import JobConfig, JobController
 from tests.conftest import TEST_TOKEN, uniq
-from tests.integration.test_workloads import running_controllers, wait_for
+from tests.integration.test_workloads import cli_env, run_cli, running_controllers, wait_for  # noqa: F401  (cli_env: a fixture)
 
 POLL_S = 0.05
 RUN_S = 0.2  # the fake kubelet lets a pod run this long before it finishes
@@ -413,3 +413,26 @@ def test_cronjob_history_limits_and_missed_schedules(client: Client, cron_ctl: A
     caught_up(ctl, client, ns, "hist")
     ctl.sync(key)
     assert len(cj_jobs(ctl, ns, "hist")) == 2
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_get_tables_and_log_target(client: Client, ns: str) -> None:
+    from cli.pods import _pod_of
+    client.create(job("cli", completions=2, parallelism=1), ns)
+    wait_for("Complete", lambda: condition(client, ns, "cli", "Complete"))
+    out = run_cli("get", "jobs", "-n", ns)
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert lines[1].split()[:3] == ["cli", "Complete", "2/2"]
+    client.create(cronjob("nightly", schedule="0 3 * * *", timeZone="Europe/Paris"), ns)
+    out = run_cli("get", "cj", "-n", ns)
+    assert out.output.splitlines()[0].split() == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST",
+                                                  "SCHEDULE", "AGE"]
+    assert out.output.splitlines()[1].split()[:7] == ["nightly", "0", "3", "*", "*", "*", "Europe/Paris"]
+    # logs job/NAME reads the first of the Job's pods
+    assert _pod_of(client, "job/cli", ns) in {p.metadata.name for p in job_pods(client, ns, "cli")}
+    out = run_cli("logs", "job/missing", "-n", ns)
+    assert out.exit_code == 1 and 'jobs "missing" not found' in out.output
