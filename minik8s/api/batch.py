@@ -214,7 +214,12 @@ _IMMUTABLE_JOB_FIELDS = ("template", "selector", "completionMode", "manualSelect
 
 
 def validate_job_update(old: dict[str, Any], new: dict[str, Any]) -> v.Causes:
-    """What may not change once a Job exists (ValidateJobUpdate, without the suspended-job exceptions)."""
+    """What may not change once a Job exists (ValidateJobUpdate, without the suspended-job exceptions).
+
+    The generated selector and labels are filled in first (into `new`, as a create does), so re-applying
+    the manifest a Job was made from is not mistaken for a change of its selector or template.
+    """
+    job_defaults(new)
     causes: v.Causes = []
     old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
     for name in _IMMUTABLE_JOB_FIELDS:

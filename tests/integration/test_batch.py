@@ -436,3 +436,10 @@ def test_cli_get_tables_and_log_target(client: Client, ns: str) -> None:
     assert _pod_of(client, "job/cli", ns) in {p.metadata.name for p in job_pods(client, ns, "cli")}
     out = run_cli("logs", "job/missing", "-n", ns)
     assert out.exit_code == 1 and 'jobs "missing" not found' in out.output
+
+
+def test_reapplying_the_same_manifest_is_unchanged(client: Client, ns: str) -> None:
+    body = job("again", suspend=True)
+    client.apply(body, ns)
+    _, outcome = client.apply_outcome(body, ns)
+    assert outcome == "unchanged"
