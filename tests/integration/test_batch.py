@@ -443,3 +443,27 @@ def test_reapplying_the_same_manifest_is_unchanged(client: Client, ns: str) -> N
     client.apply(body, ns)
     _, outcome = client.apply_outcome(body, ns)
     assert outcome == "unchanged"
+
+
+def test_cronjob_replace_and_suspend(client: Client, cron_ctl: Any) -> None:
+    ctl, clock = cron_ctl
+    ns = uniq("cron")
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    cj = client.create(cronjob("swap", concurrencyPolicy="Replace", suspend=True), ns)
+    key = f"{ns}/swap"
+    start = dt.datetime.fromisoformat(cj.metadata.creationTimestamp.replace("Z", "+00:00")).replace(second=0)
+    clock.at = start + dt.timedelta(minutes=1, seconds=1)
+    caught_up(ctl, client, ns, "swap")
+    ctl.sync(key)
+    assert not cj_jobs(ctl, ns, "swap")  # suspended: nothing starts
+    client.patch("CronJob", "swap", {"spec": {"suspend": False}}, ns)
+    caught_up(ctl, client, ns, "swap")
+    ctl.sync(key)
+    first = job_name("swap", clock.at)
+    wait_for("first job", lambda: ctl.jobs.get(f"{ns}/{first}"))
+    clock.at += dt.timedelta(minutes=1)
+    caught_up(ctl, client, ns, "swap")
+    ctl.sync(key)
+    second = job_name("swap", clock.at)
+    wait_for("the running job replaced", lambda: [j.metadata.name for j in client.list("Job", ns).items] == [second])
+    assert [r.name for r in client.get("CronJob", "swap", ns).status.active] == [second]
