@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from minik8s.api import apps
+from minik8s.api import apps, batch
 from minik8s.api import autoscaling as hpa
 from minik8s.api import config as cfg
 from minik8s.api import dns as dnsapi
@@ -19,6 +19,7 @@ from minik8s.api import types as t
 from minik8s.api import validation as v
 from minik8s.api.strategy import Strategy, StrategyFactory
 from minik8s.errors import NotFound
+from minik8s.registry.batch import JobStrategy
 from minik8s.registry.config import ConfigMapStrategy, SecretStrategy
 from minik8s.registry.dns import DNSStrategy
 from minik8s.registry.namespaces import NamespaceStrategy
@@ -102,6 +103,10 @@ KINDS: list[KindInfo] = [
              strategy=SecretStrategy),
     KindInfo("", "v1", "ServiceAccount", "serviceaccounts", True, cfg.ServiceAccount, ("sa",),
              cfg.SERVICEACCOUNT_COLUMNS, cfg.validate_service_account),
+    KindInfo(batch.GROUP, batch.VERSION, "Job", "jobs", True, batch.Job, (), batch.JOB_COLUMNS, batch.validate_job,
+             ("status",), True, JobStrategy),
+    KindInfo(batch.GROUP, batch.VERSION, "CronJob", "cronjobs", True, batch.CronJob, ("cj",), batch.CRONJOB_COLUMNS,
+             batch.validate_cronjob, ("status",), True),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

@@ -22,8 +22,8 @@ from minik8s.errors import NotFound
 
 log = logging.getLogger("minik8s.controllers.gc")
 
-DEPENDENT_KINDS = ("Pod", "ReplicaSet")
-OWNER_KINDS = ("ReplicaSet", "Deployment")
+DEPENDENT_KINDS = ("Pod", "ReplicaSet", "Job")
+OWNER_KINDS = ("ReplicaSet", "Deployment", "Job", "CronJob")
 
 
 @dataclass

@@ -6,10 +6,12 @@ import logging
 from dataclasses import dataclass, field
 
 from minik8s.client import Client
+from minik8s.controllers.cronjob import CronJobConfig, CronJobController
 from minik8s.controllers.deployment import DeploymentConfig, DeploymentController
 from minik8s.controllers.endpoints import EndpointsConfig, EndpointsController
 from minik8s.controllers.gc import GarbageCollector, GarbageCollectorConfig
 from minik8s.controllers.hpa import HPAConfig, HPAController
+from minik8s.controllers.job import JobConfig, JobController
 from minik8s.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from minik8s.controllers.replicaset import ReplicaSetConfig, ReplicaSetController
 from minik8s.controllers.serviceaccounts import ServiceAccountsConfig, ServiceAccountsController
@@ -26,6 +28,8 @@ class ControllerManagerConfig:
     endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
     hpa: HPAConfig = field(default_factory=HPAConfig)
     serviceaccounts: ServiceAccountsConfig = field(default_factory=ServiceAccountsConfig)
+    job: JobConfig = field(default_factory=JobConfig)
+    cronjob: CronJobConfig = field(default_factory=CronJobConfig)
 
 
 class ControllerManager:
@@ -38,6 +42,7 @@ class ControllerManager:
         self.endpoints = EndpointsController(client, self.config.endpoints)
         self.hpa = HPAController(client, self.config.hpa)
         self.serviceaccounts = ServiceAccountsController(client, self.config.serviceaccounts)
+        self.batch = (JobController(client, self.config.job), CronJobController(client, self.config.cronjob))
 
     def start(self) -> None:
         self.node_lifecycle.start()
@@ -46,6 +51,8 @@ class ControllerManager:
         self.endpoints.start()
         self.hpa.start()
         self.serviceaccounts.start()
+        for batch_controller in self.batch:
+            batch_controller.start()
         log.info("controllers started")
 
     def stop(self) -> None:
@@ -55,3 +62,5 @@ class ControllerManager:
         self.endpoints.stop()
         self.hpa.stop()
         self.serviceaccounts.stop()
+        for batch_controller in self.batch:
+            batch_controller.stop()
