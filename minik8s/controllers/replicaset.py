@@ -41,20 +41,67 @@ def selector_of(rs: Any) -> list[Requirement]:
     return selector_from_match(rs.spec.selector.model_dump(exclude_none=True))
 
 
+def claim_pods(client: Client, pods: list[t.Pod], owner: Any, reqs: list[Requirement],
+               ref: dict[str, Any]) -> list[t.Pod]:
+    """The pods `owner` controls after adopting matching orphans and releasing owned pods that stopped matching.
+
+    `ref` is the controller ownerReference an adopted pod gets (Kubernetes' PodControllerRefManager).
+    """
+    owned: list[t.Pod] = []
+    uid = owner.metadata.uid
+    for pod in pods:
+        if pod.metadata.namespace != owner.metadata.namespace:
+            continue
+        current = w.controller_ref(pod)
+        matches = bool(reqs) and labels_match(reqs, pod.metadata.labels)
+        if current is not None and current.uid == uid:
+            if matches:
+                owned.append(pod)
+            elif not w.is_terminating(pod):
+                _set_owner(client, pod, uid, None)
+        elif current is None and matches and not w.is_terminating(pod) and owner.metadata.deletionTimestamp is None:
+            adopted = _set_owner(client, pod, uid, ref)
+            if adopted is not None:
+                owned.append(adopted)
+    return owned
+
+
+def _set_owner(client: Client, pod: t.Pod, uid: str | None, ref: dict[str, Any] | None) -> t.Pod | None:
+    """Adopt (ref given) or release (ref None); guarded by the pod's resourceVersion."""
+    refs = [r.to_dict() for r in pod.metadata.ownerReferences or [] if r.uid != uid]
+    if ref is not None:
+        refs.append(ref)
+    patch = {"metadata": {"ownerReferences": refs or None, "resourceVersion": pod.metadata.resourceVersion}}
+    try:
+        out: t.Pod = client.patch("Pod", pod.metadata.name or "", patch, pod.metadata.namespace)
+    except (NotFound, Conflict):
+        return None  # changed under us: the resulting event requeues the owner
+    log.info("adopted pod" if ref else "released pod", extra={"pod": pod.metadata.name})
+    return out
+
+
 class ReplicaSetController(QueueWorkers):
+    """Subclasses that keep N pods for another kind (the ReplicationController) override the class
+    attributes and `selector`."""
+
     name = "replicaset"
+    kind = KIND
+    api_version = API_VERSION
 
     def __init__(self, client: Client, config: ReplicaSetConfig | None = None) -> None:
         self.config = config or ReplicaSetConfig()
         super().__init__(self.config.workers)
         self.client = client
-        self.rs = Informer(client, KIND, resync_seconds=self.config.resync_s)
+        self.rs = Informer(client, self.kind, resync_seconds=self.config.resync_s)
         self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
-        self.events = EventRecorder(client, "replicaset-controller")
+        self.events = EventRecorder(client, f"{self.name}-controller")
         self.expectations = w.Expectations()
         self.rs.add_handler(lambda o: self.queue.add(object_key(o)), lambda _o, n: self.queue.add(object_key(n)),
                             self._rs_deleted)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+
+    def selector(self, rs: Any) -> list[Requirement]:
+        return selector_of(rs)
 
     def start(self) -> None:
         self.rs.start()
@@ -62,7 +109,7 @@ class ReplicaSetController(QueueWorkers):
         self.rs.wait_synced()
         self.pods.wait_synced()
         self.run_workers()
-        log.info("replicaset controller started")
+        log.info("controller started", extra={"controller": self.name})
 
     def stop(self) -> None:
         self.shutdown()
@@ -75,7 +122,7 @@ class ReplicaSetController(QueueWorkers):
 
     def _owner_key(self, pod: t.Pod) -> str | None:
         ref = w.controller_ref(pod)
-        if ref is None or ref.kind != KIND:
+        if ref is None or ref.kind != self.kind:
             return None
         rs = self.rs.get(f"{pod.metadata.namespace}/{ref.name}")
         if rs is None or rs.metadata.uid != ref.uid:
@@ -84,7 +131,7 @@ class ReplicaSetController(QueueWorkers):
 
     def _matching_sets(self, pod: t.Pod) -> list[str]:
         return [object_key(rs) for rs in self.rs.list()
-                if rs.metadata.namespace == pod.metadata.namespace and labels_match(selector_of(rs),
+                if rs.metadata.namespace == pod.metadata.namespace and labels_match(self.selector(rs),
                                                                                      pod.metadata.labels)]
 
     def _pod_added(self, pod: t.Pod) -> None:
@@ -121,7 +168,7 @@ class ReplicaSetController(QueueWorkers):
         if rs is None:
             self.expectations.forget(key)
             return
-        reqs = selector_of(rs)
+        reqs = self.selector(rs)
         pods = self._claim(rs, reqs)
         active = [p for p in pods if w.is_active(p)]
         if self.expectations.satisfied(key) and rs.metadata.deletionTimestamp is None:
@@ -129,37 +176,7 @@ class ReplicaSetController(QueueWorkers):
         self._update_status(rs, active)
 
     def _claim(self, rs: Any, reqs: list[Requirement]) -> list[t.Pod]:
-        """Pods this set owns after adopting matching orphans and releasing owned pods that stopped matching."""
-        owned: list[t.Pod] = []
-        uid = rs.metadata.uid
-        for pod in self.pods.list():
-            if pod.metadata.namespace != rs.metadata.namespace:
-                continue
-            ref = w.controller_ref(pod)
-            matches = bool(reqs) and labels_match(reqs, pod.metadata.labels)
-            if ref is not None and ref.uid == uid:
-                if matches:
-                    owned.append(pod)
-                elif not w.is_terminating(pod):
-                    self._set_owner(pod, uid, None)
-            elif ref is None and matches and not w.is_terminating(pod) and rs.metadata.deletionTimestamp is None:
-                adopted = self._set_owner(pod, uid, w.owner_ref(rs, API_VERSION, KIND))
-                if adopted is not None:
-                    owned.append(adopted)
-        return owned
-
-    def _set_owner(self, pod: t.Pod, uid: str | None, ref: dict[str, Any] | None) -> t.Pod | None:
-        """Adopt (ref given) or release (ref None); guarded by the pod's resourceVersion."""
-        refs = [r.to_dict() for r in pod.metadata.ownerReferences or [] if r.uid != uid]
-        if ref is not None:
-            refs.append(ref)
-        patch = {"metadata": {"ownerReferences": refs or None, "resourceVersion": pod.metadata.resourceVersion}}
-        try:
-            out: t.Pod = self.client.patch("Pod", pod.metadata.name or "", patch, pod.metadata.namespace)
-        except (NotFound, Conflict):
-            return None  # changed under us: the resulting event requeues the set
-        log.info("adopted pod" if ref else "released pod", extra={"pod": pod.metadata.name})
-        return out
+        return claim_pods(self.client, self.pods.list(), rs, reqs, w.owner_ref(rs, self.api_version, self.kind))
 
     def _manage(self, rs: Any, key: str, active: list[t.Pod]) -> None:
         diff = len(active) - rs.spec.replicas
@@ -192,14 +209,13 @@ class ReplicaSetController(QueueWorkers):
                     raise
                 self.events.record(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {pod.metadata.name}")
 
-    @staticmethod
-    def _pod_for(rs: Any) -> dict[str, Any]:
+    def _pod_for(self, rs: Any) -> dict[str, Any]:
         template = rs.spec.template.to_dict()
         meta = dict(template.get("metadata") or {})
         for drop in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "ownerReferences"):
             meta.pop(drop, None)
         meta["generateName"] = f"{rs.metadata.name}-"
-        meta["ownerReferences"] = [w.owner_ref(rs, API_VERSION, KIND)]
+        meta["ownerReferences"] = [w.owner_ref(rs, self.api_version, self.kind)]
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"]}
 
     def _update_status(self, rs: Any, active: list[t.Pod]) -> None:
@@ -219,5 +235,5 @@ class ReplicaSetController(QueueWorkers):
             self.queue.add_after(object_key(rs), float(min_ready))
         if rs.status is not None and rs.status.to_dict() == status.to_dict():
             return
-        self.client.patch(KIND, rs.metadata.name, {"status": status.to_dict()}, rs.metadata.namespace,
+        self.client.patch(self.kind, rs.metadata.name, {"status": status.to_dict()}, rs.metadata.namespace,
                           subresource="status")
