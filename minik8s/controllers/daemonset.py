@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 from minik8s.api import daemonsets as dsapi
 from minik8s.api import types as t
-from minik8s.api.selectors import labels_match, selector_from_match
 from minik8s.client import Client, Informer
 from minik8s.client.events import EventRecorder
 from minik8s.client.informer import object_key
 from minik8s.controllers import daemonpods as dp
 from minik8s.controllers import workloads as w
 from minik8s.controllers.base import QueueWorkers
-from minik8s.controllers.replicaset import claim_pods
+from minik8s.controllers.replicaset import OwnedPodEvents, claim_pods, selector_of
 from minik8s.errors import MiniK8sError, NotFound
 
 log = logging.getLogger("minik8s.controllers.daemonset")
@@ -44,14 +43,16 @@ def _node_changed(old: t.Node, new: t.Node) -> bool:
     return old.metadata.labels != new.metadata.labels or old.spec != new.spec
 
 
-class DaemonSetController(QueueWorkers):
+class DaemonSetController(OwnedPodEvents, QueueWorkers):
     name = "daemonset"
+    kind = KIND
 
     def __init__(self, client: Client, config: DaemonSetConfig | None = None) -> None:
         self.config = config or DaemonSetConfig()
         super().__init__(self.config.workers)
         self.client = client
         self.daemonsets = Informer(client, KIND, resync_seconds=self.config.resync_s)
+        self.owners = self.daemonsets
         self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
         self.nodes = Informer(client, "Node", resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, "daemonset-controller")
@@ -82,56 +83,13 @@ class DaemonSetController(QueueWorkers):
         for ds in self.daemonsets.list():
             self.queue.add(object_key(ds))
 
-    def _owner_key(self, pod: t.Pod) -> str | None:
-        ref = w.controller_ref(pod)
-        if ref is None or ref.kind != KIND:
-            return None
-        ds = self.daemonsets.get(f"{pod.metadata.namespace}/{ref.name}")
-        if ds is None or ds.metadata.uid != ref.uid:
-            return None
-        return f"{pod.metadata.namespace}/{ref.name}"
-
-    def _enqueue_matching(self, pod: t.Pod) -> None:
-        """An orphan pod: a DaemonSet whose selector matches it may adopt it."""
-        for ds in self.daemonsets.list():
-            if ds.metadata.namespace == pod.metadata.namespace and labels_match(
-                    selector_from_match(ds.spec.selector.model_dump(exclude_none=True)), pod.metadata.labels):
-                self.queue.add(object_key(ds))
-
-    def _pod_added(self, pod: t.Pod) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-        elif w.controller_ref(pod) is None:
-            self._enqueue_matching(pod)
-
-    def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
-        key = self._owner_key(new)
-        if key and new.metadata.deletionTimestamp and not old.metadata.deletionTimestamp:
-            self.expectations.deletion_observed(key, new.metadata.uid)
-        old_key = self._owner_key(old)
-        if old_key and old_key != key:
-            self.queue.add(old_key)
-        if key:
-            self.queue.add(key)
-        elif w.controller_ref(new) is None:
-            self._enqueue_matching(new)
-
-    def _pod_deleted(self, pod: t.Pod) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
-
     # --- sync -----------------------------------------------------------------------------------
     def sync(self, key: str) -> None:
         ds = self.daemonsets.get(key)
         if ds is None:
             self.expectations.forget(key)
             return
-        reqs = selector_from_match(ds.spec.selector.model_dump(exclude_none=True))
-        pods = claim_pods(self.client, self.pods.list(), ds, reqs, w.owner_ref(ds, API_VERSION, KIND))
+        pods = claim_pods(self.client, self.pods.list(), ds, selector_of(ds), w.owner_ref(ds, API_VERSION, KIND))
         by_node: dict[str, list[t.Pod]] = {}
         for pod in pods:
             node = dp.target_node(pod)

@@ -17,7 +17,7 @@ from typing import Any
 from minik8s.api import apps
 from minik8s.api import types as t
 from minik8s.api.selectors import Requirement, labels_match, selector_from_match
-from minik8s.client import Client, Informer
+from minik8s.client import Client, Informer, WorkQueue
 from minik8s.client.events import EventRecorder
 from minik8s.client.informer import object_key
 from minik8s.controllers import workloads as w
@@ -80,7 +80,63 @@ def _set_owner(client: Client, pod: t.Pod, uid: str | None, ref: dict[str, Any] 
     return out
 
 
-class ReplicaSetController(QueueWorkers):
+class OwnedPodEvents:
+    """Pod event handlers of a controller whose objects own pods directly (ReplicaSet, ReplicationController,
+    DaemonSet): requeue the owner, count observed creates and deletes against its expectations, and offer
+    orphans to the owners whose selector matches them."""
+
+    kind: str
+    owners: Informer
+    queue: WorkQueue
+    expectations: w.Expectations
+
+    def selector(self, owner: Any) -> list[Requirement]:
+        return selector_of(owner)
+
+    def _owner_key(self, pod: t.Pod) -> str | None:
+        ref = w.controller_ref(pod)
+        if ref is None or ref.kind != self.kind:
+            return None
+        owner = self.owners.get(f"{pod.metadata.namespace}/{ref.name}")
+        if owner is None or owner.metadata.uid != ref.uid:
+            return None
+        return f"{pod.metadata.namespace}/{ref.name}"
+
+    def _matching_owners(self, pod: t.Pod) -> list[str]:
+        return [object_key(o) for o in self.owners.list()
+                if o.metadata.namespace == pod.metadata.namespace and labels_match(self.selector(o),
+                                                                                    pod.metadata.labels)]
+
+    def _pod_added(self, pod: t.Pod) -> None:
+        key = self._owner_key(pod)
+        if key:
+            self.expectations.creation_observed(key)
+            self.queue.add(key)
+        elif w.controller_ref(pod) is None:
+            for k in self._matching_owners(pod):
+                self.queue.add(k)
+
+    def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
+        key = self._owner_key(new)
+        if key and new.metadata.deletionTimestamp and not old.metadata.deletionTimestamp:
+            self.expectations.deletion_observed(key, new.metadata.uid)
+        old_key = self._owner_key(old)
+        if old_key and old_key != key:
+            self.queue.add(old_key)
+        if key:
+            self.queue.add(key)
+        elif w.controller_ref(new) is None:
+            for k in self._matching_owners(new):
+                self.queue.add(k)
+
+    def _pod_deleted(self, pod: t.Pod) -> None:
+        key = self._owner_key(pod)
+        if key:
+            self.expectations.deletion_observed(key, pod.metadata.uid)
+            self.queue.add(key)
+
+
+class ReplicaSetController(OwnedPodEvents, QueueWorkers):
     """Subclasses that keep N pods for another kind (the ReplicationController) override the class
     attributes and `selector`."""
 
@@ -93,15 +149,13 @@ class ReplicaSetController(QueueWorkers):
         super().__init__(self.config.workers)
         self.client = client
         self.rs = Informer(client, self.kind, resync_seconds=self.config.resync_s)
+        self.owners = self.rs
         self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, f"{self.name}-controller")
         self.expectations = w.Expectations()
         self.rs.add_handler(lambda o: self.queue.add(object_key(o)), lambda _o, n: self.queue.add(object_key(n)),
                             self._rs_deleted)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
-
-    def selector(self, rs: Any) -> list[Requirement]:
-        return selector_of(rs)
 
     def start(self) -> None:
         self.rs.start()
@@ -119,48 +173,6 @@ class ReplicaSetController(QueueWorkers):
     # --- event handlers -------------------------------------------------------------------------
     def _rs_deleted(self, rs: Any) -> None:
         self.expectations.forget(object_key(rs))
-
-    def _owner_key(self, pod: t.Pod) -> str | None:
-        ref = w.controller_ref(pod)
-        if ref is None or ref.kind != self.kind:
-            return None
-        rs = self.rs.get(f"{pod.metadata.namespace}/{ref.name}")
-        if rs is None or rs.metadata.uid != ref.uid:
-            return None
-        return f"{pod.metadata.namespace}/{ref.name}"
-
-    def _matching_sets(self, pod: t.Pod) -> list[str]:
-        return [object_key(rs) for rs in self.rs.list()
-                if rs.metadata.namespace == pod.metadata.namespace and labels_match(self.selector(rs),
-                                                                                     pod.metadata.labels)]
-
-    def _pod_added(self, pod: t.Pod) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-        elif w.controller_ref(pod) is None:
-            for k in self._matching_sets(pod):
-                self.queue.add(k)
-
-    def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
-        key = self._owner_key(new)
-        if key and new.metadata.deletionTimestamp and not old.metadata.deletionTimestamp:
-            self.expectations.deletion_observed(key, new.metadata.uid)
-        old_key = self._owner_key(old)
-        if old_key and old_key != key:
-            self.queue.add(old_key)
-        if key:
-            self.queue.add(key)
-        elif w.controller_ref(new) is None:
-            for k in self._matching_sets(new):
-                self.queue.add(k)
-
-    def _pod_deleted(self, pod: t.Pod) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.deletion_observed(key, pod.metadata.uid)
-            self.queue.add(key)
 
     # --- sync -----------------------------------------------------------------------------------
     def sync(self, key: str) -> None:
