@@ -20,6 +20,7 @@ from minik8s.api import types as t
 from minik8s.api import validation as v
 from minik8s.api.strategy import Strategy, StrategyFactory
 from minik8s.errors import NotFound
+from minik8s.registry.daemonsets import DaemonSetStrategy
 from minik8s.registry.dns import DNSStrategy
 from minik8s.registry.namespaces import NamespaceStrategy
 from minik8s.registry.nodes import NodeStrategy
@@ -93,7 +94,7 @@ KINDS: list[KindInfo] = [
     KindInfo("apps", "v1", "Deployment", "deployments", True, apps.Deployment, ("deploy",), apps.DEPLOYMENT_COLUMNS,
              apps.validate_deployment, ("status", "scale"), True),
     KindInfo("apps", "v1", "DaemonSet", "daemonsets", True, ds.DaemonSet, ("ds",), ds.DAEMONSET_COLUMNS,
-             ds.validate_daemonset, ("status",), True),
+             ds.validate_daemonset, ("status",), True, DaemonSetStrategy),
     KindInfo("", "v1", "ReplicationController", "replicationcontrollers", True, rc.ReplicationController, ("rc",),
              rc.REPLICATIONCONTROLLER_COLUMNS, rc.validate_replicationcontroller, ("status", "scale"), True),
     KindInfo("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,

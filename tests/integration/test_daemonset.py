@@ -170,13 +170,19 @@ def test_rolling_update_respects_max_unavailable_then_on_delete(client: Client, 
     assert sorted(placement(client, ns, "roll").values()).count("busybox:v2") == 3
 
 
-def test_daemonset_bad_update_strategy_is_refused(client: Client, ns: str) -> None:
+def test_daemonset_bad_update_strategy_and_selector_change_are_refused(client: Client, ns: str) -> None:
     body = daemonset("surge", strategy={"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0,
                                                                                   "maxSurge": 1}})
     with pytest.raises(errors.MiniK8sError) as exc:
         client.create(body, ns)
     assert exc.value.code == 422 and "spec.updateStrategy.rollingUpdate.maxSurge" in exc.value.message
     assert not client.list("DaemonSet", ns).items
+    client.create(daemonset("fixed"), ns)
+    with pytest.raises(errors.MiniK8sError) as exc:
+        client.patch("DaemonSet", "fixed", {"spec": {"selector": {"matchLabels": {"app": "fixed", "x": "y"}},
+                                                     "template": {"metadata": {"labels": {"x": "y"}}}}}, ns)
+    assert exc.value.code == 422 and "spec.selector" in exc.value.message and "immutable" in exc.value.message
+    assert client.get("DaemonSet", "fixed", ns).spec.selector.matchLabels == {"app": "fixed"}
 
 
 @pytest.fixture
