@@ -296,18 +296,24 @@ def join(config_file: Path, dry_run: bool) -> None:
         raise SystemExit(1)
 
 
+def _drainable(client: Client, name: str) -> list[Any]:
+    """The node's pods except DaemonSet ones (`kubectl drain --ignore-daemonsets`): the DaemonSet controller
+    would put those straight back on the cordoned node; they go with the Node object."""
+    return [pod for pod in client.list("Pod", field_selector=f"spec.nodeName={name}").items
+            if not any(r.controller and r.kind == "DaemonSet" for r in pod.metadata.ownerReferences or [])]
+
+
 def _drain(client: Client, name: str) -> None:
     """Cordon the node and delete its pods (forcibly once the drain timeout passes)."""
     client.patch("Node", name, {"spec": {"unschedulable": True}}, None)
     click.echo(f"node/{name} cordoned")
-    pods = client.list("Pod", field_selector=f"spec.nodeName={name}").items
-    for pod in pods:
+    for pod in _drainable(client, name):
         client.delete("Pod", pod.metadata.name, pod.metadata.namespace)
         click.echo(f"evicting pod {pod.metadata.namespace}/{pod.metadata.name}")
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while client.list("Pod", field_selector=f"spec.nodeName={name}").items and time.monotonic() < deadline:
+    while _drainable(client, name) and time.monotonic() < deadline:
         time.sleep(POLL_S)
-    for pod in client.list("Pod", field_selector=f"spec.nodeName={name}").items:
+    for pod in _drainable(client, name):
         client.delete("Pod", pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
 
 

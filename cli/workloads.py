@@ -1,4 +1,5 @@
-"""scale and rollout (status, undo, restart, history) for Deployments and ReplicaSets."""
+"""scale and rollout (status, undo, restart, history) for Deployments, ReplicaSets, ReplicationControllers and
+DaemonSets (rollout status and restart)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ ROLLOUT_POLL_S = 0.5
 DEFAULT_ROLLOUT_TIMEOUT_S = 600.0
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 CONFLICT_RETRIES = 5
+ROLLOUT_STATUS_KINDS = ("Deployment", "DaemonSet")
 
 
 def _target(kind_or_ref: str, name: str | None, allowed: tuple[str, ...]) -> tuple[str, str]:
@@ -40,16 +42,23 @@ def _target(kind_or_ref: str, name: str | None, allowed: tuple[str, ...]) -> tup
 @click.option("--replicas", type=int, required=True, help="The new number of replicas.")
 @namespace_option
 def scale(kind_or_ref: str, name: str | None, replicas: int, namespace: str | None) -> None:
-    """Set the number of replicas of a Deployment or ReplicaSet (through its scale subresource).
+    """Set the number of replicas of a Deployment, ReplicaSet or ReplicationController (its scale subresource).
 
     \b
     Example:
       minik8s scale deploy web --replicas 5
       minik8s scale rs/web-6d4cf56db6 --replicas 0
+      minik8s scale rc web --replicas 3
     """
-    kind, obj_name = _target(kind_or_ref, name, ("Deployment", "ReplicaSet"))
+    kind, obj_name = _target(kind_or_ref, name, ("Deployment", "ReplicaSet", "ReplicationController"))
     client().patch(kind, obj_name, {"spec": {"replicas": replicas}}, namespace or "default", subresource="scale")
-    click.echo(f"{kind.lower()}.apps/{obj_name} scaled")
+    click.echo(f"{_qualified(kind)}/{obj_name} scaled")
+
+
+def _qualified(kind: str) -> str:
+    """`deployment.apps`, `replicationcontroller`: how kubectl names a kind in its messages."""
+    info = k.lookup(kind)
+    return f"{info.singular}.{info.group}" if info.group else info.singular
 
 
 @click.group()
@@ -128,16 +137,17 @@ def undo(kind_or_ref: str, name: str | None, to_revision: int | None, namespace:
 @click.argument("name", required=False)
 @namespace_option
 def restart(kind_or_ref: str, name: str | None, namespace: str | None) -> None:
-    """Replace every pod of a Deployment by a rolling update (annotates the pod template).
+    """Replace every pod of a Deployment or DaemonSet by a rolling update (annotates the pod template).
 
     \b
     Example:
       minik8s rollout restart deploy/web
+      minik8s rollout restart ds/agent
     """
-    obj_name = _kind_name(kind_or_ref, name)
+    kind, obj_name = _target(kind_or_ref, name, ROLLOUT_STATUS_KINDS)
     patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: iso(now())}}}}}
-    client().patch("Deployment", obj_name, patch, namespace or "default")
-    click.echo(f"deployment.apps/{obj_name} restarted")
+    client().patch(kind, obj_name, patch, namespace or "default")
+    click.echo(f"{_qualified(kind)}/{obj_name} restarted")
 
 
 @rollout.command()
@@ -156,6 +166,23 @@ def history(kind_or_ref: str, name: str | None, namespace: str | None) -> None:
     click.echo(f"deployment.apps/{obj_name}")
     rows = [[str(_revision(rs)), (rs.metadata.annotations or {}).get(CHANGE_CAUSE, "<none>")] for rs in sets]
     click.echo(printers.format_table(["REVISION", "CHANGE-CAUSE"], rows))
+
+
+def daemonset_rollout_message(ds: Any) -> tuple[bool, str]:
+    """(done, what kubectl would print) for one look at a DaemonSet."""
+    name, s = ds.metadata.name, ds.status
+    if ds.spec.updateStrategy.type != "RollingUpdate":
+        raise click.ClickException("rollout status is only available for RollingUpdate strategy type")
+    if s is None or (s.observedGeneration or 0) < (ds.metadata.generation or 0):
+        return False, "Waiting for daemon set spec update to be observed..."
+    updated, desired, available = s.updatedNumberScheduled or 0, s.desiredNumberScheduled, s.numberAvailable or 0
+    if updated < desired:
+        return False, (f'Waiting for daemon set "{name}" rollout to finish: {updated} out of {desired} new pods have '
+                       "been updated...")
+    if available < desired:
+        return False, (f'Waiting for daemon set "{name}" rollout to finish: {available} of {desired} updated pods '
+                       "are available...")
+    return True, f'daemon set "{name}" successfully rolled out'
 
 
 def rollout_message(d: Any) -> tuple[bool, str]:
@@ -185,18 +212,20 @@ def rollout_message(d: Any) -> tuple[bool, str]:
 @click.option("-w", "--watch/--no-watch", default=True, help="Wait for the rollout to finish.")
 @namespace_option
 def status(kind_or_ref: str, name: str | None, timeout: float, watch: bool, namespace: str | None) -> None:
-    """Wait until a Deployment's rollout is complete: all replicas updated and available, old ones gone.
+    """Wait until a Deployment's or DaemonSet's rollout is complete: all pods updated and available.
 
     \b
     Example:
       minik8s rollout status deploy/web --timeout 120
+      minik8s rollout status ds/agent
     """
-    obj_name = _kind_name(kind_or_ref, name)
+    kind, obj_name = _target(kind_or_ref, name, ROLLOUT_STATUS_KINDS)
+    look = daemonset_rollout_message if kind == "DaemonSet" else rollout_message
     c = client()
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        done, message = rollout_message(c.get("Deployment", obj_name, namespace or "default"))
+        done, message = look(c.get(kind, obj_name, namespace or "default"))
         if message != last:
             click.echo(message)
             last = message
@@ -205,8 +234,8 @@ def status(kind_or_ref: str, name: str | None, timeout: float, watch: bool, name
         if not watch:
             raise SystemExit(1)
         if time.monotonic() > deadline:
-            click.echo(f'error: timed out waiting for the condition: deployment "{obj_name}" rollout did not finish '
-                       f"in {timeout:g}s", err=True)
+            click.echo(f'error: timed out waiting for the condition: {kind.lower()} "{obj_name}" rollout did not '
+                       f"finish in {timeout:g}s", err=True)
             raise SystemExit(1)
         time.sleep(ROLLOUT_POLL_S)
 

@@ -147,12 +147,12 @@ def check_int_or_percent(value: IntOrString | None, path: str, causes: v.Causes)
 
 # --- validation -----------------------------------------------------------------------------------
 
-def _validate_selector_and_template(sel: t.LabelSelector, template: PodTemplateSpec, replicas: int,
-                                    causes: v.Causes) -> None:
+def validate_selector_and_template(sel: t.LabelSelector, template: PodTemplateSpec, replicas: int,
+                                    causes: v.Causes, what: str = "deployment") -> None:
     if replicas < 0:
         causes.append(("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0"))
     if not sel.matchLabels and not sel.matchExpressions:
-        causes.append(("spec.selector", "Invalid value: empty selector is invalid for deployment"))
+        causes.append(("spec.selector", f"Invalid value: empty selector is invalid for {what}"))
     v.check_labels(sel.matchLabels, "spec.selector.matchLabels", causes)
     for i, req in enumerate(sel.matchExpressions or []):
         v._check_requirement(req, f"spec.selector.matchExpressions[{i}]", v.LABEL_OPERATORS, causes)
@@ -172,7 +172,7 @@ def _validate_selector_and_template(sel: t.LabelSelector, template: PodTemplateS
 def validate_replicaset(rs: ReplicaSet) -> v.Causes:
     causes: v.Causes = []
     v.check_meta(rs.metadata, causes)
-    _validate_selector_and_template(rs.spec.selector, rs.spec.template, rs.spec.replicas, causes)
+    validate_selector_and_template(rs.spec.selector, rs.spec.template, rs.spec.replicas, causes)
     if rs.spec.minReadySeconds is not None and rs.spec.minReadySeconds < 0:
         causes.append(("spec.minReadySeconds", "Invalid value: must be greater than or equal to 0"))
     return causes
@@ -182,7 +182,7 @@ def validate_deployment(d: Deployment) -> v.Causes:
     causes: v.Causes = []
     v.check_meta(d.metadata, causes)
     spec = d.spec
-    _validate_selector_and_template(spec.selector, spec.template, spec.replicas, causes)
+    validate_selector_and_template(spec.selector, spec.template, spec.replicas, causes)
     if spec.minReadySeconds is not None and spec.minReadySeconds < 0:
         causes.append(("spec.minReadySeconds", "Invalid value: must be greater than or equal to 0"))
     if spec.revisionHistoryLimit < 0:
@@ -237,7 +237,7 @@ def selector_string(selector: dict[str, Any] | None) -> str:
     return ",".join(parts) or "<none>"
 
 
-_WIDE = [
+WIDE_COLUMNS = [
     p.Column("CONTAINERS", lambda o: ",".join(str(c.get("name")) for c in _containers(o)) or "<none>", wide=True),
     p.Column("IMAGES", lambda o: ",".join(str(c.get("image")) for c in _containers(o)) or "<none>", wide=True),
     p.Column("SELECTOR", lambda o: selector_string((o.get("spec") or {}).get("selector")), wide=True),
@@ -247,7 +247,7 @@ REPLICASET_COLUMNS = [
     p.Column("NAME", p.name), p.Column("DESIRED", _spec_replicas, type="integer"),
     p.Column("CURRENT", lambda o: _status_int(o, "replicas"), type="integer"),
     p.Column("READY", lambda o: _status_int(o, "readyReplicas"), type="integer"),
-    p.Column("AGE", p.age), *_WIDE,
+    p.Column("AGE", p.age), *WIDE_COLUMNS,
 ]
 
 DEPLOYMENT_COLUMNS = [
@@ -255,5 +255,5 @@ DEPLOYMENT_COLUMNS = [
     p.Column("READY", lambda o: f"{_status_int(o, 'readyReplicas')}/{_spec_replicas(o)}"),
     p.Column("UP-TO-DATE", lambda o: _status_int(o, "updatedReplicas"), type="integer"),
     p.Column("AVAILABLE", lambda o: _status_int(o, "availableReplicas"), type="integer"),
-    p.Column("AGE", p.age), *_WIDE,
+    p.Column("AGE", p.age), *WIDE_COLUMNS,
 ]

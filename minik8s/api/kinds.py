@@ -12,8 +12,10 @@ from typing import Any
 from minik8s.api import apps, batch
 from minik8s.api import autoscaling as hpa
 from minik8s.api import config as cfg
+from minik8s.api import daemonsets as ds
 from minik8s.api import dns as dnsapi
 from minik8s.api import printers as p
+from minik8s.api import replication as rc
 from minik8s.api import services as svc
 from minik8s.api import types as t
 from minik8s.api import validation as v
@@ -21,6 +23,7 @@ from minik8s.api.strategy import Strategy, StrategyFactory
 from minik8s.errors import NotFound
 from minik8s.registry.batch import JobStrategy
 from minik8s.registry.config import ConfigMapStrategy, SecretStrategy
+from minik8s.registry.daemonsets import DaemonSetStrategy
 from minik8s.registry.dns import DNSStrategy
 from minik8s.registry.namespaces import NamespaceStrategy
 from minik8s.registry.nodes import NodeStrategy
@@ -93,6 +96,10 @@ KINDS: list[KindInfo] = [
              apps.validate_replicaset, ("status", "scale"), True),
     KindInfo("apps", "v1", "Deployment", "deployments", True, apps.Deployment, ("deploy",), apps.DEPLOYMENT_COLUMNS,
              apps.validate_deployment, ("status", "scale"), True),
+    KindInfo("apps", "v1", "DaemonSet", "daemonsets", True, ds.DaemonSet, ("ds",), ds.DAEMONSET_COLUMNS,
+             ds.validate_daemonset, ("status",), True, DaemonSetStrategy),
+    KindInfo("", "v1", "ReplicationController", "replicationcontrollers", True, rc.ReplicationController, ("rc",),
+             rc.REPLICATIONCONTROLLER_COLUMNS, rc.validate_replicationcontroller, ("status", "scale"), True),
     KindInfo("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
              hpa.HorizontalPodAutoscaler, ("hpa",), hpa.HPA_COLUMNS, hpa.validate_hpa, ("status",), True),
     KindInfo(dnsapi.GROUP, dnsapi.VERSION, "DNS", "dnses", True, dnsapi.DNS, ("dns",), dnsapi.DNS_COLUMNS,

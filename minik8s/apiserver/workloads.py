@@ -1,7 +1,8 @@
 """Workload-specific server logic: the `scale` subresource and deletion propagation (Orphan/Background/Foreground).
 
 Kept beside `resources.py` so the generic CRUD stays generic:
-- `/scale` reads and writes `spec.replicas` of a ReplicaSet or Deployment as an autoscaling/v1 Scale;
+- `/scale` reads and writes `spec.replicas` of a ReplicaSet, Deployment or ReplicationController as an
+  autoscaling/v1 Scale;
 - DELETE with `propagationPolicy=Orphan` strips the owner's ownerReference from its dependents first;
   `Background` (the default) deletes the owner and leaves the dependents to the garbage collector
   (`minik8s.controllers.gc`); `Foreground` deletes the dependents (recursively) before the owner.
@@ -33,7 +34,10 @@ MAX_CONFLICT_RETRIES = 5
 
 def _scale_of(obj: Obj) -> Obj:
     meta = obj["metadata"]
-    selector = apps.selector_string((obj.get("spec") or {}).get("selector"))
+    spec_selector = (obj.get("spec") or {}).get("selector")
+    if obj.get("kind") == "ReplicationController":  # an equality-only map, not a LabelSelector
+        spec_selector = {"matchLabels": spec_selector}
+    selector = apps.selector_string(spec_selector)
     return {"kind": "Scale", "apiVersion": SCALE_API_VERSION,
             "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion",
                                                      "creationTimestamp") if key in meta},

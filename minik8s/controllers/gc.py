@@ -1,6 +1,7 @@
 """Garbage collector: delete dependents whose owners are gone (background cascading deletion).
 
-Watches the kinds that can be dependents (Pods, ReplicaSets) and owners (ReplicaSets, Deployments).
+Watches the kinds that can be dependents (Pods, ReplicaSets) and owners (ReplicaSets, Deployments,
+DaemonSets, ReplicationControllers).
 A dependent all of whose ownerReferences name objects that no longer exist (by uid; checked
 against the API before acting, so a cache that lags never deletes a live object's children) is
 deleted; the deletion of a ReplicaSet then cascades to its pods the same way. Orphaning
@@ -23,7 +24,7 @@ from minik8s.errors import NotFound
 log = logging.getLogger("minik8s.controllers.gc")
 
 DEPENDENT_KINDS = ("Pod", "ReplicaSet", "Job")
-OWNER_KINDS = ("ReplicaSet", "Deployment", "Job", "CronJob")
+OWNER_KINDS = ("ReplicaSet", "Deployment", "Job", "CronJob", "DaemonSet", "ReplicationController")
 
 
 @dataclass

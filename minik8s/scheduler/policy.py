@@ -58,8 +58,14 @@ def node_ready(c: Cycle, ni: NodeInfo) -> str | None:
     return None if ni.ready else "node(s) were not ready"
 
 
+UNSCHEDULABLE_TAINT = t.Taint(key="node.kubernetes.io/unschedulable", effect="NoSchedule")
+
+
 def node_schedulable(c: Cycle, ni: NodeInfo) -> str | None:
-    return "node(s) were unschedulable" if ni.unschedulable else None
+    """Kubernetes' NodeUnschedulable: a pod that tolerates the unschedulable taint (daemon pods do) still fits."""
+    if not ni.unschedulable or any(tolerates(tol, UNSCHEDULABLE_TAINT) for tol in c.pod.spec.tolerations or []):
+        return None
+    return "node(s) were unschedulable"
 
 
 def fits_resources(c: Cycle, ni: NodeInfo) -> str | None:
@@ -91,7 +97,7 @@ def node_affinity(c: Cycle, ni: NodeInfo) -> str | None:
 
 
 def _untolerated(c: Cycle, taint: t.Taint) -> bool:
-    return not any(_tolerates(tol, taint) for tol in c.pod.spec.tolerations or [])
+    return not any(tolerates(tol, taint) for tol in c.pod.spec.tolerations or [])
 
 
 def taints_tolerated(c: Cycle, ni: NodeInfo) -> str | None:
@@ -102,7 +108,7 @@ def taints_tolerated(c: Cycle, ni: NodeInfo) -> str | None:
     return None
 
 
-def _tolerates(tol: t.Toleration, taint: t.Taint) -> bool:
+def tolerates(tol: t.Toleration, taint: t.Taint) -> bool:
     if tol.effect and tol.effect != taint.effect:
         return False
     if tol.operator == "Exists":

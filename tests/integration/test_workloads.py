@@ -38,10 +38,11 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> An
 
 
 class FakeKubelet:
-    """Binds every pod of one namespace, makes it Ready after a short delay, completes deletions."""
+    """Binds every pod of one namespace (to `bind_to`; None leaves binding to a real scheduler), makes it
+    Ready after a short delay, completes deletions."""
 
-    def __init__(self, client: Client, namespace: str) -> None:
-        self.client, self.namespace = client, namespace
+    def __init__(self, client: Client, namespace: str, bind_to: str | None = "fake-node") -> None:
+        self.client, self.namespace, self.bind_to = client, namespace, bind_to
         self._stop = threading.Event()
         self._seen: dict[str, float] = {}
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -67,7 +68,8 @@ class FakeKubelet:
             if pod.metadata.deletionTimestamp:
                 self.client.delete("Pod", name, self.namespace, grace_period_seconds=0)
             elif not pod.spec.nodeName:
-                self.client.bind(name, "fake-node", self.namespace)
+                if self.bind_to:
+                    self.client.bind(name, self.bind_to, self.namespace)
             elif not is_ready(pod) and pod.status.phase not in ("Failed", "Succeeded"):
                 first = self._seen.setdefault(pod.metadata.uid, now)
                 if now - first >= READY_DELAY_S:
@@ -93,10 +95,10 @@ def running_controllers(apiserver: str, make: Callable[[Client], list[Any]]) -> 
 
 
 @contextmanager
-def namespace_with_fake_kubelet(client: Client, prefix: str) -> Iterator[str]:
+def namespace_with_fake_kubelet(client: Client, prefix: str, bind_to: str | None = "fake-node") -> Iterator[str]:
     name = uniq(prefix)
     client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    kubelet = FakeKubelet(client, name)
+    kubelet = FakeKubelet(client, name, bind_to)
     kubelet.start()
     yield name
     kubelet.stop()
