@@ -12,6 +12,7 @@ from typing import Any
 from minik8s.api import apps
 from minik8s.api import autoscaling as hpa
 from minik8s.api import dns as dnsapi
+from minik8s.api import networking as net
 from minik8s.api import printers as p
 from minik8s.api import services as svc
 from minik8s.api import types as t
@@ -78,6 +79,10 @@ KINDS: list[KindInfo] = [
              hpa.HorizontalPodAutoscaler, ("hpa",), hpa.HPA_COLUMNS, hpa.validate_hpa, ("status",), True),
     KindInfo(dnsapi.GROUP, dnsapi.VERSION, "DNS", "dnses", True, dnsapi.DNS, ("dns",), dnsapi.DNS_COLUMNS,
              dnsapi.validate_dns, ("status",), True),
+    KindInfo(net.GROUP, net.VERSION, "Ingress", "ingresses", True, net.Ingress, ("ing",), net.INGRESS_COLUMNS,
+             net.validate_ingress, ("status",), True),
+    KindInfo(net.GROUP, net.VERSION, "IngressClass", "ingressclasses", False, net.IngressClass, (),
+             net.INGRESS_CLASS_COLUMNS, net.validate_ingress_class),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from minik8s import jsonc
 from minik8s.api import kinds as k
+from minik8s.api.networking import default_ingress_class
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.api.services import service_defaults
 from minik8s.api.validation import pydantic_causes
@@ -299,6 +300,8 @@ class Resources:
             obj["status"] = {"phase": "Active"}
         if info.kind in DEFAULTERS:
             DEFAULTERS[info.kind](obj)
+        if info.kind == "Ingress":  # Kubernetes' DefaultIngressClass admission
+            default_ingress_class(obj, lambda: self.store.list(key_for(k.lookup("IngressClass"), None))[0])
         if dry_run:
             if info.kind == "Service":
                 self.services.allocate(obj)
