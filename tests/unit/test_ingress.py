@@ -273,3 +273,25 @@ def test_conflict_log_says_each_message_once_while_it_lasts() -> None:
     assert log.new_messages("Ingress default/b", ["m1", "m2"]) == ["m2"]
     assert log.new_messages("Ingress default/b", []) == []
     assert log.new_messages("Ingress default/b", ["m1"]) == ["m1"]  # resolved, then back: said again
+
+
+def test_ingress_hosts_resolve_to_the_gateway_and_wildcards_match_one_label() -> None:
+    from dnslib import QTYPE, RCODE
+
+    from minik8s.api.services import Service
+    from minik8s.dns.records import build_snapshot
+
+    gateway = Service.model_validate({"metadata": {"name": "gateway", "namespace": "kube-system"},
+                                      "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}})
+    snap = build_snapshot([gateway], [], ingress_hosts=["Shop.Example.com", "*.apps.example.com"])
+
+    def a(name: str, qtype: int = QTYPE.A) -> tuple[int, list[str]]:
+        reply = snap.answer(name, qtype)
+        return reply.header.rcode, [str(r.rdata) for r in reply.rr]
+
+    assert a("shop.example.com") == (RCODE.NOERROR, ["10.96.0.20"])
+    assert a("web.apps.example.com") == (RCODE.NOERROR, ["10.96.0.20"])
+    assert a("web.apps.example.com", QTYPE.AAAA) == (RCODE.NOERROR, [])  # the name exists: NODATA
+    assert a("a.b.apps.example.com")[0] == RCODE.NXDOMAIN  # one label only, as Kubernetes matches
+    assert a("apps.example.com")[0] == RCODE.NXDOMAIN
+    assert build_snapshot([], [], ingress_hosts=["shop.example.com"]).answer("shop.example.com", QTYPE.A).rr == []
