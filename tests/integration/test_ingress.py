@@ -79,6 +79,13 @@ def test_refusals_name_the_field(client: Client, gateway: tuple[GatewayControlle
         assert err.value.code == 422 and field in err.value.message
     assert client.list("Ingress", NS).items == []  # nothing half-made
 
+    cls = client.create({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "other"},
+                         "spec": {"controller": "example.com/other"}}).to_dict()
+    cls["spec"]["controller"] = "example.com/changed"
+    with pytest.raises(MiniK8sError) as err:
+        client.update(cls)
+    assert err.value.code == 422 and "spec.controller" in err.value.message and "immutable" in err.value.message
+
 
 def test_status_address_default_class_and_foreign_class(client: Client, gateway: tuple[GatewayController, str]
                                                         ) -> None:
