@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES="docker.io etcd-server etcd-client docker-registry iproute2 nftables iptables
-  busybox-static debootstrap gcc libc6-dev procps util-linux openssl"
+  busybox-static debootstrap gcc libc6-dev procps util-linux openssl nginx-light"
 
 missing=""
 for p in $DEB_PACKAGES; do
@@ -17,7 +17,7 @@ if [ -n "$missing" ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends $missing
   # The Debian packages start their own services; minik8s runs its own instances.
-  for svc in docker etcd docker-registry; do
+  for svc in docker etcd docker-registry nginx; do
     (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || true
   done
 fi

@@ -14,6 +14,7 @@ from minik8s.api import autoscaling as hpa
 from minik8s.api import config as cfg
 from minik8s.api import daemonsets as ds
 from minik8s.api import dns as dnsapi
+from minik8s.api import networking as net
 from minik8s.api import printers as p
 from minik8s.api import replication as rc
 from minik8s.api import services as svc
@@ -26,6 +27,7 @@ from minik8s.registry.config import ConfigMapStrategy, SecretStrategy
 from minik8s.registry.daemonsets import DaemonSetStrategy
 from minik8s.registry.dns import DNSStrategy
 from minik8s.registry.namespaces import NamespaceStrategy
+from minik8s.registry.networking import IngressClassStrategy, IngressStrategy
 from minik8s.registry.nodes import NodeStrategy
 from minik8s.registry.pods import PodStrategy
 from minik8s.registry.services import ServiceStrategy
@@ -114,6 +116,10 @@ KINDS: list[KindInfo] = [
              ("status",), True, JobStrategy),
     KindInfo(batch.GROUP, batch.VERSION, "CronJob", "cronjobs", True, batch.CronJob, ("cj",), batch.CRONJOB_COLUMNS,
              batch.validate_cronjob, ("status",), True),
+    KindInfo(net.GROUP, net.VERSION, "Ingress", "ingresses", True, net.Ingress, ("ing",), net.INGRESS_COLUMNS,
+             net.validate_ingress, ("status",), True, IngressStrategy),
+    KindInfo(net.GROUP, net.VERSION, "IngressClass", "ingressclasses", False, net.IngressClass, (),
+             net.INGRESS_CLASS_COLUMNS, net.validate_ingress_class, strategy=IngressClassStrategy),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

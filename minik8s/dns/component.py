@@ -1,4 +1,4 @@
-"""ClusterDns: informers on Services and DNS objects push a fresh snapshot to the server.
+"""ClusterDns: informers on Services, DNS objects and Ingresses push a fresh snapshot to the server.
 
 Every informer event only marks the records stale; one builder thread rebuilds from the caches
 and swaps the snapshot in, so a burst (the initial list of 1000 Services) costs one rebuild,
@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Any
 
+from minik8s.api.networking import served_by
 from minik8s.client import Client, Informer
 from minik8s.dns.records import build_snapshot
 from minik8s.dns.server import DnsConfig, DnsServer
@@ -24,11 +25,15 @@ class ClusterDns:
         self.server = DnsServer(self.config)
         self.services = Informer(client, "Service", resync_seconds=self.config.resync_s)
         self.dnses = Informer(client, "DNS", resync_seconds=self.config.resync_s)
+        # hosts of the Ingresses the gateway serves resolve to it too (their class decides which)
+        self.ingresses = Informer(client, "Ingress", resync_seconds=self.config.resync_s)
+        self.classes = Informer(client, "IngressClass", resync_seconds=self.config.resync_s)
+        self.informers = (self.services, self.dnses, self.ingresses, self.classes)
         self._stale = threading.Event()
         self._stop = threading.Event()
         self._builder: threading.Thread | None = None
         self.generation = 0  # snapshots pushed so far
-        for inf in (self.services, self.dnses):
+        for inf in self.informers:
             inf.add_handler(on_add=self._changed, on_update=self._changed2, on_delete=self._changed)
 
     def _changed(self, _obj: Any) -> None:
@@ -38,9 +43,15 @@ class ClusterDns:
         if old is None or old.metadata.resourceVersion != new.metadata.resourceVersion:
             self._stale.set()
 
+    def ingress_hosts(self) -> list[str]:
+        classes = [c.to_dict() for c in self.classes.list()]
+        wired = [i.to_dict() for i in self.ingresses.list()]
+        return [str(r["host"]) for i in wired if served_by(i, classes)
+                for r in (i.get("spec") or {}).get("rules") or [] if r.get("host")]
+
     def rebuild(self) -> None:
         snap = build_snapshot(self.services.list(), self.dnses.list(), self.config.domain, self.config.ttl,
-                              self.config.gateway_service)
+                              self.config.gateway_service, self.ingress_hosts())
         self.server.set_snapshot(snap)
         self.generation += 1
         log.debug("dns snapshot pushed", extra={"names": len(snap.a) + len(snap.srv), "generation": self.generation})
@@ -59,9 +70,9 @@ class ClusterDns:
     def start(self) -> None:
         """Bind the sockets first (a bad address fails here), then follow the API."""
         self.server.start()
-        for inf in (self.services, self.dnses):
+        for inf in self.informers:
             inf.start()
-        for inf in (self.services, self.dnses):
+        for inf in self.informers:
             inf.wait_synced()
         self.rebuild()
         self._builder = threading.Thread(target=self._build_loop, name="dns-builder", daemon=True)
@@ -73,6 +84,6 @@ class ClusterDns:
     def stop(self) -> None:
         self._stop.set()
         self._stale.set()
-        for inf in (self.services, self.dnses):
+        for inf in self.informers:
             inf.stop()
         self.server.stop()

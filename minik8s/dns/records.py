@@ -36,6 +36,9 @@ class Snapshot:
     ttl: int = 5
     a: dict[str, list[str]] = field(default_factory=dict)
     srv: dict[str, list[SrvTarget]] = field(default_factory=dict)
+    #: Ingress wildcard hosts: `*.apps.example.com` is stored as "apps.example.com" and answers
+    #: names exactly one label below it (as Kubernetes matches wildcard hosts); exact names win
+    wildcard: dict[str, list[str]] = field(default_factory=dict)
     #: every name that exists (records' owners and their parents inside the domain): a question
     #: for one of these with no record of its type is NODATA (NOERROR, empty), not NXDOMAIN
     names: set[str] = field(default_factory=set)
@@ -48,8 +51,11 @@ class Snapshot:
         name = qname.lower().rstrip(".")
         reply = DNSRecord(DNSHeader(id=0, qr=1, aa=1, ra=1), q=DNSQuestion(qname, qtype))
         ttl = self.ttl
-        if qtype in (QTYPE.A, QTYPE.ANY) and name in self.a:
-            for ip in self.a[name]:
+        addresses = self.a.get(name)
+        if addresses is None and "." in name and name.split(".", 1)[1] in self.wildcard:
+            addresses = self.wildcard[name.split(".", 1)[1]]
+        if qtype in (QTYPE.A, QTYPE.ANY) and addresses:
+            for ip in addresses:
                 reply.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=ttl))
         if qtype in (QTYPE.SRV, QTYPE.ANY) and name in self.srv:
             for t in self.srv[name]:
@@ -58,7 +64,7 @@ class Snapshot:
                     reply.add_ar(RR(t.target + ".", QTYPE.A, rdata=A(ip), ttl=ttl))
         if reply.rr:
             return reply
-        if name not in self.names:
+        if name not in self.names and addresses is None:
             reply.header.rcode = RCODE.NXDOMAIN
         if self.in_domain(name):  # the zone's SOA lets resolvers cache the negative answer for `ttl`
             reply.add_auth(RR(self.domain + ".", QTYPE.SOA, ttl=ttl, rdata=SOA(
@@ -136,12 +142,13 @@ def _add_name(snap: Snapshot, name: str) -> None:
 
 
 def build_snapshot(services: Iterable[Any], dnses: Iterable[Any], domain: str = "cluster.local", ttl: int = 5,
-                   gateway: str = "kube-system/gateway") -> Snapshot:
+                   gateway: str = "kube-system/gateway", ingress_hosts: Iterable[str] = ()) -> Snapshot:
     """Records from typed Service and DNS objects.
 
     - `<svc>.<ns>.svc.<domain>` A → the ClusterIP (headless Services get no record here);
     - `_<port name>._<proto>.<svc>.<ns>.svc.<domain>` SRV → port + the Service's name, for named ports;
-    - each DNS object's `spec.host` A → the ClusterIP of the `gateway` Service, when it has one."""
+    - each DNS object's `spec.host` A → the ClusterIP of the `gateway` Service, when it has one;
+    - so is each host of the Ingresses the gateway serves (`ingress_hosts`; `*.x` answers one label below x)."""
     snap = Snapshot(domain=domain.lower().rstrip("."), ttl=ttl)
     snap.names.add(snap.domain)
     ips: dict[str, str] = {}
@@ -163,6 +170,15 @@ def build_snapshot(services: Iterable[Any], dnses: Iterable[Any], domain: str = 
     for obj in dnses:
         host = obj.spec.host.lower().rstrip(".")
         if gateway_ip and host:
+            snap.a[host] = [gateway_ip]
+            snap.names.add(host)
+    for host in ingress_hosts:
+        host = host.lower().rstrip(".")
+        if not gateway_ip or not host:
+            continue
+        if host.startswith("*."):
+            snap.wildcard[host[2:]] = [gateway_ip]
+        else:
             snap.a[host] = [gateway_ip]
             snap.names.add(host)
     return snap

@@ -1,14 +1,18 @@
-"""Render nginx.conf for the gateway from DNS objects and Services: a pure, deterministic function.
+"""Render nginx.conf for the gateway from DNS objects, Ingresses and Services: a pure, deterministic function.
 
 Upstreams are the Services' ClusterIP:port, not their Endpoints: the per-node proxy already
 balances over ready endpoints and follows them as pods come and go, so nginx's config (and a
 reload) changes only when routes or Services change, not on every pod churn, and a request
 through the gateway takes exactly the path a request to ClusterIP:port would.
 
-Path semantics are element-wise prefixes (Kubernetes Ingress `Prefix`): `/api` matches `/api`,
-`/api/` and `/api/x`, not `/apix`. Each path becomes two nginx locations, `= /api` and `/api/`;
-nginx picks the longest prefix. Stripping uses a proxy_pass URI of `/`, which nginx substitutes
-for the matched location text; `keepPrefix` passes the request URI unchanged.
+Which object owns which host + path is decided by the routing table (`routes`): DNS paths and
+Ingress paths share it, the oldest claim wins, the others are reported, never merged.
+Prefix paths are element-wise prefixes (Kubernetes Ingress `Prefix`): `/api` matches `/api`,
+`/api/` and `/api/x`, not `/apix`. Each becomes two nginx locations, `= /api` and `/api/`;
+nginx picks the longest prefix, and an `Exact` path (`= /api` alone) takes the exact URL from a
+Prefix one on the same path. DNS paths strip the matched prefix (a proxy_pass URI of `/`, which
+nginx substitutes for the matched location text) unless `keepPrefix`; Ingress paths never do.
+Wildcard Ingress hosts (`*.example.com`) match exactly one label, as in Kubernetes.
 
 Anything that could break the file is left out and reported instead: host names must be
 lowercase RFC 1123 names, paths a safe character set; the two cannot inject nginx syntax.
@@ -17,17 +21,15 @@ lowercase RFC 1123 names, paths a safe character set; the two cannot inject ngin
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: what a host name must look like to become a server_name (lowercase RFC 1123, no wildcards)
-HOST_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
-MAX_HOST = 253
-#: URL path characters allowed in a location (RFC 3986 pchar and "/"); no quotes, braces, spaces, backslashes
-PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
-MAX_PATH = 1024
+from minik8s.gateway import routes as rt
+from minik8s.gateway.routes import HOST_RE, MAX_HOST, MAX_PATH, PATH_RE, normalize_path
+
+__all__ = ["HOST_RE", "MAX_HOST", "MAX_PATH", "PATH_RE", "normalize_path"]
+
 UPSTREAM_KEEPALIVE = 64
 
 
@@ -38,6 +40,7 @@ class Backend:
     cluster_ip: str | None  # None: headless, or not allocated yet
     ports: tuple[int, ...]  # TCP service ports
     ready_endpoints: int  # ready addresses in its Endpoints
+    named_ports: tuple[tuple[str, int], ...] = ()  # (name, port) of the named TCP ports, for Ingress port.name
 
 
 @dataclass(frozen=True)
@@ -56,19 +59,31 @@ class PathStatus:
 
 @dataclass(frozen=True)
 class Route:
-    path: str  # normalised: no trailing slash except "/"
+    path: str  # normalised: no trailing slash except "/" (Exact paths as written)
     upstream: str | None  # upstream block name, None: answer 503
     strip: bool
     message: str  # the 503 body when upstream is None
+    exact: bool = False
+
+
+@dataclass
+class IngressReport:
+    """What the gateway made of one Ingress: routes it serves, routes it lost (with the message)."""
+
+    served: int = 0
+    lost: list[str] = field(default_factory=list)
+    unready: list[str] = field(default_factory=list)  # served routes whose backend answers 503
 
 
 @dataclass
 class Plan:
-    """The routes per host, the upstreams they use, and each DNS object's `status.paths`."""
+    """The routes per host, the upstreams they use, each DNS object's `status.paths`, each Ingress's report."""
 
-    servers: dict[str, list[Route]] = field(default_factory=dict)
+    servers: dict[str, list[Route]] = field(default_factory=dict)  # rt.ANY_HOST: the catch-all server
     upstreams: dict[str, str] = field(default_factory=dict)  # name -> "ip:port"
     statuses: dict[tuple[str, str], list[PathStatus]] = field(default_factory=dict)
+    ingresses: dict[tuple[str, str], IngressReport] = field(default_factory=dict)
+    lost: list[rt.Lost] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -84,71 +99,68 @@ class RenderOptions:
     temp_dir: str | None = None  # None: nginx's compiled-in temp paths
 
 
-def normalize_path(path: str) -> str:
-    return path.rstrip("/") or "/"
-
-
 def upstream_name(namespace: str, service: str, port: int) -> str:
     return f"svc_{namespace}_{service}_{port}".replace("-", "_").replace(".", "_")
 
 
-def _meta(obj: Mapping[str, Any]) -> tuple[str, str, str]:
-    meta = obj.get("metadata") or {}
-    return str(meta.get("namespace") or "default"), str(meta.get("name") or ""), str(meta.get("creationTimestamp")
-                                                                                      or "")
-
-
-def _target(namespace: str, route: Mapping[str, Any], backends: Mapping[tuple[str, str], Backend],
-            plan: Plan) -> tuple[str | None, PathStatus]:
-    path, service, port = str(route.get("path")), str(route.get("service")), route.get("port")
+def _target(claim: rt.Claim, backends: Mapping[tuple[str, str], Backend], plan: Plan) -> tuple[str | None, str | None]:
+    """(upstream name, None) or (None, why the route answers 503)."""
+    namespace, service, port = claim.namespace, claim.service, claim.port
     backend = backends.get((namespace, service))
     ref = f"{namespace}/{service}"
     if backend is None:
-        return None, PathStatus(path, service, False, f"service {ref} does not exist")
+        return None, f"service {ref} does not exist"
     if not backend.cluster_ip:
-        return None, PathStatus(path, service, False, f"service {ref} has no cluster IP (headless?)")
-    if not isinstance(port, int) or port not in backend.ports:
-        return None, PathStatus(path, service, False, f"service {ref} has no TCP port {port}")
+        return None, f"service {ref} has no cluster IP (headless?)"
+    if isinstance(port, str):
+        number = dict(backend.named_ports).get(port)
+        if number is None:
+            return None, f'service {ref} has no TCP port named "{port}"'
+        port = number
+    if port not in backend.ports:
+        return None, f"service {ref} has no TCP port {port}"
     if backend.ready_endpoints <= 0:
-        return None, PathStatus(path, service, False, f"service {ref} has no ready endpoints")
+        return None, f"service {ref} has no ready endpoints"
     name = upstream_name(namespace, service, port)
     plan.upstreams[name] = f"{backend.cluster_ip}:{port}"
-    return name, PathStatus(path, service, True, None)
+    return name, None
 
 
-def plan(dnses: Iterable[Mapping[str, Any]], backends: Mapping[tuple[str, str], Backend]) -> Plan:
-    """Routes from wire-form DNS objects. The oldest object wins a (host, path) claimed twice."""
+def plan(dnses: Iterable[Mapping[str, Any]], backends: Mapping[tuple[str, str], Backend],
+         ingresses: Iterable[Mapping[str, Any]] = ()) -> Plan:
+    """Routes from wire-form DNS objects and (already class-filtered) Ingresses; the oldest claim wins."""
     out = Plan()
-    claimed: dict[tuple[str, str], str] = {}
-    ordered = sorted(dnses, key=lambda o: (_meta(o)[2], _meta(o)[0], _meta(o)[1]))
-    for obj in ordered:
-        namespace, name, _ = _meta(obj)
-        spec = obj.get("spec") or {}
-        host = str(spec.get("host") or "").lower().rstrip(".")
-        statuses: list[PathStatus] = []
-        out.statuses[(namespace, name)] = statuses
-        host_ok = len(host) <= MAX_HOST and bool(HOST_RE.match(host))
-        for route in spec.get("paths") or []:
-            raw, service = str(route.get("path")), str(route.get("service"))
-            if not host_ok:
-                statuses.append(PathStatus(raw, service, False, f'host "{host}" is not a valid DNS name'))
-                continue
-            if len(raw) > MAX_PATH or not PATH_RE.match(raw) or "//" in raw:
-                statuses.append(PathStatus(raw, service, False, f'path "{raw}" has characters the gateway '
-                                                                "does not route (or an empty segment)"))
-                continue
-            path = normalize_path(raw)
-            owner = claimed.get((host, path))
-            if owner is not None:
-                statuses.append(PathStatus(raw, service, False, f"{host}{path} is already routed by DNS {owner}"))
-                continue
-            claimed[(host, path)] = f"{namespace}/{name}"
-            upstream, status = _target(namespace, route, backends, out)
-            statuses.append(status)
-            out.servers.setdefault(host, []).append(
-                Route(path, upstream, not route.get("keepPrefix"), status.message or ""))
-    for routes in out.servers.values():
-        routes.sort(key=lambda r: r.path)
+    dnses, ingresses = list(dnses), list(ingresses)
+    for obj in dnses:
+        out.statuses[rt._meta(obj)[:2]] = []
+    for obj in ingresses:
+        out.ingresses[rt._meta(obj)[:2]] = IngressReport()
+    won, lost = rt.resolve(rt.all_claims(dnses, ingresses))
+    dns_paths: dict[tuple[str, str], list[tuple[int, PathStatus]]] = {}
+    for claim in won:
+        upstream, why = _target(claim, backends, out)
+        path = claim.path if claim.exact else normalize_path(claim.path)
+        out.servers.setdefault(claim.host, []).append(Route(path, upstream, claim.strip, why or "", claim.exact))
+        if claim.kind == "DNS":
+            dns_paths.setdefault((claim.namespace, claim.name), []).append(
+                (claim.index, PathStatus(claim.path, claim.service, upstream is not None, why)))
+        else:
+            report = out.ingresses[(claim.namespace, claim.name)]
+            report.served += 1
+            if why:
+                report.unready.append(f"{claim.where()}: {why}")
+    for loss in lost:
+        claim = loss.claim
+        if claim.kind == "DNS":
+            dns_paths.setdefault((claim.namespace, claim.name), []).append(
+                (claim.index, PathStatus(claim.path, claim.service, False, loss.reason)))
+        else:
+            out.ingresses[(claim.namespace, claim.name)].lost.append(loss.reason)
+    for key, items in dns_paths.items():
+        out.statuses[key] = [status for _, status in sorted(items, key=lambda item: item[0])]
+    out.lost = lost
+    for host_routes in out.servers.values():
+        host_routes.sort(key=lambda r: (r.path, r.exact))
     return out
 
 
@@ -172,26 +184,40 @@ def _location(route: Route, match: str, lines: list[str]) -> None:
     lines.append("        }")
 
 
-def _server(host: str, routes: list[Route], listen: str) -> list[str]:
-    lines = ["    server {", f"        listen {listen};", f"        server_name {host};"]
+def _server_name(host: str) -> str:
+    if host.startswith("*."):  # one label, as Kubernetes matches wildcards (nginx's own `*.` matches any depth)
+        return "~^[^.]+" + host[1:].replace(".", "\\.") + "$"
+    return host
+
+
+def _locations(routes: list[Route], lines: list[str], missing: str) -> None:
+    exact = {r.path for r in routes if r.exact}
     has_root = False
     for route in routes:
+        if route.exact:
+            _location(route, f"= {_quote(route.path)}", lines)
+            continue
         if route.path == "/":
             has_root = True
             _location(route, '"/"', lines)
             continue
-        _location(route, f"= {_quote(route.path)}", lines)
+        if route.path not in exact:  # an Exact path of the same name takes the exact URL
+            _location(route, f"= {_quote(route.path)}", lines)
         _location(route, _quote(route.path + "/"), lines)
     if not has_root:
-        lines += ["        location / {", f"            return 404 {_body('no route for this path')};",
-                  "        }"]
+        lines += ["        location / {", f"            return 404 {_body(missing)};", "        }"]
+
+
+def _server(host: str, routes: list[Route], listen: str) -> list[str]:
+    lines = ["    server {", f"        listen {listen};", f"        server_name {_server_name(host)};"]
+    _locations(routes, lines, "no route for this path")
     lines += ["    }", ""]
     return lines
 
 
 def render_plan(p: Plan, options: RenderOptions | None = None) -> str:
     o = options or RenderOptions()
-    lines = ["# Generated by the minik8s gateway controller from DNS objects and Services; do not edit.",
+    lines = ["# Generated by the minik8s gateway controller from DNS objects, Ingresses and Services; do not edit.",
              *([f"user {o.user};"] if o.user else []),
              f"worker_processes {o.worker_processes};", f"pid {o.pid};", f"error_log {o.error_log};", "",
              "events {", f"    worker_connections {o.worker_connections};", "}", "", "http {",
@@ -209,18 +235,22 @@ def render_plan(p: Plan, options: RenderOptions | None = None) -> str:
     for name in sorted(p.upstreams):
         lines += [f"    upstream {name} {{", f"        server {p.upstreams[name]};",
                   f"        keepalive {UPSTREAM_KEEPALIVE};", "    }", ""]
-    lines += ["    server {", f"        listen {o.listen} default_server;", "        server_name _;",
-              f"        return 404 {_body('no gateway route for this host')};", "    }", ""]
-    for host in sorted(p.servers):
+    lines += ["    server {", f"        listen {o.listen} default_server;", "        server_name _;"]
+    if rt.ANY_HOST in p.servers:  # Ingress rules without a host, default backends of rule-less Ingresses
+        _locations(p.servers[rt.ANY_HOST], lines, "no gateway route for this host")
+    else:
+        lines.append(f"        return 404 {_body('no gateway route for this host')};")
+    lines += ["    }", ""]
+    for host in sorted(h for h in p.servers if h != rt.ANY_HOST):
         lines += _server(host, p.servers[host], o.listen)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
 def render(dnses: Iterable[Mapping[str, Any]], backends: Mapping[tuple[str, str], Backend],
-           options: RenderOptions | None = None) -> str:
-    """nginx.conf for these DNS objects; the same input gives a byte-identical file."""
-    return render_plan(plan(dnses, backends), options)
+           options: RenderOptions | None = None, ingresses: Iterable[Mapping[str, Any]] = ()) -> str:
+    """nginx.conf for these DNS objects and Ingresses; the same input gives a byte-identical file."""
+    return render_plan(plan(dnses, backends, ingresses), options)
 
 
 def version_of(text: str) -> str:
@@ -232,6 +262,8 @@ def backend_of(service: Mapping[str, Any], endpoints: Mapping[str, Any] | None) 
     """A Backend from wire-form Service and Endpoints objects."""
     spec = service.get("spec") or {}
     ip = spec.get("clusterIP")
-    ports = tuple(sorted(int(pt["port"]) for pt in spec.get("ports") or [] if (pt.get("protocol") or "TCP") == "TCP"))
+    tcp = [pt for pt in spec.get("ports") or [] if (pt.get("protocol") or "TCP") == "TCP"]
+    ports = tuple(sorted(int(pt["port"]) for pt in tcp))
+    named = tuple(sorted((str(pt["name"]), int(pt["port"])) for pt in tcp if pt.get("name")))
     ready = sum(len(s.get("addresses") or []) for s in (endpoints or {}).get("subsets") or [])
-    return Backend(ip if ip and ip != "None" else None, ports, ready)
+    return Backend(ip if ip and ip != "None" else None, ports, ready, named)

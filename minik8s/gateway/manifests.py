@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from minik8s.api.networking import default_class_object
 from minik8s.client import Client
 from minik8s.errors import AlreadyExists
 
@@ -122,12 +123,25 @@ def ensure_gateway(client: Client, config_url: str, replicas: int = REPLICAS) ->
     return created
 
 
+def ensure_ingress_class(client: Client) -> bool:
+    """Create the default IngressClass `minik8s` (controller minik8s.io/gateway) when missing; True if created.
+
+    An existing one is left alone: a user who removed its default-class annotation meant it."""
+    try:
+        client.create(default_class_object())
+    except AlreadyExists:
+        return False
+    log.info("default IngressClass created")
+    return True
+
+
 ENSURE_RETRY_S = 2.0
 ENSURE_ATTEMPTS = 150
 
 
 def ensure_gateway_when_ready(client: Client, config_url: str, replicas: int = REPLICAS) -> None:
-    """`ensure_gateway`, retried while the API server is not answering yet (the control plane is starting)."""
+    """`ensure_gateway` and `ensure_ingress_class`, retried while the API server is not answering yet
+    (the control plane is starting)."""
     import time
 
     from minik8s.errors import MiniK8sError
@@ -135,6 +149,7 @@ def ensure_gateway_when_ready(client: Client, config_url: str, replicas: int = R
     for _ in range(ENSURE_ATTEMPTS):
         try:
             ensure_gateway(client, config_url, replicas)
+            ensure_ingress_class(client)
             return
         except MiniK8sError as exc:
             log.info("gateway objects not ensured yet, retrying", extra={"error": exc.message})
