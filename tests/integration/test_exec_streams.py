@@ -1,0 +1,131 @@
+"""Exec and attach over WebSocket: a client -> the real API server -> a real kubelet -> a real dockerd.
+
+Driven with the SDK's stream client and with the official `kubernetes` Python client.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from minik8s import errors
+from minik8s.client.streams import PodStream, open_pod_stream
+from minik8s.kubelet.kubelet import Kubelet, KubeletConfig
+from minik8s.streaming import channels as ch
+from tests.conftest import TEST_TOKEN, free_port
+from tests.integration.test_kubelet_apiserver import until
+from tests.integration.test_kubelet_runtime import IMAGE, PAUSE_COMMAND, dockerd, pytestmark  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def kubelet(dockerd: Any, apiserver: str) -> Iterator[Kubelet]:  # noqa: F811 (the fixture imported above)
+    """A kubelet holding the API server's token, as in a cluster (the API server calls it with that)."""
+    from minik8s import Client
+
+    node = f"ex-{uuid.uuid4().hex[:6]}"
+    cfg = KubeletConfig(node_name=node, node_ip="127.0.0.1", pod_cidr="10.246.3.0/24", pods_dir=dockerd.root / "kx",
+                        pause_image=IMAGE, pause_command=PAUSE_COMMAND, heartbeat_seconds=1, resync_seconds=5,
+                        server_port=free_port(), api_token=TEST_TOKEN)
+    k = Kubelet(cfg, Client(apiserver, TEST_TOKEN), dockerd)
+    th = threading.Thread(target=k.run, daemon=True)
+    th.start()
+    yield k
+    k.stop()
+    th.join(10)
+
+
+def _pod(client: Any, node: str, **container: Any) -> str:
+    name = f"x-{uuid.uuid4().hex[:6]}"
+    spec = {"name": "main", "image": "busybox", "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"],
+            **container}
+    client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                   "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [spec]}})
+    until(lambda: client.get("Pod", name).status.phase == "Running")
+    return name
+
+
+def _run(stream: PodStream, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
+    out, err = io.BytesIO(), io.BytesIO()
+    if stdin is not None:
+        stream.send_stdin(stdin)
+        stream.close_stdin()
+    code = stream.run(None, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_exec_output_exit_code_stdin_and_tty(kubelet: Kubelet, client: Any) -> None:  # noqa: F811
+    name = _pod(client, kubelet.config.node_name)
+    stream = open_pod_stream(client, name, command=["sh", "-c", "echo out; echo err >&2"])
+    assert stream.protocol == ch.V5
+    assert _run(stream) == (0, b"out\n", b"err\n")
+
+    assert _run(open_pod_stream(client, name, command=["sh", "-c", "exit 3"]))[0] == 3
+
+    data = b"".join(b"line %d\n" % i for i in range(20000))  # several frames each way; EOF ends `cat`
+    assert _run(open_pod_stream(client, name, command=["cat"], stdin=True), data) == (0, data, b"")
+
+    tty = open_pod_stream(client, name, command=["sh"], stdin=True, tty=True)
+    tty.resize(100, 30)
+    tty.send_stdin(b"stty size; exit 7\n")
+    code, out, _ = _run(tty)
+    assert code == 7 and b"30 100" in out
+
+
+def test_exec_errors(kubelet: Kubelet, client: Any, apiserver: str) -> None:  # noqa: F811
+    name = _pod(client, kubelet.config.node_name)
+    with pytest.raises(errors.NotFound):
+        open_pod_stream(client, "nosuch", command=["true"])
+    with pytest.raises(errors.BadRequest, match="container nope is not valid"):
+        open_pod_stream(client, name, command=["true"], container="nope")
+    missing = open_pod_stream(client, name, command=["no-such-binary"])
+    code, out, err = _run(missing)
+    assert code in (126, 127) and b"no-such-binary" in out + err
+    # the upgrade needs the bearer token like every other request
+    with pytest.raises(InvalidStatus) as denied:
+        connect(f"{apiserver.replace('http', 'ws')}/api/v1/namespaces/default/pods/{name}/exec?command=true",
+                subprotocols=[ch.V5], legacy=True)  # type: ignore[list-item]
+    assert denied.value.response.status_code == 401
+
+
+def test_attach_to_main_process(kubelet: Kubelet, client: Any) -> None:  # noqa: F811
+    name = _pod(client, kubelet.config.node_name, command=["cat"], stdin=True)
+    stream = open_pod_stream(client, name, subresource="attach", stdin=True)
+    stream.send_stdin(b"hello attach\n")
+    seen = b""
+    for channel, data in stream.messages():
+        assert channel == ch.STDOUT
+        seen += data
+        if b"hello attach\n" in seen:
+            break
+    stream.close()
+    no_stdin = _pod(client, kubelet.config.node_name)
+    refused = open_pod_stream(client, no_stdin, subresource="attach", stdin=True)
+    assert list(refused.messages()) == []
+    assert "stdin is not enabled" in str(refused.status)
+
+
+def test_official_python_client(kubelet: Kubelet, client: Any, apiserver: str) -> None:  # noqa: F811
+    kubernetes = pytest.importorskip("kubernetes")
+    from kubernetes.stream import stream
+
+    name = _pod(client, kubelet.config.node_name)
+    cfg = kubernetes.client.Configuration()
+    cfg.host = apiserver
+    cfg.api_key = {"authorization": f"Bearer {TEST_TOKEN}"}
+    core = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(cfg))
+    assert stream(core.connect_get_namespaced_pod_exec, name, "default", command=["echo", "hi"],
+                  stderr=True, stdin=False, stdout=True, tty=False) == "hi\n"
+    resp = stream(core.connect_get_namespaced_pod_exec, name, "default", command=["sh", "-c", "cat; exit 5"],
+                  stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+    resp.write_stdin("from python\n")
+    resp.close_channel(ch.STDIN)
+    resp.run_forever(timeout=20)
+    assert resp.read_stdout() == "from python\n"
+    assert resp.returncode == 5
