@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 import threading
 from collections.abc import Callable, Sequence
@@ -96,15 +95,16 @@ class PodStream:
         return self.exit_code()
 
     def _pump_stdin(self, stdin: IO[bytes]) -> None:
-        fd = stdin.fileno() if hasattr(stdin, "fileno") else None
+        # read1: what is there now (a keystroke, a pipe's chunk), not a full buffer
+        read = getattr(stdin, "read1", stdin.read)
         try:
             while True:
-                data = os.read(fd, STDIN_CHUNK) if fd is not None else stdin.read(STDIN_CHUNK)
+                data = read(STDIN_CHUNK)
                 if not data:
                     break
                 self.send_stdin(data)
             self.close_stdin()
-        except (ConnectionClosed, OSError) as exc:  # the session ended while we were reading input
+        except (ConnectionClosed, OSError, ValueError) as exc:  # the session ended while we were reading input
             log.debug("stdin pump ended: %s", exc)
 
     def close(self) -> None:
