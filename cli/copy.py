@@ -66,6 +66,8 @@ def _check(code: int, err: bytes, out: bytes, pod: str) -> None:
 def copy_from_pod(ns: str, pod: str, container: str | None, src: str, dest: Path) -> None:
     src = posixpath.normpath(src)
     parent, base = posixpath.split(src)
+    if _exec(ns, pod, container, ["test", "-e", src], None, io.BytesIO())[0] == 1:  # 126/127: no `test`
+        raise CopyError(f"{pod}:{src}: no such file or directory")
     with tempfile.SpooledTemporaryFile(SPOOL_BYTES) as archive:
         code, err = _exec(ns, pod, container, ["tar", "cf", "-", "-C", parent or "/", base], None, archive)
         archive.seek(0)

@@ -6,9 +6,14 @@ Driven with the SDK's stream client and with the official `kubernetes` Python cl
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +27,8 @@ from minik8s.streaming import channels as ch
 from tests.conftest import TEST_TOKEN, free_port
 from tests.integration.test_kubelet_apiserver import until
 from tests.integration.test_kubelet_runtime import IMAGE, PAUSE_COMMAND, dockerd, pytestmark  # noqa: F401
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +136,34 @@ def test_official_python_client(kubelet: Kubelet, client: Any, apiserver: str) -
     resp.run_forever(timeout=20)
     assert resp.read_stdout() == "from python\n"
     assert resp.returncode == 5
+
+
+def test_cli_exec_stdin_and_cp(kubelet: Kubelet, client: Any, apiserver: str, tmp_path: Path) -> None:  # noqa: F811
+    name = _pod(client, kubelet.config.node_name)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"server": apiserver, "token": TEST_TOKEN}))
+    env = {**os.environ, "MINIK8S_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+
+    def cli(*args: str, input: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], input=input, capture_output=True,
+                              env=env, cwd=REPO, timeout=60)
+
+    piped = cli("exec", "-i", name, "--", "sh", "-c", "cat; echo done >&2; exit 4", input=b"abc\n")
+    assert (piped.returncode, piped.stdout, piped.stderr) == (4, b"abc\n", b"done\n")
+    assert cli("exec", "-i", name, "--", "mkdir", "-p", "/data").returncode == 0
+
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "f.bin").write_bytes(bytes(range(256)) * 1000)
+    assert cli("cp", str(tree), f"{name}:/data/").returncode == 0  # an existing directory: copied inside it
+    assert cli("exec", name, "--", "wc", "-c", "/data/tree/sub/f.bin").stdout.split()[0] == b"256000"
+    assert cli("cp", f"{name}:/data/tree", str(tmp_path / "back")).returncode == 0
+    assert (tmp_path / "back" / "sub" / "f.bin").read_bytes() == (tree / "sub" / "f.bin").read_bytes()
+
+    missing = cli("cp", f"{name}:/nope", str(tmp_path / "nope"))
+    assert (missing.returncode, missing.stderr) == (1, f"error: {name}:/nope: no such file or directory\n".encode())
+    assert not (tmp_path / "nope").exists()
+    wrong = cli("cp", "-c", "other", str(tree), f"{name}:/data/")
+    assert (wrong.returncode, wrong.stderr) == (1, f"error: container other is not valid for pod {name}\n".encode())
+    both_local = cli("cp", str(tree), str(tmp_path / "x"))
+    assert both_local.returncode == 1 and b"one of SRC and DEST must be POD:PATH" in both_local.stderr
