@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -167,3 +168,51 @@ def test_cli_exec_stdin_and_cp(kubelet: Kubelet, client: Any, apiserver: str, tm
     assert (wrong.returncode, wrong.stderr) == (1, f"error: container other is not valid for pod {name}\n".encode())
     both_local = cli("cp", str(tree), str(tmp_path / "x"))
     assert both_local.returncode == 1 and b"one of SRC and DEST must be POD:PATH" in both_local.stderr
+
+
+@pytest.fixture(scope="module")
+def tls_apiserver(etcd_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A second API server on the same etcd, serving TLS: kubectl sends its token over TLS only."""
+    from minik8s.apiserver.app import ApiServer, ApiServerConfig
+    from minik8s.apiserver.server import ServerThread
+    from minik8s.pki import ensure_pki
+
+    pki = ensure_pki(tmp_path_factory.mktemp("pki"), ["127.0.0.1"], ["localhost"])
+    port = free_port()
+    api = ApiServer(ApiServerConfig(etcd_endpoints=[etcd_endpoint], token=TEST_TOKEN, port=port,
+                                    pod_cidr="10.0.0.0/8", tls_cert=str(pki.server_cert), tls_key=str(pki.server_key)))
+    server = ServerThread(api.app, ["127.0.0.1"], port, name="test-tls-apiserver", tls_cert=str(pki.server_cert),
+                          tls_key=str(pki.server_key))
+    server.start()
+    yield f"https://127.0.0.1:{port}", pki.ca_cert
+    server.stop()
+
+
+def test_kubectl_exec_and_cp(kubelet: Kubelet, client: Any, tls_apiserver: tuple[str, Path],  # noqa: F811
+                             tmp_path: Path) -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    name = _pod(client, kubelet.config.node_name)
+    kc = tmp_path / "kc"
+    kc.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": tls_apiserver[0],
+                                               "certificate-authority": str(tls_apiserver[1])}}],
+        "users": [{"name": "t", "user": {"token": TEST_TOKEN}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+
+    def kubectl(*args: str, input: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["kubectl", "--kubeconfig", str(kc), *args], input=input, capture_output=True,
+                              timeout=60)
+
+    hi = kubectl("exec", name, "--", "sh", "-c", "echo hi; echo oops >&2; exit 3")
+    expected = (3, b"hi\n", b"oops\ncommand terminated with exit code 3\n")
+    assert (hi.returncode, hi.stdout, hi.stderr) == expected, hi.stderr.decode()
+    cat = kubectl("exec", "-i", name, "--", "cat", input=b"x" * 100000)
+    assert (cat.returncode, len(cat.stdout)) == (0, 100000), cat.stderr
+    (tmp_path / "f.txt").write_text("copied\n")
+    up = kubectl("cp", str(tmp_path / "f.txt"), f"{name}:/f.txt")
+    assert up.returncode == 0, up.stderr
+    down = kubectl("cp", f"{name}:/f.txt", str(tmp_path / "back.txt"))
+    assert down.returncode == 0, down.stderr
+    assert (tmp_path / "back.txt").read_text() == "copied\n"
