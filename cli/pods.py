@@ -80,7 +80,8 @@ def _stream(pod: str, namespace: str, subresource: str, command: list[str], cont
         tty = False
     session = open_pod_stream(client(), pod, namespace, subresource, command, container, stdin, tty)
     try:
-        local_in = sys.stdin.buffer if stdin else None
+        # the unbuffered file: a daemon thread blocked in BufferedReader.read aborts the interpreter at exit
+        local_in = getattr(sys.stdin.buffer, "raw", sys.stdin.buffer) if stdin else None
         if not tty:
             return session.run(local_in, sys.stdout.buffer, sys.stderr.buffer)
         with terminal.raw_terminal(session.resize):

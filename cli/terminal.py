@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
+import os
 import signal
 import sys
 import termios
@@ -23,7 +23,7 @@ def raw_terminal(on_resize: Callable[[int, int], None]) -> Iterator[None]:
     saved = termios.tcgetattr(fd)
 
     def resized(_signum: int = 0, _frame: FrameType | None = None) -> None:
-        size = shutil.get_terminal_size()
+        size = os.get_terminal_size(fd)  # the terminal itself, not $COLUMNS/$LINES
         on_resize(size.columns, size.lines)
 
     previous = signal.signal(signal.SIGWINCH, resized)

@@ -188,18 +188,21 @@ def tls_apiserver(etcd_endpoint: str, tmp_path_factory: pytest.TempPathFactory) 
     server.stop()
 
 
+def _kubeconfig(path: Path, server: str, ca: Path) -> Path:
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "t", "user": {"token": TEST_TOKEN}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    return path
+
+
 def test_kubectl_exec_and_cp(kubelet: Kubelet, client: Any, tls_apiserver: tuple[str, Path],  # noqa: F811
                              tmp_path: Path) -> None:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed")
     name = _pod(client, kubelet.config.node_name)
-    kc = tmp_path / "kc"
-    kc.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": tls_apiserver[0],
-                                               "certificate-authority": str(tls_apiserver[1])}}],
-        "users": [{"name": "t", "user": {"token": TEST_TOKEN}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
+    kc = _kubeconfig(tmp_path / "kc", *tls_apiserver)
 
     def kubectl(*args: str, input: bytes = b"") -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(["kubectl", "--kubeconfig", str(kc), *args], input=input, capture_output=True,
@@ -216,3 +219,43 @@ def test_kubectl_exec_and_cp(kubelet: Kubelet, client: Any, tls_apiserver: tuple
     down = kubectl("cp", f"{name}:/f.txt", str(tmp_path / "back.txt"))
     assert down.returncode == 0, down.stderr
     assert (tmp_path / "back.txt").read_text() == "copied\n"
+
+
+def test_exec_tty_in_tmux(kubelet: Kubelet, client: Any, tls_apiserver: tuple[str, Path],  # noqa: F811
+                          tmp_path: Path) -> None:
+    """kubectl exec -it and minik8s exec -it on a real terminal: keys in, screen out, resizes, exit code."""
+    if shutil.which("tmux") is None or shutil.which("kubectl") is None:
+        pytest.fail("tmux and kubectl are needed: scripts/install.sh installs tmux")
+    name = _pod(client, kubelet.config.node_name)
+    kc = _kubeconfig(tmp_path / "kc", *tls_apiserver)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"server": tls_apiserver[0], "token": TEST_TOKEN, "ca": tls_apiserver[1].read_text()}))
+    tools = (f"kubectl --kubeconfig {kc}", f"MINIK8S_CONFIG={config} PYTHONPATH={REPO} {sys.executable} -m cli.main")
+    for tool in tools:
+        _drive_shell(tool, name, tmp_path / "exit")
+
+
+def _drive_shell(tool: str, pod: str, done: Path) -> None:
+    """`TOOL exec -it POD -- sh` in a 120x30 tmux window: type, read the screen, resize, exit 4."""
+    session = f"ex-{uuid.uuid4().hex[:6]}"
+    done.unlink(missing_ok=True)
+    shell = f"{tool} exec -it {pod} -- sh; echo $? > {done}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", shell], check=True)
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+
+    def keys(text: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", session, text, "Enter"], check=True)
+
+    try:
+        until(lambda: "#" in screen())
+        keys("echo $((6*7)); stty size")
+        until(lambda: "42" in screen() and "30 120" in screen())
+        subprocess.run(["tmux", "resize-window", "-t", session, "-x", "100", "-y", "20"], check=True)
+        keys("stty size")
+        until(lambda: "20 100" in screen())
+        keys("exit 4")
+        assert until(lambda: done.exists() and done.read_text().strip()) == "4", tool
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
