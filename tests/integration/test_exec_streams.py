@@ -259,3 +259,22 @@ def _drive_shell(tool: str, pod: str, done: Path) -> None:
         assert until(lambda: done.exists() and done.read_text().strip()) == "4", tool
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_kubectl_attach(kubelet: Kubelet, client: Any, tls_apiserver: tuple[str, Path],  # noqa: F811
+                        tmp_path: Path) -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed")
+    name = _pod(client, kubelet.config.node_name, command=["sh", "-c", "while read l; do echo got:$l; done"],
+                stdin=True)
+    kc = _kubeconfig(tmp_path / "kc", *tls_apiserver)
+    attach = subprocess.Popen(["kubectl", "--kubeconfig", str(kc), "attach", "-i", name], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert attach.stdin is not None and attach.stdout is not None
+        attach.stdin.write(b"hello\n")
+        attach.stdin.flush()
+        assert attach.stdout.readline() == b"got:hello\n"
+    finally:
+        attach.kill()
+        attach.wait()
