@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from minik8s import Client
-from tests.e2e.conftest import run, sleeper_pod, unique, wait_for, wait_running
+from tests.e2e.conftest import MINIK8S, run, sleeper_pod, unique, wait_for, wait_running
 
 KUBECTL_TIMEOUT_S = 120
 
@@ -130,15 +130,15 @@ def test_kubectl_attach_and_logs_follow(kubeconfig: Path, client: Client) -> Non
             attach.kill()
             attach.wait()
         wait_running(client, ticker)
-        follow = subprocess.Popen(["kubectl", "--kubeconfig", str(kubeconfig), "logs", "-f", ticker],
-                                  stdout=subprocess.PIPE, text=True)
-        try:
-            first = _read_until(follow, "tick-").split("tick-")[1].split()[0]
-            later = f"tick-{int(first) + 3}"  # printed after `logs -f` started: followed, not replayed
-            assert later in _read_until(follow, later)
-        finally:
-            follow.kill()
-            follow.wait()
+        for tool in (["kubectl", "--kubeconfig", str(kubeconfig)], [MINIK8S]):
+            follow = subprocess.Popen([*tool, "logs", "-f", ticker], stdout=subprocess.PIPE, text=True)
+            try:
+                first = _read_until(follow, "tick-").split("tick-")[1].split()[0]
+                later = f"tick-{int(first) + 3}"  # printed after `logs -f` started: followed, not replayed
+                assert later in _read_until(follow, later)
+            finally:
+                follow.kill()
+                follow.wait()
     finally:
         run("delete", "pod", name, ticker, "--grace-period", "0", check=False)
 
