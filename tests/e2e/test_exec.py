@@ -131,7 +131,7 @@ def test_kubectl_attach_and_logs_follow(kubeconfig: Path, client: Client) -> Non
             attach.wait()
         wait_running(client, ticker)
         for tool in (["kubectl", "--kubeconfig", str(kubeconfig)], [MINIK8S]):
-            follow = subprocess.Popen([*tool, "logs", "-f", ticker], stdout=subprocess.PIPE, text=True)
+            follow = subprocess.Popen([*tool, "logs", "-f", "--tail", "1", ticker], stdout=subprocess.PIPE, text=True)
             try:
                 first = _read_until(follow, "tick-").split("tick-")[1].split()[0]
                 later = f"tick-{int(first) + 3}"  # printed after `logs -f` started: followed, not replayed
