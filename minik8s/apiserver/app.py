@@ -17,9 +17,8 @@ from fastapi.responses import StreamingResponse
 
 from minik8s import jsonc
 from minik8s.api import kinds as k
-from minik8s.api import printers
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
-from minik8s.apiserver import discovery, listing, workloads
+from minik8s.apiserver import discovery, listing, streams, workloads
 from minik8s.apiserver import metrics as metrics_api
 from minik8s.apiserver.resources import Resources, key_for
 from minik8s.errors import (
@@ -92,7 +91,7 @@ class BearerAuth:
         self.app, self.check = app, check
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):  # exec/attach upgrades carry the token too
             header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
             err = self.check(scope["path"], header)
             if err is not None:
@@ -149,6 +148,7 @@ class ApiServer:
 
         app = FastAPI(title="minik8s", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
         app.add_middleware(BearerAuth, check=self._check_token)
+        streams.PodStreams(self.resources, self.config.token).register(app)  # WebSocket exec and attach
         # the resource routes are plain Starlette routes: FastAPI's per-request dependency solving and
         # validation of path parameters cost ~0.2 ms of CPU on every call and gave these nothing
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -414,23 +414,10 @@ class ApiServer:
     # --- kubelet proxy ----------------------------------------------------------------------
     async def _proxy_to_kubelet(self, request: Request, t: Target) -> Response:
         ns, name = t.namespace or "default", t.name or ""
-        pod = await anyio.to_thread.run_sync(lambda: self.resources.get(t.info, ns, name))
-        node_name = pod["spec"].get("nodeName")
-        if not node_name:
-            raise BadRequest(f'pod "{name}" is not scheduled to a node yet')
-        node = await anyio.to_thread.run_sync(lambda: self.resources.get(k.lookup("Node"), None, node_name))
-        status = node.get("status") or {}
-        ip = printers.node_ip(node)
-        port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-        if ip == "<none>" or not port:
-            raise Unavailable(f'node "{node_name}" has no kubelet endpoint')
-        containers = [c["name"] for c in pod["spec"]["containers"]]
         q = request.query_params
-        container = q.get("container") or (containers[0] if len(containers) == 1 else None)
-        if container is None:
-            raise BadRequest(f'a container name must be specified for pod {name}, choose one of: {containers}')
-        if container not in containers:
-            raise BadRequest(f'container {container} is not valid for pod {name}')
+        target = await anyio.to_thread.run_sync(
+            lambda: streams.kubelet_endpoint(self.resources, ns, name, q.get("container")))
+        ip, port, container, node_name = target.host, target.port, target.container, target.node
         headers = {"Authorization": f"Bearer {self.config.token}"} if self.config.token else {}
         client = httpx.AsyncClient(timeout=httpx.Timeout(KUBELET_TIMEOUT_S, read=None))
         if t.subresource == "log":
@@ -438,9 +425,9 @@ class ApiServer:
             url = f"http://{ip}:{port}/containerLogs/{ns}/{name}/{container}"
             req = client.build_request("GET", url, params=params, headers=headers)
         else:
-            if request.method != "POST":
-                raise BadRequest("interactive exec (websocket/SPDY) is not supported; "
-                                 "use `minik8s exec POD -- CMD` (POST with a JSON command)")
+            if request.method != "POST" or request.headers.get("upgrade"):
+                raise BadRequest("interactive exec speaks WebSocket (v5.channel.k8s.io or v4.channel.k8s.io) "
+                                 "only, not SPDY; a plain POST takes a JSON {\"command\": [...]}")
             body = await self._body(request)
             url = f"http://{ip}:{port}/exec/{ns}/{name}/{container}"
             req = client.build_request("POST", url, json=body, headers=headers)

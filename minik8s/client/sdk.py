@@ -63,6 +63,7 @@ class Client:
         context = ssl.create_default_context(cadata=ca) if ca else None
         self._transport = Transport(self.server, headers, timeout, context)  # requests and watches
         self._headers, self._timeout, self._verify = headers, timeout, context or True
+        self.ssl_context = context  # exec/attach WebSockets (minik8s.client.streams) verify with it too
         self._logs_http: httpx.Client | None = None  # log streams only, made on first use (~30 ms of CPU)
 
     @classmethod

@@ -635,11 +635,15 @@ class DockerRuntime:
         stream: Iterator[bytes] = target.logs(stream=True, follow=follow, tail=tail)
         return stream
 
-    def exec(self, namespace: str, pod: str, container: str, cmd: list[str]) -> tuple[int, bytes]:
+    def running_container(self, namespace: str, pod: str, container: str) -> DockerContainer:
+        """The container's current instance, for exec and attach; BadRequest when it is not running."""
         target = self._instances(namespace, pod, container)[0]
         if target.status != "running":
             raise BadRequest(f'container "{container}" in pod "{pod}" is not running')
-        result = target.exec_run(cmd)
+        return target
+
+    def exec(self, namespace: str, pod: str, container: str, cmd: list[str]) -> tuple[int, bytes]:
+        result = self.running_container(namespace, pod, container).exec_run(cmd)
         return int(result.exit_code or 0), bytes(result.output or b"")
 
     def close(self) -> None:

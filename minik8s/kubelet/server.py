@@ -1,4 +1,4 @@
-"""The kubelet's HTTP server (Kubernetes' port 10250 shape): container logs, exec, healthz.
+"""The kubelet's HTTP server (Kubernetes' port 10250 shape): container logs, exec, attach, healthz.
 
 The API server proxies ``pods/{name}/log`` and ``pods/{name}/exec`` here. Every route but
 ``/healthz`` needs ``Authorization: Bearer <token>``. Handlers are plain ``def`` (Starlette
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from minik8s.errors import MiniK8sError
+from minik8s.kubelet import streams
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ STARTUP_POLL_SECONDS = 0.05
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
 
-class PodIO(Protocol):
+class PodIO(streams.Containers, Protocol):
     def logs(
         self,
         namespace: str,
@@ -49,10 +50,12 @@ class ExecRequest(BaseModel):
 def make_app(pods: PodIO, token: str) -> FastAPI:
     app = FastAPI(title="minik8s kubelet", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def authorize(request: Request) -> None:
-        header = request.headers.get("authorization", "")
+    def authorized(header: str) -> bool:
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+
+    def authorize(request: Request) -> None:
+        if not authorized(request.headers.get("authorization", "")):
             raise HTTPException(status_code=401, detail="Unauthorized")
 
     @app.exception_handler(MiniK8sError)
@@ -80,6 +83,7 @@ def make_app(pods: PodIO, token: str) -> FastAPI:
         code, output = pods.exec(namespace, pod, container, body.command)
         return {"exitCode": code, "output": output.decode(errors="replace")}
 
+    streams.register(app, pods, authorized)  # WebSocket exec and attach (kubectl's protocol)
     return app
 
 
