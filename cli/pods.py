@@ -11,6 +11,7 @@ from cli.common import client, namespace_option
 from minik8s.api import kinds
 from minik8s.api.apps import selector_string
 from minik8s.client import Client
+from minik8s.client.streams import open_pod_stream
 from minik8s.errors import NotFound
 
 # kubectl's ByLogging order, simplified: a running pod's output first, then a finished one's, older first
@@ -35,7 +36,6 @@ def _pod_of(c: Client, ref: str, namespace: str) -> str:
     pods.sort(key=lambda p: (_LOG_PHASE_RANK.get(p.status.phase if p.status else "Pending", 3),
                              p.metadata.creationTimestamp or ""))
     return str(pods[0].metadata.name)
-from minik8s.client.streams import open_pod_stream
 
 
 @click.command()
