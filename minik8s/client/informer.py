@@ -22,6 +22,7 @@ from typing import Any
 from minik8s.api import kinds as k
 from minik8s.client.sdk import Client
 from minik8s.errors import MiniK8sError
+from minik8s.health import WATCHDOG
 
 log = logging.getLogger("minik8s.informer")
 
@@ -90,6 +91,10 @@ class Informer:
     def started(self) -> bool:
         return bool(self._threads)
 
+    def alive(self) -> bool:
+        """Started, not stopped, and its watch and resync threads still run."""
+        return bool(self._threads) and not self._stop.is_set() and all(th.is_alive() for th in self._threads)
+
     def wait_synced(self, timeout: float | None = None) -> bool:
         return self._synced.wait(timeout)
 
@@ -108,14 +113,19 @@ class Informer:
     def _emit(self, kind: str, old: Any, new: Any) -> None:
         for h in self._handlers:
             try:
-                if kind == "add" and h.on_add:
-                    h.on_add(new)
-                elif kind == "update" and h.on_update:
-                    h.on_update(old, new)
-                elif kind == "delete" and h.on_delete:
-                    h.on_delete(old)
+                with WATCHDOG.busy(f"informer-{self.kind}"):
+                    self._call(h, kind, old, new)
             except Exception:  # a handler bug must not kill the informer
                 log.exception("informer handler failed", extra={"kind": self.kind})
+
+    @staticmethod
+    def _call(h: _Handler, kind: str, old: Any, new: Any) -> None:
+        if kind == "add" and h.on_add:
+            h.on_add(new)
+        elif kind == "update" and h.on_update:
+            h.on_update(old, new)
+        elif kind == "delete" and h.on_delete:
+            h.on_delete(old)
 
     def _relist(self) -> str:
         result = self.client.list(self.kind, self.namespace, self.label_selector, self.field_selector)

@@ -23,6 +23,7 @@ from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
 from minik8s.client.informer import informer_for
 from minik8s.errors import MiniK8sError, NotFound
+from minik8s.health import WATCHDOG
 
 log = logging.getLogger("minik8s.controllers.nodelifecycle")
 
@@ -75,7 +76,9 @@ class NodeLifecycleController:
             inf.stop()
 
     def _loop(self) -> None:
+        WATCHDOG.expect("node-lifecycle", self.config.period_s)
         while not self._stop.wait(self.config.period_s):
+            WATCHDOG.beat("node-lifecycle")
             try:
                 self.reconcile()
             except MiniK8sError as exc:
