@@ -140,6 +140,13 @@ def _gateway(settings: dict[str, Any]) -> Any:
     return _in_thread(controller, lambda: controller.start(serve=False), "gateway")
 
 
+def _gateway_up(running: Threaded) -> bool:
+    """Serving, and its informers run (the starting thread ends once they have synced)."""
+    controller = running.obj
+    informers = (controller.dnses, controller.services, controller.endpoints)
+    return bool(controller.server.alive()) and (running.alive() or all(inf.alive() for inf in informers))
+
+
 def _dns(settings: dict[str, Any]) -> Any:
     from minik8s.dns import ClusterDns, DnsConfig
 
@@ -182,7 +189,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component("scheduler", CONTROL_PLANE, _scheduler, _scheduler_up),
     Component("controller-manager", CONTROL_PLANE, _controller_manager,
               lambda manager: all(inf.alive() for inf in manager.informers.informers())),
-    Component("gateway", CONTROL_PLANE, _gateway, lambda running: running.alive() and running.obj.server.alive(),
+    Component("gateway", CONTROL_PLANE, _gateway, _gateway_up,
               facts=lambda running: {"version": running.obj.store.version}),
     Component("dns", CONTROL_PLANE, _dns, lambda dns: bool(dns.alive()),
               facts=lambda dns: {"queries": dns.server.queries}),
