@@ -3,7 +3,7 @@
 Each verb runs `--runs` times as a fresh process (as a user types it), kubectl the same
 number of times with a kubeconfig from `minik8s kubeconfig`; the table prints the median
 wall time of each and the ratio minik8s/kubectl (aim: ≤ 3×). The verbs: get pods, describe pod,
-apply (an unchanged manifest), delete (of a pod applied just before, not timed), logs.
+apply (an unchanged Namespace manifest), delete (of a pod applied just before, not timed), logs.
 `--smoke` runs each once to prove the harness works.
 
 Usage: python -m benchmarks.cli [--runs 10] [--smoke]
@@ -35,10 +35,16 @@ POD_YAML = textwrap.dedent(f"""\
     """)
 
 
+NAMESPACE_YAML = "apiVersion: v1\nkind: Namespace\nmetadata: {name: bench-cli, labels: {app: bench-cli}}\n"
+
+
 def _run(argv: list[str], stdin: str | None = None) -> float:
     t0 = time.perf_counter()
-    subprocess.run(argv, input=stdin, text=True, check=True, capture_output=True)
-    return time.perf_counter() - t0
+    proc = subprocess.run(argv, input=stdin, text=True, capture_output=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return elapsed
 
 
 def _victim(i: int) -> str:
@@ -66,13 +72,14 @@ def main() -> None:
         kubeconfig.write_text(subprocess.run([*MINIK8S, "kubeconfig"], check=True, capture_output=True,
                                              text=True).stdout)
         kubectl = [KUBECTL, "--kubeconfig", str(kubeconfig)]
-        subprocess.run([*MINIK8S, "apply", "-f", "-"], input=POD_YAML, text=True, check=True, capture_output=True)
+        for manifest in (POD_YAML, NAMESPACE_YAML):
+            subprocess.run([*MINIK8S, "apply", "-f", "-"], input=manifest, text=True, check=True, capture_output=True)
         subprocess.run([*MINIK8S, "wait", f"pod/{POD}", "--for=condition=Ready", f"--timeout={READY_TIMEOUT_S}s"],
                        check=True, capture_output=True)
         cases: list[tuple[str, list[str], str | None]] = [
             ("get pods", ["get", "pods"], None),
             ("describe pod", ["describe", "pod", POD], None),
-            ("apply (unchanged)", ["apply", "-f", "-"], POD_YAML),
+            ("apply (unchanged)", ["apply", "-f", "-"], NAMESPACE_YAML),
             ("logs", ["logs", POD], None),
         ]
         print(f"{'verb':<20}{'minik8s s':>11}{'kubectl s':>11}{'ratio':>8}")
@@ -92,6 +99,7 @@ def main() -> None:
             print(f"{'delete (no wait)':<20}{mine:>11.3f}{theirs:>11.3f}{mine / theirs:>7.1f}x")
         finally:
             subprocess.run([*MINIK8S, "delete", "pod", POD, "--grace-period", "0", "--no-wait"], capture_output=True)
+            subprocess.run([*MINIK8S, "delete", "namespace", "bench-cli", "--no-wait"], capture_output=True)
             for i in range(2 * runs):
                 subprocess.run([*MINIK8S, "delete", "pod", f"{POD}-del-{i}", "--ignore-not-found", "--no-wait"],
                                capture_output=True)
