@@ -22,8 +22,10 @@ from dataclasses import dataclass
 #: A step longer than this is a stuck loop (the slowest legitimate step, a Docker image pull
 #: inside the kubelet, runs in its own worker and does not count as one step of a loop here).
 STUCK_AFTER_S = 120.0
-#: A periodic loop missing this many of its periods is stuck.
+#: A periodic loop missing this many of its periods is stuck...
 MISSED_PERIODS = 4
+#: ...but never sooner than this: a 2 s loop whose pass waits on a busy API server is slow, not stuck.
+MIN_IDLE_S = 60.0
 
 
 @dataclass
@@ -83,7 +85,7 @@ class Watchdog:
                     problems.append(f"{loop}: one step running for {now - since:.0f}s")
             for loop, period in sorted(self._periods.items()):
                 idle = now - self._beats.get(loop, now)
-                if idle > period * MISSED_PERIODS:
+                if idle > max(period * MISSED_PERIODS, MIN_IDLE_S):
                     problems.append(f"{loop}: no round for {idle:.0f}s (every {period:g}s expected)")
         return Verdict(not problems, problems)
 

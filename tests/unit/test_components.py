@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from minik8s.cluster import components as registry
-from minik8s.health import MISSED_PERIODS, Watchdog
+from minik8s.health import MIN_IDLE_S, MISSED_PERIODS, Watchdog
 
 
 class FakeClock:
@@ -56,14 +56,20 @@ def test_busy_is_per_thread() -> None:
 def test_periodic_loop_missing_rounds_is_stuck() -> None:
     clock = FakeClock()
     dog = Watchdog(clock)
-    dog.expect("kubelet-resync", 10)
-    clock.now += 10 * MISSED_PERIODS
+    dog.expect("kubelet-resync", 30)
+    clock.now += 30 * MISSED_PERIODS
     assert dog.verdict().healthy
     dog.beat("kubelet-resync")
-    clock.now += 10 * MISSED_PERIODS + 1
+    clock.now += 30 * MISSED_PERIODS + 1
     verdict = dog.verdict()
-    assert not verdict.healthy and "kubelet-resync: no round for 41s" in verdict.detail
-    dog.forget("kubelet-resync")
+    assert not verdict.healthy and "kubelet-resync: no round for 121s" in verdict.detail
+    dog.expect("node-lifecycle", 2)  # a fast loop: slow passes up to MIN_IDLE_S are not stuck
+    clock.now += MIN_IDLE_S
+    dog.beat("kubelet-resync")
+    assert dog.verdict().healthy
+    clock.now += 1
+    assert "node-lifecycle: no round" in dog.verdict().detail
+    dog.forget("node-lifecycle")
     assert dog.verdict().healthy
 
 
