@@ -43,16 +43,11 @@ class ComponentActor:
 
     def _supervise(self) -> None:
         """Exit (Ray restarts the actor) once the component has been unhealthy for RESTART_AFTER_S."""
-        bad_since: float | None = None
+        timer = registry.StuckTimer()
         while True:
             time.sleep(registry.SELF_CHECK_S)
             state = self.health()
-            if state["healthy"]:
-                bad_since = None
-                continue
-            now = time.monotonic()
-            bad_since = bad_since or now
-            if now - bad_since >= registry.RESTART_AFTER_S:
+            if timer.observe(state["healthy"], time.monotonic()):
                 log.error("component stuck, exiting so that Ray restarts it",
                           extra={"component": self.component.name, "detail": state["detail"]})
                 logging.shutdown()

@@ -61,6 +61,23 @@ def health(component: Component, running: Any) -> dict[str, Any]:
             **component.facts(running)}
 
 
+class StuckTimer:
+    """Decides when an actor that keeps failing its own health check should exit (Ray then restarts it)."""
+
+    def __init__(self, restart_after_s: float = RESTART_AFTER_S) -> None:
+        self.restart_after_s = restart_after_s
+        self.bad_since: float | None = None
+
+    def observe(self, healthy: bool, now: float) -> bool:
+        """True once the component has been unhealthy, without a healthy answer, for `restart_after_s`."""
+        if healthy:
+            self.bad_since = None
+            return False
+        if self.bad_since is None:
+            self.bad_since = now
+        return now - self.bad_since >= self.restart_after_s
+
+
 # --- factories: each imports its component when it runs ------------------------------------
 
 @dataclass

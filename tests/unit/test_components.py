@@ -114,3 +114,12 @@ def test_reading_the_registry_imports_no_component() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_stuck_timer_restarts_only_after_a_continuous_unhealthy_spell() -> None:
+    timer = registry.StuckTimer(restart_after_s=180)
+    assert not timer.observe(False, 0.0)
+    assert not timer.observe(False, 179.0)
+    assert not timer.observe(True, 180.0)  # one healthy answer starts the count again
+    assert not timer.observe(False, 200.0)
+    assert timer.observe(False, 380.0)
