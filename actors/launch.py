@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import ray
+from ray.exceptions import GetTimeoutError
 
-from actors.components import ACTOR_OPTIONS, ApiServerActor, ControllerManagerActor, KubeletActor, SchedulerActor
+from actors.components import ACTOR_OPTIONS, ComponentActor
 
 log = logging.getLogger("minik8s.actors")
 
@@ -21,10 +22,12 @@ POLL_S = 0.5
 
 @dataclass
 class ActorSpec:
+    """One component of the registry placed as a named actor on the Ray node holding `resource`."""
+
     name: str
-    cls: Any
+    component: str
     resource: str
-    args: tuple[Any, ...]
+    settings: dict[str, Any]
 
 
 def connect(address: str, namespace: str, node_ip: str | None = None) -> None:
@@ -46,27 +49,40 @@ def ensure(specs: list[ActorSpec]) -> dict[str, Any]:
             handles[spec.name] = ray.get_actor(spec.name)
             log.info("adopted actor", extra={"actor": spec.name})
         except ValueError:
-            handles[spec.name] = spec.cls.options(name=spec.name, resources={spec.resource: 1},
-                                                  **ACTOR_OPTIONS).remote(*spec.args)
+            handles[spec.name] = cast(Any, ComponentActor).options(name=spec.name, resources={spec.resource: 1},
+                                                        **ACTOR_OPTIONS).remote(spec.component, spec.settings)
             log.info("created actor", extra={"actor": spec.name})
     return handles
 
 
 def health(name: str) -> dict[str, Any]:
-    try:
-        handle = ray.get_actor(name)
-        result = cast(dict[str, Any], ray.get(handle.health.remote(), timeout=HEALTH_TIMEOUT_S))
-        return result
-    except ValueError:
-        return {"healthy": False, "detail": "not running"}
-    except Exception as exc:  # an actor that is restarting or crashed answers with an error
-        return {"healthy": False, "detail": type(exc).__name__}
+    return health_many([name])[name]
+
+
+def health_many(names: list[str], timeout: float = HEALTH_TIMEOUT_S) -> dict[str, dict[str, Any]]:
+    """Ask every actor at once; one that does not answer within `timeout` (hung, stopped) is unhealthy."""
+    asked: dict[str, Any] = {}
+    states: dict[str, dict[str, Any]] = {}
+    for name in names:
+        try:
+            asked[name] = ray.get_actor(name).health.remote()
+        except ValueError:
+            states[name] = {"healthy": False, "detail": "not running"}
+    deadline = time.monotonic() + timeout
+    for name, ref in asked.items():
+        try:
+            states[name] = cast(dict[str, Any], ray.get(ref, timeout=max(0.0, deadline - time.monotonic())))
+        except GetTimeoutError:
+            states[name] = {"healthy": False, "detail": f"no answer to the health check in {timeout:g}s"}
+        except Exception as exc:  # an actor that is restarting or crashed answers with an error
+            states[name] = {"healthy": False, "detail": type(exc).__name__}
+    return {name: states[name] for name in names}
 
 
 def wait_healthy(names: list[str], timeout: float = READY_TIMEOUT_S) -> dict[str, dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
-        states = {n: health(n) for n in names}
+        states = health_many(names)
         if all(s.get("healthy") for s in states.values()) or time.monotonic() > deadline:
             return states
         time.sleep(POLL_S)
@@ -80,5 +96,4 @@ def kill(names: list[str]) -> None:
             continue
 
 
-__all__ = ["ActorSpec", "ApiServerActor", "ControllerManagerActor", "KubeletActor", "SchedulerActor", "connect",
-           "ensure", "health", "kill", "wait_healthy"]
+__all__ = ["ActorSpec", "ComponentActor", "connect", "ensure", "health", "health_many", "kill", "wait_healthy"]

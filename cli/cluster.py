@@ -14,10 +14,10 @@ import click
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from actors import cluster as boot
 from minik8s.api.validation import pydantic_causes
 from minik8s.client.sdk import Client, config_path
-from minik8s.cluster import etcd_choice, host, local
+from minik8s.cluster import bootstrap, etcd_choice, host, local
+from minik8s.cluster import components as registry
 from minik8s.cluster.config import ClusterConfig
 from minik8s.errors import BadRequest, NotFound
 from minik8s.proxy.proxy import ensure_root_route
@@ -32,8 +32,8 @@ def _write_client_config(cfg: ClusterConfig) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"server": boot.api_url(cfg), "token": boot.api_token(cfg), "ca": boot.pki(cfg).ca_pem(),
-                   "stateDir": str(cfg.state_dir)}, f)
+        json.dump({"server": bootstrap.api_url(cfg), "token": bootstrap.api_token(cfg),
+                   "ca": bootstrap.pki(cfg).ca_pem(), "stateDir": str(cfg.state_dir)}, f)
     return path
 
 
@@ -93,12 +93,14 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
         if not local.head_ip_is_local(cfg):
             raise BadRequest(f"--advertise-address {cfg.control_plane_ip} is not an address of this machine")
         cfg.save_advertise_address()
-    opts = boot.ControlPlaneOptions(external_etcd, skip_images,
+    from actors import cluster as boot
+
+    opts = bootstrap.ControlPlaneOptions(external_etcd, skip_images,
                                     node_monitor_grace_period, pod_eviction_timeout)
     states = boot.start_control_plane(cfg, opts, click.echo)
-    token = boot.join_token(cfg)
+    token = bootstrap.join_token(cfg)
     for i in range(1, nodes + 1):
-        req = boot.JoinRequest(name=cfg.node(i).name, server=boot.api_url(cfg), token=token)
+        req = bootstrap.JoinRequest(name=cfg.node(i).name, server=bootstrap.api_url(cfg), token=token)
         states.update(boot.join_local(cfg, req, click.echo))
     if nodes:  # the user's shell reaches ClusterIPs through node-1, whose proxy rules DNAT them
         ensure_root_route(cfg.service_cidr, cfg.node(1).ip)
@@ -106,7 +108,7 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
     click.echo("actors:")
     ok = _echo_health(states)
     click.echo(f"cluster {'ready' if ok else 'NOT healthy'} in {time.monotonic() - t0:.1f}s; "
-               f"API {boot.api_url(cfg)} (client config {path})")
+               f"API {bootstrap.api_url(cfg)} (client config {path})")
     if not ok:
         raise SystemExit(1)
 
@@ -127,27 +129,52 @@ def down(purge: bool) -> None:
     click.echo("cluster stopped" + (" and purged" if purge else ""))
 
 
+def _status_rows(cfg: ClusterConfig) -> list[dict[str, Any]]:
+    """The machine's processes (etcd, registry, Ray head, each node's dockerd and raylet), then every
+    component of the registry, asked through its actor."""
+    rows: list[dict[str, Any]] = [{"name": r.component, "kind": "process", "healthy": r.healthy, "detail": r.detail}
+                                  for r in local.status(cfg)]
+    nodes = [n.name for n in local.known_nodes(cfg)]
+    actors = registry.actor_names(nodes)
+    if any(r["name"] == "ray-head" and r["healthy"] for r in rows):
+        from actors import launch
+
+        launch.connect(cfg.ray_address, cfg.ray_namespace)
+        states = launch.health_many(actors)
+    else:
+        states = {name: {"healthy": False, "detail": "Ray head down"} for name in actors}
+    scopes = {c.actor_name(n): (c.name, c.scope, n) for c in registry.COMPONENTS
+              for n in ([None] if c.scope == registry.CONTROL_PLANE else nodes)}
+    for name in actors:
+        component, scope, node = scopes[name]
+        state = states[name]
+        rows.append({"name": name, "kind": "component", "component": component, "scope": scope, "node": node,
+                     "healthy": bool(state.get("healthy")), "detail": state.get("detail", ""),
+                     **{k: v for k, v in state.items() if k not in ("healthy", "detail")}})
+    return rows
+
+
 @click.command()
-def status() -> None:
-    """Each component and whether it is healthy (exit 1 if any is not).
+@click.option("-o", "--output", type=click.Choice(["json"]), default=None, help="Print the rows as JSON.")
+def status(output: str | None) -> None:
+    """Each process and component and whether it is healthy (exit 1 if any is not).
+
+    A component is healthy when its actor answers, its threads and servers run, and none of its
+    loops is stuck (see minik8s.health).
 
     \b
     Example:
       minik8s status
+      minik8s status -o json | jq '.components[] | select(.healthy | not)'
     """
-    from actors import launch
-
     cfg = ClusterConfig()
-    ok = True
-    rows = local.status(cfg)
-    for row in rows:
-        ok &= row.healthy
-        click.echo(f"  {row.component:<22}{'healthy' if row.healthy else 'UNHEALTHY'}  {row.detail}".rstrip())
-    if any(r.component == "ray-head" and r.healthy for r in rows):
-        launch.connect(cfg.ray_address, cfg.ray_namespace)
-        names = ["apiserver", "scheduler", "controller-manager", "gateway"]
-        names += [a for n in local.known_nodes(cfg) for a in boot.node_actor_names(n.name)]
-        ok &= _echo_health({n: launch.health(n) for n in names})
+    rows = _status_rows(cfg)
+    ok = all(r["healthy"] for r in rows)
+    if output == "json":
+        click.echo(json.dumps({"healthy": ok, "components": rows}, indent=2))
+    else:
+        for row in rows:
+            click.echo(f"  {row['name']:<22}{'healthy' if row['healthy'] else 'UNHEALTHY'}  {row['detail']}".rstrip())
     if not ok:
         raise SystemExit(1)
 
@@ -186,9 +213,9 @@ def token(generate: bool) -> None:
       minik8s token
     """
     cfg = ClusterConfig()
-    if not generate and not (cfg.state_dir / boot.TOKEN_FILE).exists():
+    if not generate and not (cfg.state_dir / bootstrap.TOKEN_FILE).exists():
         raise BadRequest("no cluster: run `minik8s up` first")
-    click.echo(boot.join_token(cfg))
+    click.echo(bootstrap.join_token(cfg))
 
 
 class NodeJoinConfig(BaseModel):
@@ -224,7 +251,7 @@ def _read_token(path: Path, token_file: str) -> str:
         raise BadRequest(f"{path}: tokenFile: cannot read {file}: {exc.strerror}") from None
 
 
-def load_join_config(path: Path) -> boot.JoinRequest:
+def load_join_config(path: Path) -> bootstrap.JoinRequest:
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -247,7 +274,7 @@ def load_join_config(path: Path) -> boot.JoinRequest:
     name = conf.name or (socket.gethostname().split(".")[0] if host_mode else None)
     if not name:
         raise BadRequest(f"{path}: name: Field required")
-    return boot.JoinRequest(name, conf.server, token, conf.labels, list(conf.taints), dict(conf.resources),
+    return bootstrap.JoinRequest(name, conf.server, token, conf.labels, list(conf.taints), dict(conf.resources),
                             conf.address, host_mode, conf.interface, conf.podCIDR)
 
 
@@ -283,10 +310,12 @@ def join(config_file: Path, dry_run: bool) -> None:
     """
     req = load_join_config(config_file)
     cfg = ClusterConfig()
+    from actors import cluster as boot
+
     if dry_run:
         if not req.host:
             raise BadRequest("--dry-run is for mode: host")
-        for line in boot.host_join_plan(cfg, req):
+        for line in bootstrap.host_join_plan(cfg, req):
             click.echo(line)
         return
     states = boot.join_host(cfg, req, click.echo) if req.host else boot.join_local(cfg, req, click.echo)
@@ -341,6 +370,7 @@ def node_remove(name: str) -> None:
     Example:
       minik8s node remove node-3
     """
+    from actors import cluster as boot
     from actors import launch
 
     client = Client.from_config()
@@ -348,12 +378,12 @@ def node_remove(name: str) -> None:
     client.get("Node", name, None)
     _drain(client, name)
     launch.connect(cfg.ray_address, cfg.ray_namespace)
-    launch.kill(boot.node_actor_names(name))
+    launch.kill(registry.node_actor_names(name))
     record = host.load_record(cfg, name)
     if record is not None:  # a host-mode node joined from this machine
         boot.stop_host_node(cfg, record)
-    elif boot.LOCAL_NODE_NAME.match(name):
-        local.stop_node(cfg, boot.local_node(cfg, name))
+    elif bootstrap.LOCAL_NODE_NAME.match(name):
+        local.stop_node(cfg, bootstrap.local_node(cfg, name))
     else:
         click.echo(f"node/{name} runs on another machine: run `minik8s leave` there to stop its dockerd and raylet")
     _delete_node(client, name)
@@ -379,6 +409,8 @@ def leave(name: str | None) -> None:
     record = host.load_record(cfg, name)
     if record is None:
         raise BadRequest(f"node {name} was not joined from this machine (joined here: {', '.join(names) or 'none'})")
+    from actors import cluster as boot
+
     client = Client(record.server, record.token, ca=record.ca)
     try:
         try:
@@ -390,7 +422,7 @@ def leave(name: str | None) -> None:
             from actors import launch
 
             launch.connect(record.ray_address, cfg.ray_namespace, node_ip=record.ip)
-            launch.kill(boot.node_actor_names(name))
+            launch.kill(registry.node_actor_names(name))
         boot.stop_host_node(cfg, record)
         _delete_node(client, name)
     finally:

@@ -1,20 +1,67 @@
-"""`minik8s`: the entry point. Errors become one line on stderr and exit code 1."""
+"""`minik8s`: the entry point. Errors become one line on stderr and exit code 1.
+
+Verb modules load lazily: `minik8s get pods` imports only `cli.resources` and what it needs,
+never Ray, Docker or pyroute2 (those belong to `up`, `join`, `status`, `down`, `image`).
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from typing import Any
 
 import click
 
-from cli.manifests import ManifestError
 from minik8s.errors import MiniK8sError
 from minik8s.images import ImageError
 
+#: The modules whose `COMMANDS` make the verbs; a module added here works at once.
+COMMAND_MODULES = ("cli.resources", "cli.pods", "cli.cluster", "cli.images", "cli.workloads", "cli.autoscaling",
+                   "cli.metadata", "cli.wait", "cli.copy")
+#: Which module holds a verb, so that running one imports only its module. A verb missing here
+#: is still found (by loading every module), only more slowly.
+VERB_MODULES = {
+    "apply": "cli.resources", "get": "cli.resources", "describe": "cli.resources", "delete": "cli.resources",
+    "logs": "cli.pods", "exec": "cli.pods", "attach": "cli.pods", "cp": "cli.copy",
+    "up": "cli.cluster", "down": "cli.cluster", "status": "cli.cluster", "kubeconfig": "cli.cluster",
+    "token": "cli.cluster", "join": "cli.cluster", "leave": "cli.cluster", "node": "cli.cluster",
+    "image": "cli.images", "scale": "cli.workloads", "rollout": "cli.workloads", "top": "cli.autoscaling",
+    "label": "cli.metadata", "annotate": "cli.metadata", "wait": "cli.wait",
+}
+
+
+def _module_commands(module: str) -> dict[str, click.Command]:
+    commands: list[click.Command] = importlib.import_module(module).COMMANDS
+    return {c.name: c for c in commands if c.name}
+
 
 class Minik8sGroup(click.Group):
+    """A group that imports a verb's module only when that verb runs (or when help lists them all)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        for module in COMMAND_MODULES:
+            names.update(_module_commands(module))
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        module = VERB_MODULES.get(cmd_name)
+        if module is not None and cmd_name in (found := _module_commands(module)):
+            return found[cmd_name]
+        for module in COMMAND_MODULES:
+            found = _module_commands(module)
+            if cmd_name in found:
+                return found[cmd_name]
+        return None
+
     def invoke(self, ctx: click.Context) -> Any:
+        # cli.manifests is imported here, not at the top, because it pulls the kinds table
+        from cli.manifests import ManifestError
+
         try:
             return super().invoke(ctx)
         except (MiniK8sError, ManifestError, ImageError) as exc:
@@ -34,17 +81,6 @@ def cli(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-
-def _register() -> None:
-    from cli import autoscaling, cluster, copy, images, pods, resources, workloads
-
-    for module in (resources, pods, cluster, images, workloads, autoscaling, copy):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

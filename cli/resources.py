@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -52,12 +53,38 @@ def _resolve_namespace(info: k.KindInfo, namespace: str | None, all_namespaces: 
     return namespace or "default"
 
 
+@dataclass
+class LabelColumns:
+    """`--show-labels` (one LABELS column) and `-L k1,k2` (one column per key), as kubectl adds them."""
+
+    keys: list[str] = field(default_factory=list)
+    show_all: bool = False
+
+    def headers(self) -> list[str]:
+        # kubectl heads a -L column with the key's last path segment, upper-cased
+        return [key.rsplit("/", 1)[-1].upper() for key in self.keys] + (["LABELS"] if self.show_all else [])
+
+    def cells(self, obj: dict[str, Any]) -> list[str]:
+        labels = obj["metadata"].get("labels") or {}
+        cells = [labels.get(key, "") for key in self.keys]
+        if self.show_all:
+            cells.append(",".join(f"{key}={value}" for key, value in sorted(labels.items())) or "<none>")
+        return cells
+
+
+def label_columns(keys: tuple[str, ...], show_labels: bool) -> LabelColumns:
+    return LabelColumns([key.strip() for arg in keys for key in arg.split(",") if key.strip()], show_labels)
+
+
 def _print_table(info: k.KindInfo, items: list[dict[str, Any]], wide: bool, with_ns: bool,
-                 headers_shown: bool = True) -> None:
+                 headers_shown: bool = True, labels: LabelColumns | None = None) -> None:
     headers, rows = printers.table_rows(info.columns, items, wide)
     if with_ns:
         headers = ["NAMESPACE", *headers]
         rows = [[o["metadata"].get("namespace", ""), *r] for o, r in zip(items, rows, strict=True)]
+    if labels is not None:
+        headers = [*headers, *labels.headers()]
+        rows = [[*r, *labels.cells(o)] for o, r in zip(items, rows, strict=True)]
     text = printers.format_table(headers, rows)
     click.echo(text if headers_shown else "\n".join(text.splitlines()[1:]))
 
@@ -70,24 +97,30 @@ def _print_table(info: k.KindInfo, items: list[dict[str, Any]], wide: bool, with
 @click.option("-l", "--selector", default=None, help="Label selector, e.g. app=web,tier!=db.")
 @click.option("--field-selector", default=None, help="Field selector, e.g. spec.nodeName=node-1.")
 @click.option("-A", "--all-namespaces", is_flag=True, help="List across all namespaces.")
+@click.option("--show-labels", is_flag=True, help="Add a LABELS column with every label.")
+@click.option("-L", "--label-columns", "label_keys", multiple=True, metavar="KEY1,KEY2",
+              help="Add one column per label key (repeat or comma-separate).")
 @namespace_option
 def get(kind: str, names: tuple[str, ...], output: str | None, watch: bool, selector: str | None,
-        field_selector: str | None, all_namespaces: bool, namespace: str | None) -> None:
+        field_selector: str | None, all_namespaces: bool, show_labels: bool, label_keys: tuple[str, ...],
+        namespace: str | None) -> None:
     """Show objects as a table (like kubectl), or as yaml/json/name.
 
     \b
     Example:
       minik8s get pods -o wide
       minik8s get po web -o yaml
-      minik8s get nodes
+      minik8s get nodes --show-labels
+      minik8s get pods -L app,tier
     """
+    labels = label_columns(label_keys, show_labels)
     if "," in kind:
         if names or watch or output in ("yaml", "json"):
             raise click.UsageError("several kinds at once list tables or names only: get KIND1,KIND2 [-o wide|name]")
         for i, one in enumerate(part for part in kind.split(",") if part):
             if i:
                 click.echo()
-            _get_many(one, output, selector, field_selector, all_namespaces, namespace)
+            _get_many(one, output, selector, field_selector, all_namespaces, namespace, labels)
         return
     info = k.lookup(kind)
     c = client()
@@ -107,7 +140,7 @@ def get(kind: str, names: tuple[str, ...], output: str | None, watch: bool, sele
         where = f" in {ns} namespace" if ns else ""
         click.echo(f"No resources found{where}.", err=True)
     else:
-        _print_table(info, items, output == "wide", all_namespaces and info.namespaced)
+        _print_table(info, items, output == "wide", all_namespaces and info.namespaced, labels=labels)
     if watch:
         selector_names = set(names)
         shown = bool(items)
@@ -115,12 +148,13 @@ def get(kind: str, names: tuple[str, ...], output: str | None, watch: bool, sele
             obj = as_dict(ev.object)
             if selector_names and obj["metadata"]["name"] not in selector_names:
                 continue
-            _print_table(info, [obj], output == "wide", all_namespaces and info.namespaced, headers_shown=not shown)
+            _print_table(info, [obj], output == "wide", all_namespaces and info.namespaced, headers_shown=not shown,
+                         labels=labels)
             shown = True
 
 
 def _get_many(kind: str, output: str | None, selector: str | None, field_selector: str | None,
-              all_namespaces: bool, namespace: str | None) -> None:
+              all_namespaces: bool, namespace: str | None, labels: LabelColumns) -> None:
     """One kind's table within `get KIND1,KIND2`: names carry their kind, as kubectl prints them."""
     info = k.lookup(kind)
     result = client().list(info.kind, _resolve_namespace(info, namespace, all_namespaces), selector, field_selector)
@@ -131,7 +165,7 @@ def _get_many(kind: str, output: str | None, selector: str | None, field_selecto
         for o in items:
             click.echo(o["metadata"]["name"])
     elif items:
-        _print_table(info, items, output == "wide", all_namespaces and info.namespaced)
+        _print_table(info, items, output == "wide", all_namespaces and info.namespaced, labels=labels)
 
 
 @click.command()

@@ -1,5 +1,10 @@
 """The shared informer: list, then watch from the list's resourceVersion, keep a local cache.
 
+`InformerFactory` (client-go's SharedInformerFactory) hands out one informer per kind (and
+namespace, selectors) per process, so five controllers that follow Pods open one Pod watch.
+A handler added to an informer that has already synced is first told about every cached
+object as an add, exactly as if it had been there from the start.
+
 Handlers get typed objects. Never mutate what the cache hands out: copy first
 (`obj.model_copy(deep=True)`). A watch that breaks or expires (410) relists; every
 `resync_seconds` each cached object is replayed to on_update so level-triggered controllers
@@ -14,13 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from minik8s.api import kinds as k
 from minik8s.client.sdk import Client
 from minik8s.errors import MiniK8sError
+from minik8s.health import WATCHDOG
 
 log = logging.getLogger("minik8s.informer")
 
 RETRY_DELAY_S = 1.0
 WATCH_TIMEOUT_S = 300.0
+DEFAULT_RESYNC_S = 30.0
 
 
 def object_key(obj: Any) -> str:
@@ -37,7 +45,7 @@ class _Handler:
 
 class Informer:
     def __init__(self, client: Client, kind: str, namespace: str | None = None, label_selector: str | None = None,
-                 field_selector: str | None = None, resync_seconds: float = 30.0) -> None:
+                 field_selector: str | None = None, resync_seconds: float = DEFAULT_RESYNC_S) -> None:
         self.client, self.kind, self.namespace = client, kind, namespace
         self.label_selector, self.field_selector = label_selector, field_selector
         self.resync_seconds = resync_seconds
@@ -47,20 +55,45 @@ class Informer:
         self._synced = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._users = 0  # start() calls not yet matched by stop(): a shared informer stops with its last user
 
     def add_handler(self, on_add: Callable[[Any], None] | None = None,
                     on_update: Callable[[Any, Any], None] | None = None,
                     on_delete: Callable[[Any], None] | None = None) -> None:
-        self._handlers.append(_Handler(on_add, on_update, on_delete))
+        with self._lock:
+            self._handlers.append(_Handler(on_add, on_update, on_delete))
+            replay = list(self._cache.values()) if self._synced.is_set() and on_add else []
+        for obj in replay:
+            try:
+                on_add(obj)  # type: ignore[misc]  # replay is empty when on_add is None
+            except Exception:
+                log.exception("informer handler failed", extra={"kind": self.kind})
 
     def start(self) -> None:
-        for target, name in ((self._run, "watch"), (self._resync_loop, "resync")):
-            th = threading.Thread(target=target, name=f"informer-{self.kind}-{name}", daemon=True)
-            th.start()
-            self._threads.append(th)
+        """Start watching (once, however many controllers share this informer and call start)."""
+        with self._lock:
+            self._users += 1
+            if self._threads:
+                return
+            for target, name in ((self._run, "watch"), (self._resync_loop, "resync")):
+                th = threading.Thread(target=target, name=f"informer-{self.kind}-{name}", daemon=True)
+                th.start()
+                self._threads.append(th)
 
     def stop(self) -> None:
+        """Stop once every start() has been matched by a stop()."""
+        with self._lock:
+            self._users -= 1
+            if self._users > 0:
+                return
         self._stop.set()
+
+    def started(self) -> bool:
+        return bool(self._threads)
+
+    def alive(self) -> bool:
+        """Started, not stopped, and its watch and resync threads still run."""
+        return bool(self._threads) and not self._stop.is_set() and all(th.is_alive() for th in self._threads)
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         return self._synced.wait(timeout)
@@ -80,14 +113,19 @@ class Informer:
     def _emit(self, kind: str, old: Any, new: Any) -> None:
         for h in self._handlers:
             try:
-                if kind == "add" and h.on_add:
-                    h.on_add(new)
-                elif kind == "update" and h.on_update:
-                    h.on_update(old, new)
-                elif kind == "delete" and h.on_delete:
-                    h.on_delete(old)
+                with WATCHDOG.busy(f"informer-{self.kind}"):
+                    self._call(h, kind, old, new)
             except Exception:  # a handler bug must not kill the informer
                 log.exception("informer handler failed", extra={"kind": self.kind})
+
+    @staticmethod
+    def _call(h: _Handler, kind: str, old: Any, new: Any) -> None:
+        if kind == "add" and h.on_add:
+            h.on_add(new)
+        elif kind == "update" and h.on_update:
+            h.on_update(old, new)
+        elif kind == "delete" and h.on_delete:
+            h.on_delete(old)
 
     def _relist(self) -> str:
         result = self.client.list(self.kind, self.namespace, self.label_selector, self.field_selector)
@@ -149,3 +187,51 @@ class Informer:
                 continue
             for obj in self.list():
                 self._emit("update", obj, obj)
+
+
+class InformerFactory:
+    """One shared informer per (kind, namespace, selectors) for everything in this process."""
+
+    def __init__(self, client: Client, resync_seconds: float = DEFAULT_RESYNC_S) -> None:
+        self.client = client
+        self.resync_seconds = resync_seconds
+        self._informers: dict[tuple[str, str | None, str | None, str | None], Informer] = {}
+        self._lock = threading.Lock()
+
+    def informer(self, kind: str, namespace: str | None = None, label_selector: str | None = None,
+                 field_selector: str | None = None, resync_seconds: float | None = None) -> Informer:
+        """The shared informer; `resync_seconds` lowers its resync period (the most eager user wins)."""
+        key = (k.lookup(kind).kind, namespace, label_selector, field_selector)
+        with self._lock:
+            inf = self._informers.get(key)
+            if inf is None:
+                inf = Informer(self.client, key[0], namespace, label_selector, field_selector,
+                               resync_seconds or self.resync_seconds)
+                self._informers[key] = inf
+            elif resync_seconds and resync_seconds < inf.resync_seconds:
+                inf.resync_seconds = resync_seconds
+            return inf
+
+    def informers(self) -> list[Informer]:
+        with self._lock:
+            return list(self._informers.values())
+
+    def start(self) -> None:
+        for inf in self.informers():
+            if not inf.started():
+                inf.start()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return all(inf.wait_synced(timeout) for inf in self.informers())
+
+    def stop(self) -> None:
+        for inf in self.informers():
+            inf._stop.set()
+
+
+def informer_for(factory: InformerFactory | None, client: Client, kind: str, namespace: str | None = None,
+                 resync_seconds: float = DEFAULT_RESYNC_S) -> Informer:
+    """The factory's shared informer, or (no factory: the old constructor style) one of the caller's own."""
+    if factory is not None:
+        return factory.informer(kind, namespace, resync_seconds=resync_seconds)
+    return Informer(client, kind, namespace, resync_seconds=resync_seconds)

@@ -13,9 +13,7 @@ import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from minik8s import jsonc
 from minik8s.api import kinds as k
@@ -29,6 +27,9 @@ DEFAULT_TIMEOUT_S = 30.0
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 PATCH_CONTENT_TYPES = {"merge": "application/merge-patch+json", "strategic": STRATEGIC_MERGE_PATCH,
                        "json": "application/json-patch+json"}
+
+if TYPE_CHECKING:
+    import httpx
 
 ObjLike = t.TypedObject | dict[str, Any]
 
@@ -248,6 +249,8 @@ class Client:
             params["container"] = container
         if tail_lines is not None:
             params["tailLines"] = tail_lines
+        import httpx  # here, not at the top: only log streams use it, and it costs a CLI ~0.1 s to import
+
         timeout = httpx.Timeout(DEFAULT_TIMEOUT_S, read=None)
         if self._logs_http is None:
             self._logs_http = httpx.Client(base_url=self.server, headers=self._headers, timeout=self._timeout,

@@ -7,6 +7,7 @@ import threading
 
 from minik8s.client import WorkQueue
 from minik8s.errors import Conflict, MiniK8sError
+from minik8s.health import WATCHDOG
 
 log = logging.getLogger("minik8s.controllers")
 
@@ -41,7 +42,8 @@ class QueueWorkers:
             if key is None:
                 return
             try:
-                self.sync(key)
+                with WATCHDOG.busy(f"{self.name}-worker"):
+                    self.sync(key)
                 self.queue.forget(key)
             except Conflict:  # someone wrote first: retry soon with fresh data
                 self.queue.add_rate_limited(key)

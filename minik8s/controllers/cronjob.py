@@ -17,9 +17,9 @@ from typing import Any
 
 from minik8s.api import batch, cron
 from minik8s.api import types as t
-from minik8s.client import Client, Informer
+from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
-from minik8s.client.informer import object_key
+from minik8s.client.informer import informer_for, object_key
 from minik8s.controllers import jobutil as ju
 from minik8s.controllers import workloads as w
 from minik8s.controllers.base import QueueWorkers
@@ -94,13 +94,14 @@ def _job_ref(job: batch.Job) -> dict[str, Any]:
 class CronJobController(QueueWorkers):
     name = "cronjob"
 
-    def __init__(self, client: Client, config: CronJobConfig | None = None, clock: ju.Clock | None = None) -> None:
+    def __init__(self, client: Client, config: CronJobConfig | None = None, clock: ju.Clock | None = None,
+                 informers: InformerFactory | None = None) -> None:
         self.config = config or CronJobConfig()
         super().__init__(self.config.workers)
         self.client = client
         self.clock = clock or ju.SystemClock()
-        self.cronjobs = Informer(client, KIND, resync_seconds=self.config.resync_s)
-        self.jobs = Informer(client, "Job", resync_seconds=self.config.resync_s)
+        self.cronjobs = informer_for(informers, client, KIND, resync_seconds=self.config.resync_s)
+        self.jobs = informer_for(informers, client, "Job", resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, "cronjob-controller")
         self.cronjobs.add_handler(lambda o: self.queue.add(object_key(o)),
                                   lambda _o, n: self.queue.add(object_key(n)), None)

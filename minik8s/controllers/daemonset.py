@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from minik8s.api import daemonsets as dsapi
 from minik8s.api import types as t
-from minik8s.client import Client, Informer
+from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
-from minik8s.client.informer import object_key
+from minik8s.client.informer import informer_for, object_key
 from minik8s.controllers import daemonpods as dp
 from minik8s.controllers import workloads as w
 from minik8s.controllers.base import QueueWorkers
@@ -47,14 +47,15 @@ class DaemonSetController(OwnedPodEvents, QueueWorkers):
     name = "daemonset"
     kind = KIND
 
-    def __init__(self, client: Client, config: DaemonSetConfig | None = None) -> None:
+    def __init__(self, client: Client, config: DaemonSetConfig | None = None,
+                 informers: InformerFactory | None = None) -> None:
         self.config = config or DaemonSetConfig()
         super().__init__(self.config.workers)
         self.client = client
-        self.daemonsets = Informer(client, KIND, resync_seconds=self.config.resync_s)
+        self.daemonsets = informer_for(informers, client, KIND, resync_seconds=self.config.resync_s)
         self.owners = self.daemonsets
-        self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
-        self.nodes = Informer(client, "Node", resync_seconds=self.config.resync_s)
+        self.pods = informer_for(informers, client, "Pod", resync_seconds=self.config.resync_s)
+        self.nodes = informer_for(informers, client, "Node", resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, "daemonset-controller")
         self.expectations = w.Expectations()
         self.daemonsets.add_handler(lambda o: self.queue.add(object_key(o)),

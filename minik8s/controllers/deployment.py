@@ -21,9 +21,9 @@ from typing import Any, Literal
 from minik8s.api import apps
 from minik8s.api import types as t
 from minik8s.api.selectors import labels_match, selector_from_match
-from minik8s.client import Client, Informer
+from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
-from minik8s.client.informer import object_key
+from minik8s.client.informer import informer_for, object_key
 from minik8s.controllers import workloads as w
 from minik8s.controllers.base import QueueWorkers
 from minik8s.errors import AlreadyExists, Conflict, NotFound
@@ -43,13 +43,14 @@ class DeploymentConfig:
 class DeploymentController(QueueWorkers):
     name = "deployment"
 
-    def __init__(self, client: Client, config: DeploymentConfig | None = None) -> None:
+    def __init__(self, client: Client, config: DeploymentConfig | None = None,
+                 informers: InformerFactory | None = None) -> None:
         self.config = config or DeploymentConfig()
         super().__init__(self.config.workers)
         self.client = client
-        self.deployments = Informer(client, KIND, resync_seconds=self.config.resync_s)
-        self.rs = Informer(client, "ReplicaSet", resync_seconds=self.config.resync_s)
-        self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
+        self.deployments = informer_for(informers, client, KIND, resync_seconds=self.config.resync_s)
+        self.rs = informer_for(informers, client, "ReplicaSet", resync_seconds=self.config.resync_s)
+        self.pods = informer_for(informers, client, "Pod", resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, "deployment-controller")
         # our own ReplicaSet writes, newer than the informer may yet know (uid -> object)
         self._written: dict[str, Any] = {}

@@ -15,8 +15,9 @@ from typing import Any
 
 from minik8s.api import types as t
 from minik8s.api.services import Service
-from minik8s.client import Client, Informer
+from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
+from minik8s.client.informer import informer_for
 from minik8s.controllers.base import QueueWorkers
 from minik8s.errors import AlreadyExists, NotFound
 
@@ -109,13 +110,14 @@ def compute_subsets(svc: Service, pods: list[t.Pod]) -> tuple[list[Obj], list[tu
 class EndpointsController(QueueWorkers):
     name = "endpoints"
 
-    def __init__(self, client: Client, config: EndpointsConfig | None = None) -> None:
+    def __init__(self, client: Client, config: EndpointsConfig | None = None,
+                 informers: InformerFactory | None = None) -> None:
         self.config = config or EndpointsConfig()
         super().__init__(self.config.workers)
         self.client = client
-        self.services = Informer(client, "Service", resync_seconds=self.config.resync_s)
-        self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
-        self.endpoints = Informer(client, "Endpoints", resync_seconds=self.config.resync_s)
+        self.services = informer_for(informers, client, "Service", resync_seconds=self.config.resync_s)
+        self.pods = informer_for(informers, client, "Pod", resync_seconds=self.config.resync_s)
+        self.endpoints = informer_for(informers, client, "Endpoints", resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, "endpoint-controller")
         self._warned: set[tuple[str, str, str]] = set()
         self.services.add_handler(on_add=self._enqueue_obj, on_update=lambda _o, n: self._enqueue_obj(n),

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from minik8s.api import kinds as k
-from minik8s.client import Client, Informer
-from minik8s.client.informer import object_key
+from minik8s.client import Client, Informer, InformerFactory
+from minik8s.client.informer import informer_for, object_key
 from minik8s.controllers.base import QueueWorkers
 from minik8s.errors import NotFound
 
@@ -36,12 +36,13 @@ class GarbageCollectorConfig:
 class GarbageCollector(QueueWorkers):
     name = "garbage-collector"
 
-    def __init__(self, client: Client, config: GarbageCollectorConfig | None = None) -> None:
+    def __init__(self, client: Client, config: GarbageCollectorConfig | None = None,
+                 informers: InformerFactory | None = None) -> None:
         self.config = config or GarbageCollectorConfig()
         super().__init__(self.config.workers)
         self.client = client
         self.informers: dict[str, Informer] = {
-            kind: Informer(client, kind, resync_seconds=self.config.resync_s)
+            kind: informer_for(informers, client, kind, resync_seconds=self.config.resync_s)
             for kind in dict.fromkeys((*DEPENDENT_KINDS, *OWNER_KINDS))}
         for kind in DEPENDENT_KINDS:
             changed = self._dependent_changed(kind)

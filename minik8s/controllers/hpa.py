@@ -21,9 +21,9 @@ from typing import Any
 from minik8s.api import autoscaling as a
 from minik8s.api import kinds as k
 from minik8s.api.quantity import QuantityError, parse_quantity
-from minik8s.client import Client, Informer
+from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
-from minik8s.client.informer import object_key
+from minik8s.client.informer import informer_for, object_key
 from minik8s.controllers import hpa_algo as algo
 from minik8s.controllers.base import QueueWorkers
 from minik8s.errors import MiniK8sError, NotFound
@@ -135,12 +135,12 @@ class HPAController(QueueWorkers):
     name = "horizontal-pod-autoscaler"
 
     def __init__(self, client: Client, config: HPAConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, informers: InformerFactory | None = None) -> None:
         self.config = config or HPAConfig()
         super().__init__(self.config.workers)
         self.client = client
         self.clock = clock
-        self.hpas = Informer(client, KIND, resync_seconds=self.config.resync_s)
+        self.hpas = informer_for(informers, client, KIND, resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, "horizontal-pod-autoscaler")
         self._state: dict[str, _State] = {}
         self._lock = threading.Lock()

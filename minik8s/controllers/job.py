@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from minik8s.api import batch
 from minik8s.api import types as t
-from minik8s.client import Client, Informer
+from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
-from minik8s.client.informer import object_key
+from minik8s.client.informer import informer_for, object_key
 from minik8s.controllers import jobutil as ju
 from minik8s.controllers import workloads as w
 from minik8s.controllers.base import QueueWorkers
@@ -57,13 +57,14 @@ class _Counts:
 class JobController(QueueWorkers):
     name = "job"
 
-    def __init__(self, client: Client, config: JobConfig | None = None, clock: ju.Clock | None = None) -> None:
+    def __init__(self, client: Client, config: JobConfig | None = None, clock: ju.Clock | None = None,
+                 informers: InformerFactory | None = None) -> None:
         self.config = config or JobConfig()
         super().__init__(self.config.workers)
         self.client = client
         self.clock = clock or ju.SystemClock()
-        self.jobs = Informer(client, KIND, resync_seconds=self.config.resync_s)
-        self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
+        self.jobs = informer_for(informers, client, KIND, resync_seconds=self.config.resync_s)
+        self.pods = informer_for(informers, client, "Pod", resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, "job-controller")
         self.expectations = w.Expectations()
         # uids of Jobs this controller finished: a cache that has not yet seen that status write must not

@@ -1,11 +1,17 @@
-"""The controller-manager: starts every controller with one client and one config."""
+"""The controller-manager: starts every controller with one client, one config and one informer factory.
+
+Controllers get their informers from the shared factory, so the process opens one watch per
+kind (one Pod watch, not one per controller). A controller built without the factory (the
+older constructor style) still works: it opens its own informers.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from minik8s.client import Client
+from minik8s.client import Client, InformerFactory
 from minik8s.controllers.cronjob import CronJobConfig, CronJobController
 from minik8s.controllers.daemonset import DaemonSetConfig, DaemonSetController
 from minik8s.controllers.deployment import DeploymentConfig, DeploymentController
@@ -19,6 +25,12 @@ from minik8s.controllers.replication import ReplicationConfig, ReplicationManage
 from minik8s.controllers.serviceaccounts import ServiceAccountsConfig, ServiceAccountsController
 
 log = logging.getLogger("minik8s.controllers")
+
+
+class Controller(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -39,34 +51,31 @@ class ControllerManagerConfig:
 class ControllerManager:
     def __init__(self, client: Client, config: ControllerManagerConfig | None = None) -> None:
         self.config = config or ControllerManagerConfig()
-        self.node_lifecycle = NodeLifecycleController(client, self.config.node_lifecycle)
-        self.replicaset = ReplicaSetController(client, self.config.replicaset)
-        self.deployment = DeploymentController(client, self.config.deployment)
-        self.daemonset = DaemonSetController(client, self.config.daemonset)
-        self.replication = ReplicationManager(client, self.config.replication)
-        self.garbage_collector = GarbageCollector(client, self.config.garbage_collector)
-        self.endpoints = EndpointsController(client, self.config.endpoints)
-        self.hpa = HPAController(client, self.config.hpa)
-        self.serviceaccounts = ServiceAccountsController(client, self.config.serviceaccounts)
-        self.batch = (JobController(client, self.config.job), CronJobController(client, self.config.cronjob))
+        self.informers = InformerFactory(client)
+        informers, cfg = self.informers, self.config
+        self.node_lifecycle = NodeLifecycleController(client, cfg.node_lifecycle, informers=informers)
+        self.replicaset = ReplicaSetController(client, cfg.replicaset, informers=informers)
+        self.deployment = DeploymentController(client, cfg.deployment, informers=informers)
+        self.daemonset = DaemonSetController(client, cfg.daemonset, informers=informers)
+        self.replication = ReplicationManager(client, cfg.replication, informers=informers)
+        self.garbage_collector = GarbageCollector(client, cfg.garbage_collector, informers=informers)
+        self.endpoints = EndpointsController(client, cfg.endpoints, informers=informers)
+        self.hpa = HPAController(client, cfg.hpa, informers=informers)
+        self.serviceaccounts = ServiceAccountsController(client, cfg.serviceaccounts, informers=informers)
+        self.job = JobController(client, cfg.job, informers=informers)
+        self.cronjob = CronJobController(client, cfg.cronjob, informers=informers)
+        self.controllers: list[Controller] = [
+            self.node_lifecycle, self.replicaset, self.deployment, self.daemonset, self.replication,
+            self.garbage_collector, self.endpoints, self.hpa, self.serviceaccounts, self.job, self.cronjob]
 
     def start(self) -> None:
-        self.node_lifecycle.start()
-        for workload in (self.replicaset, self.deployment, self.daemonset, self.replication, self.garbage_collector):
-            workload.start()
-        self.endpoints.start()
-        self.hpa.start()
-        self.serviceaccounts.start()
-        for batch_controller in self.batch:
-            batch_controller.start()
+        # every informer starts before any controller waits for its own to sync: one relist each, in parallel
+        self.informers.start()
+        for controller in self.controllers:
+            controller.start()
         log.info("controllers started")
 
     def stop(self) -> None:
-        self.node_lifecycle.stop()
-        for workload in (self.replicaset, self.deployment, self.daemonset, self.replication, self.garbage_collector):
-            workload.stop()
-        self.endpoints.stop()
-        self.hpa.stop()
-        self.serviceaccounts.stop()
-        for batch_controller in self.batch:
-            batch_controller.stop()
+        for controller in self.controllers:
+            controller.stop()
+        self.informers.stop()

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from minik8s.api import types as t
-from minik8s.client import Client, Informer
+from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
+from minik8s.client.informer import informer_for
 from minik8s.errors import MiniK8sError, NotFound
+from minik8s.health import WATCHDOG
 
 log = logging.getLogger("minik8s.controllers.nodelifecycle")
 
@@ -50,13 +52,13 @@ def _parse(value: str | None) -> dt.datetime | None:
 
 class NodeLifecycleController:
     def __init__(self, client: Client, config: NodeLifecycleConfig | None = None,
-                 clock: Callable[[], dt.datetime] = _now) -> None:
+                 clock: Callable[[], dt.datetime] = _now, informers: InformerFactory | None = None) -> None:
         self.client = client
         self.config = config or NodeLifecycleConfig()
         self.clock = clock
-        self.nodes = Informer(client, "Node")
-        self.leases = Informer(client, "Lease", namespace=LEASE_NAMESPACE)
-        self.pods = Informer(client, "Pod")
+        self.nodes = informer_for(informers, client, "Node")
+        self.leases = informer_for(informers, client, "Lease", LEASE_NAMESPACE)
+        self.pods = informer_for(informers, client, "Pod")
         self.events = EventRecorder(client, "node-controller")
         self._first_seen: dict[str, dt.datetime] = {}
         self._stop = threading.Event()
@@ -74,7 +76,9 @@ class NodeLifecycleController:
             inf.stop()
 
     def _loop(self) -> None:
+        WATCHDOG.expect("node-lifecycle", self.config.period_s)
         while not self._stop.wait(self.config.period_s):
+            WATCHDOG.beat("node-lifecycle")
             try:
                 self.reconcile()
             except MiniK8sError as exc:

@@ -17,9 +17,9 @@ from typing import Any
 from minik8s.api import apps
 from minik8s.api import types as t
 from minik8s.api.selectors import Requirement, labels_match, selector_from_match
-from minik8s.client import Client, Informer, WorkQueue
+from minik8s.client import Client, Informer, InformerFactory, WorkQueue
 from minik8s.client.events import EventRecorder
-from minik8s.client.informer import object_key
+from minik8s.client.informer import informer_for, object_key
 from minik8s.controllers import workloads as w
 from minik8s.controllers.base import QueueWorkers
 from minik8s.errors import AlreadyExists, Conflict, MiniK8sError, NotFound
@@ -144,13 +144,14 @@ class ReplicaSetController(OwnedPodEvents, QueueWorkers):
     kind = KIND
     api_version = API_VERSION
 
-    def __init__(self, client: Client, config: ReplicaSetConfig | None = None) -> None:
+    def __init__(self, client: Client, config: ReplicaSetConfig | None = None,
+                 informers: InformerFactory | None = None) -> None:
         self.config = config or ReplicaSetConfig()
         super().__init__(self.config.workers)
         self.client = client
-        self.rs = Informer(client, self.kind, resync_seconds=self.config.resync_s)
+        self.rs = informer_for(informers, client, self.kind, resync_seconds=self.config.resync_s)
         self.owners = self.rs
-        self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
+        self.pods = informer_for(informers, client, "Pod", resync_seconds=self.config.resync_s)
         self.events = EventRecorder(client, f"{self.name}-controller")
         self.expectations = w.Expectations()
         self.rs.add_handler(lambda o: self.queue.add(object_key(o)), lambda _o, n: self.queue.add(object_key(n)),

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from minik8s.api.config import DEFAULT_SERVICE_ACCOUNT
-from minik8s.client import Client, Informer
+from minik8s.client import Client, InformerFactory
+from minik8s.client.informer import informer_for
 from minik8s.controllers.base import QueueWorkers
 from minik8s.errors import AlreadyExists, Conflict, NotFound
 
@@ -28,12 +29,13 @@ class ServiceAccountsController(QueueWorkers):
 
     name = "serviceaccounts"
 
-    def __init__(self, client: Client, config: ServiceAccountsConfig | None = None) -> None:
+    def __init__(self, client: Client, config: ServiceAccountsConfig | None = None,
+                 informers: InformerFactory | None = None) -> None:
         self.config = config or ServiceAccountsConfig()
         super().__init__(self.config.workers)
         self.client = client
-        self.namespaces = Informer(client, "Namespace", resync_seconds=self.config.resync_s)
-        self.accounts = Informer(client, "ServiceAccount", resync_seconds=self.config.resync_s)
+        self.namespaces = informer_for(informers, client, "Namespace", resync_seconds=self.config.resync_s)
+        self.accounts = informer_for(informers, client, "ServiceAccount", resync_seconds=self.config.resync_s)
         self.namespaces.add_handler(on_add=self._namespace_changed,
                                     on_update=lambda _old, new: self._namespace_changed(new))
         self.accounts.add_handler(on_delete=self._account_deleted)

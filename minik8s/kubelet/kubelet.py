@@ -22,6 +22,7 @@ import docker.errors
 from minik8s.api.types import Pod, PodStatus
 from minik8s.client import Informer, WorkQueue
 from minik8s.errors import Conflict, NotFound
+from minik8s.health import WATCHDOG
 from minik8s.kubelet import labels as L
 from minik8s.kubelet.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS, DEFAULT_RESET_AFTER_SECONDS
 from minik8s.kubelet.configrefs import ApiConfigObjects, Ref, references
@@ -238,7 +239,9 @@ class Kubelet:
             self._spawn(lambda: self.metrics.run(self._stop), "kubelet-metrics")
         self._start_server()
         log.info("kubelet running", extra={"node": self.config.node_name})
+        WATCHDOG.expect("kubelet-resync", self.config.resync_seconds)
         while not self._stop.wait(self.config.resync_seconds):
+            WATCHDOG.beat("kubelet-resync")
             self.resync()
 
     def _spawn(self, target: Any, name: str) -> None:

@@ -17,6 +17,7 @@ from minik8s.api import types as t
 from minik8s.client import Client, Informer, WorkQueue
 from minik8s.client.events import EventRecorder
 from minik8s.errors import Conflict, MiniK8sError, NotFound
+from minik8s.health import WATCHDOG
 from minik8s.scheduler.cache import SchedulerCache
 from minik8s.scheduler.policy import POLICIES, Placement, Policy
 from minik8s.scheduler.snapshot import pod_key
@@ -139,7 +140,8 @@ class Scheduler:
             if key is None:
                 return
             try:
-                self.sync(key)
+                with WATCHDOG.busy("scheduler-decide"):
+                    self.sync(key)
             except Exception:
                 log.exception("scheduling crashed", extra={"pod": key})
                 self.queue.add_rate_limited(key)

@@ -68,7 +68,7 @@ def test_the_control_plane_uses_the_external_etcd_and_leaves_it_running(
     assert not any(cfg.etcd_dir.iterdir())
     assert etcd_choice.recorded(cfg) == [url] and local.etcd_endpoints(cfg) == [url]
     first, _ = boot.control_plane_specs(cfg, boot.ControlPlaneOptions())
-    assert first[0].args[0]["etcd_endpoints"] == [url]  # what the apiserver actor is created with
+    assert first[0].settings["config"]["etcd_endpoints"] == [url]  # what the apiserver actor is created with
 
     rows = {r.component: r for r in local.status(cfg)}
     assert "etcd" not in rows

@@ -1,0 +1,135 @@
+"""The platform verbs on the real cluster: label, annotate, get --show-labels / -L, wait, and status
+(every component healthy as JSON, and a component whose process stops answering is reported)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from typing import Any
+
+from minik8s import Client
+from tests.e2e.conftest import pod_on, run, unique, wait_for, web_app
+
+PODS_READY_S = "120s"
+
+
+def _status() -> tuple[int, dict[str, Any]]:
+    proc = run("status", "-o", "json", check=False, timeout=180)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def _rows(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["name"]: row for row in doc["components"]}
+
+
+def test_label_annotate_and_label_columns(client: Client) -> None:
+    name = unique("lbl")
+    run("apply", "-f", "-", input=pod_on(name, None, "busybox", ["sleep", "3600"]))
+    try:
+        assert run("label", "pod", name, "tier=front", "team=a").stdout.strip() == f"pod/{name} labeled"
+        table = run("get", "pods", name, "--show-labels").stdout
+        assert "LABELS" in table.splitlines()[0] and "team=a,tier=front" in table
+        columns = run("get", "pods", "-L", "tier,team", "-l", "tier=front").stdout.splitlines()
+        assert columns[0].split()[-2:] == ["TIER", "TEAM"]
+        assert any(line.split()[0] == name and line.split()[-2:] == ["front", "a"] for line in columns[1:])
+
+        refused = run("label", f"pod/{name}", "tier=back", check=False)
+        assert refused.returncode == 1
+        assert "'tier' already has a value (front), and --overwrite is false" in refused.stderr
+        assert client.get("Pod", name).metadata.labels["tier"] == "front"  # nothing changed
+        assert run("label", f"pod/{name}", "tier=back", "--overwrite").stdout.strip() == f"pod/{name} labeled"
+        assert run("label", "pods", name, "team-").stdout.strip() == f"pod/{name} unlabeled"
+        labels = client.get("Pod", name).metadata.labels
+        assert labels["tier"] == "back" and "team" not in labels
+
+        assert run("annotate", "pod", name, "owner=alice").stdout.strip() == f"pod/{name} annotated"
+        refused = run("annotate", "pod", name, "owner=bob", check=False)
+        assert refused.returncode == 1 and "--overwrite is false" in refused.stderr and "(alice)" in refused.stderr
+        run("annotate", "pod", name, "owner=bob", "--overwrite")
+        assert client.get("Pod", name).metadata.annotations["owner"] == "bob"
+        run("annotate", "pod", name, "owner-")
+        assert "owner" not in (client.get("Pod", name).metadata.annotations or {})
+
+        bad = run("label", "pod", name, "tier=not valid!", check=False)
+        assert bad.returncode != 0 and "not a valid label value" in bad.stderr
+    finally:
+        run("delete", "pod", name, "--grace-period", "0", check=False)
+
+
+def test_label_works_for_cluster_scoped_kinds(client: Client) -> None:
+    run("label", "node", "node-2", "e2e-mark=yes", "--overwrite")
+    try:
+        assert client.get("Node", "node-2", None).metadata.labels["e2e-mark"] == "yes"
+        table = run("get", "nodes", "-L", "e2e-mark").stdout.splitlines()
+        assert table[0].split()[-1] == "E2E-MARK"
+        assert [line.split()[-1] for line in table if line.startswith("node-2")] == ["yes"]
+    finally:
+        run("label", "node", "node-2", "e2e-mark-")
+
+
+def test_wait_for_conditions_jsonpath_and_delete(client: Client) -> None:
+    name = unique("wait")
+    run("apply", "-f", "-", input=pod_on(name, None, "busybox", ["sleep", "3600"]))
+    try:
+        out = run("wait", f"pod/{name}", "--for=condition=Ready", f"--timeout={PODS_READY_S}", timeout=180)
+        assert out.stdout.strip() == f"pod/{name} condition met"
+        assert client.get("Pod", name).status.phase == "Running"
+        out = run("wait", "pod", name, "--for=jsonpath={.status.phase}=Running", "--timeout=10s")
+        assert out.stdout.strip() == f"pod/{name} condition met"
+
+        late = run("wait", f"pod/{name}", "--for=condition=Ready=false", "--timeout=2s", check=False)
+        assert late.returncode == 1
+        assert late.stderr.strip() == f"error: timed out waiting for the condition on pods/{name}"
+
+        run("delete", "pod", name, "--grace-period", "0", "--no-wait")
+        out = run("wait", f"pod/{name}", "--for=delete", "--timeout=60s", timeout=90)
+        assert out.stdout.strip() == f"pod/{name} deleted"
+        assert not [p for p in client.list("Pod", "default").items if p.metadata.name == name]
+    finally:
+        run("delete", "pod", name, "--grace-period", "0", "--ignore-not-found", check=False)
+
+    missing = run("wait", "pod/no-such-pod", "--for=condition=Ready", "--timeout=1s", check=False)
+    assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_wait_for_a_deployment_to_be_available() -> None:
+    name = unique("avail")
+    run("apply", "-f", "-", input=web_app(name, replicas=2))
+    try:
+        out = run("wait", f"deploy/{name}", "--for=condition=Available", f"--timeout={PODS_READY_S}", timeout=180)
+        assert out.stdout.strip() == f"deployment/{name} condition met"
+    finally:
+        run("delete", "-f", "-", input=web_app(name, replicas=2), check=False)
+
+
+def test_status_json_lists_every_component_healthy(cluster: None) -> None:
+    code, doc = _status()
+    rows = _rows(doc)
+    expected = ["apiserver", "scheduler", "controller-manager", "gateway", "dns",
+                *(f"{c}-node-{i}" for i in (1, 2, 3) for c in ("kubelet", "network", "proxy"))]
+    assert set(expected) <= set(rows), sorted(rows)
+    assert code == 0 and doc["healthy"], [r for r in rows.values() if not r["healthy"]]
+    for name in expected:
+        assert rows[name]["healthy"] and rows[name]["kind"] == "component" and rows[name]["pid"] > 0, rows[name]
+    assert rows["dns"]["scope"] == "control-plane" and rows["kubelet-node-2"]["node"] == "node-2"
+    assert {"etcd", "registry", "ray-head"} <= set(rows)
+
+
+def test_a_component_that_stops_answering_is_reported_unhealthy(cluster: None) -> None:
+    """Freeze the scheduler's process (SIGSTOP): its health check gets no answer, so status says so."""
+    _code, doc = _status()
+    pid = int(_rows(doc)["scheduler"]["pid"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        code, doc = _status()
+        row = _rows(doc)["scheduler"]
+        assert code == 1 and not doc["healthy"]
+        assert not row["healthy"] and "no answer to the health check" in row["detail"], row
+        assert _rows(doc)["controller-manager"]["healthy"]  # the others are asked on their own
+        text = run("status", check=False, timeout=180)
+        assert text.returncode == 1
+        assert any(line.split()[:2] == ["scheduler", "UNHEALTHY"] for line in text.stdout.splitlines()), text.stdout
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for("the scheduler to answer again", lambda: _rows(_status()[1])["scheduler"]["healthy"], timeout=60)
