@@ -33,8 +33,9 @@ DELETE_FROM_PRIMITIVE_LIST = "$deleteFromPrimitiveList/"
 SET_ELEMENT_ORDER = "$setElementOrder/"
 
 
-def apply_patch(current: dict[str, Any], body: bytes, content_type: str, kind: str) -> dict[str, Any]:
-    """The object `current` (left untouched) becomes once the PATCH `body` of `content_type` is applied."""
+def patch_media_type(content_type: str) -> str:
+    """The patch media type of a Content-Type header; 415 for any we do not apply (checked before the
+    object is read: server-side apply of a missing object is refused the same way, not answered 404)."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media.startswith(APPLY_PATCH_PREFIX):  # +yaml, and +cbor from newer clients
         raise UnsupportedMediaType(
@@ -44,6 +45,12 @@ def apply_patch(current: dict[str, Any], body: bytes, content_type: str, kind: s
         raise UnsupportedMediaType(
             f'the body of the request was in an unknown format ("{media or "no Content-Type"}") - accepted '
             f"media types include: {', '.join(SUPPORTED)}")
+    return media
+
+
+def apply_patch(current: dict[str, Any], body: bytes, content_type: str, kind: str) -> dict[str, Any]:
+    """The object `current` (left untouched) becomes once the PATCH `body` of `content_type` is applied."""
+    media = patch_media_type(content_type)
     try:
         patch = jsonc.loads(body) if body else None
     except jsonc.JSONDecodeError as exc:

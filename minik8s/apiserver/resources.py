@@ -23,7 +23,7 @@ from minik8s.api.strategy import NetworkConfig, Strategy
 from minik8s.api.timefmt import now_iso
 from minik8s.api.validation import pydantic_causes
 from minik8s.apiserver.admission import AdmissionChain, AdmissionRequest, default_chain
-from minik8s.apiserver.patch import MERGE_PATCH, apply_patch, merge_patch
+from minik8s.apiserver.patch import MERGE_PATCH, apply_patch, merge_patch, patch_media_type
 from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound, details
 from minik8s.registry.namespaces import SYSTEM_NAMESPACES
 from minik8s.store import EtcdStore
@@ -233,6 +233,7 @@ class Resources:
         Without a resourceVersion precondition in the result, a write that races another is retried on
         the fresh object, as kube-apiserver does."""
         body = patch if isinstance(patch, bytes) else jsonc.dumps(patch)
+        patch_media_type(content_type)
         for attempt in range(PATCH_CONFLICT_TRIES):
             current = self.get(info, namespace, name)
             new = apply_patch(current, body, content_type, info.kind)

@@ -117,6 +117,10 @@ def test_kubectl_patch_types_and_server_side_apply(kubeconfig: Path, tmp_path: P
     assert ssa.returncode != 0
     assert "Server-side apply not available on the server" in ssa.stderr and "client-side apply" in ssa.stderr
     assert [p["port"] for p in get(kubeconfig, "svc", name)["spec"]["ports"]] == [7]  # nothing written
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(manifest(uniq("none"), [80], {}).split("---")[0])
+    ssa = kubectl(kubeconfig, "apply", "--server-side", "-f", str(missing))  # would create: refused the same
+    assert ssa.returncode != 0 and "Server-side apply not available on the server" in ssa.stderr
 
 
 def test_kubectl_get_in_chunks(kubeconfig: Path) -> None:
