@@ -185,7 +185,9 @@ def test_optional_missing_references_do_not_block(client: Client) -> None:
 
 def test_tables_bad_input_and_default_service_account(client: Client, kubeconfig: Path) -> None:
     cm, secret, ns = unique("tbl-cm"), unique("tbl-sec"), unique("cfg-ns")
-    kubectl(kubeconfig, "create", "configmap", cm, "--from-literal=a=1", "--from-literal=b=2")
+    # manifests, not `kubectl create configmap`: kubectl's generators send protobuf, which the API does not speak
+    kubectl(kubeconfig, "apply", "-f", "-", input=f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {cm}}}\n"
+                                                  "data: {a: '1', b: '2'}\n")
     run("apply", "-f", "-", input=textwrap.dedent(f"""\
         apiVersion: v1
         kind: Secret
@@ -214,14 +216,21 @@ def test_tables_bad_input_and_default_service_account(client: Client, kubeconfig
     assert bad.returncode == 1 and "data[password]" in bad.stderr and "not base64!" not in bad.stderr
     assert kubectl(kubeconfig, "get", "secret", "bad-b64", check=False).returncode != 0
 
-    kubectl(kubeconfig, "create", "namespace", ns)
+    kubectl(kubeconfig, "apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")
     wait_for("the default ServiceAccount in a new namespace",
              lambda: "default" in kubectl(kubeconfig, "get", "sa", "-n", ns, check=False).stdout, timeout=30)
     kubectl(kubeconfig, "delete", "sa", "default", "-n", ns)
     wait_for("the default ServiceAccount made again",
              lambda: "default" in kubectl(kubeconfig, "get", "sa", "-n", ns, check=False).stdout, timeout=30)
     pod = unique("sa-pod")
-    kubectl(kubeconfig, "run", pod, "-n", ns, "--image=busybox", "--restart=Never", "--", "sleep", "1")
+    kubectl(kubeconfig, "apply", "-n", ns, "-f", "-", input=textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: Pod
+        metadata: {{name: {pod}}}
+        spec:
+          restartPolicy: Never
+          containers: [{{name: main, image: busybox, command: [sleep, "1"]}}]
+        """))
     sa = kubectl(kubeconfig, "get", "pod", pod, "-n", ns, "-o", "jsonpath={.spec.serviceAccountName}").stdout
     assert sa == "default"
     kubectl(kubeconfig, "delete", "namespace", ns)
