@@ -12,14 +12,14 @@ from typing import Any
 
 import anyio
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
 
 from minik8s import jsonc
 from minik8s.api import kinds as k
 from minik8s.api import printers
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
-from minik8s.apiserver import discovery, workloads
+from minik8s.apiserver import discovery, portforward, workloads
 from minik8s.apiserver import metrics as metrics_api
 from minik8s.apiserver.resources import Resources, key_for
 from minik8s.errors import BadRequest, Gone, MethodNotAllowed, MiniK8sError, NotFound, Unauthorized, Unavailable
@@ -82,10 +82,13 @@ class BearerAuth:
         self.app, self.check = app, check
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
             err = self.check(scope["path"], header)
             if err is not None:
+                if scope["type"] == "websocket":  # refused before the upgrade, with the same Status
+                    await portforward.deny(WebSocket(scope, receive, send), err)
+                    return
                 await _error(err)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -142,6 +145,7 @@ class ApiServer:
         for path in UNAUTHENTICATED_PATHS:
             app.get(path)(self._healthz)
         app.post(JOIN_PATH)(self._join)
+        portforward.register(app, self.resources, self.config.token)  # WebSocket: kubectl and client libraries
         metrics_api.register(app, self.metrics)  # before the generic /apis/{group}/{version} routes
         app.get("/version")(lambda: discovery.SERVER_VERSION)
         app.get("/api")(discovery.api_versions)

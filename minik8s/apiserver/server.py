@@ -37,6 +37,9 @@ class ServerThread:
         # loop and http parser "auto": uvloop and httptools (dependencies), about half the CPU per request
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                                     timeout_graceful_shutdown=1, ssl_certfile=tls_cert,
+                                                    # wsproto: `websockets` refuses kubectl's subprotocol
+                                                    # "SPDY/3.1+portforward.k8s.io" ("/" is not a token char)
+                                                    ws="wsproto",
                                                     ssl_keyfile=tls_key))
         self.thread: threading.Thread | None = None
 

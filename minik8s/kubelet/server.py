@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from minik8s.errors import MiniK8sError
+from minik8s.kubelet import portforward
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class PodIO(Protocol):
     ) -> Iterator[bytes]: ...
 
     def exec(self, namespace: str, pod: str, container: str, cmd: list[str]) -> tuple[int, bytes]: ...
+
+    def sandbox_pid(self, namespace: str, pod: str) -> int: ...
 
 
 class ExecRequest(BaseModel):
@@ -80,6 +83,7 @@ def make_app(pods: PodIO, token: str) -> FastAPI:
         code, output = pods.exec(namespace, pod, container, body.command)
         return {"exitCode": code, "output": output.decode(errors="replace")}
 
+    portforward.register(app, pods, token)  # WebSocket /portForward/{namespace}/{pod}?port=N
     return app
 
 
