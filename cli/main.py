@@ -37,9 +37,9 @@ def cli(verbose: bool) -> None:
 
 
 def _register() -> None:
-    from cli import autoscaling, cluster, images, pods, resources, workloads
+    from cli import autoscaling, cluster, images, pods, portforward, resources, workloads
 
-    for module in (resources, pods, cluster, images, workloads, autoscaling):
+    for module in (resources, pods, cluster, images, workloads, autoscaling, portforward):
         for command in module.COMMANDS:
             cli.add_command(command)
 

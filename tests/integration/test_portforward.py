@@ -229,3 +229,28 @@ def test_portforward_needs_a_token(apiserver: str, tls: Path, pod: str) -> None:
     with pytest.raises(WebSocketBadStatusException) as info:
         create_connection(url, subprotocols=["v4.channel.k8s.io"], sslopt={"ca_certs": str(tls / "ca.crt")})
     assert info.value.status_code == 401
+
+
+def test_minik8s_port_forward(apiserver: str, tls: Path, pod: str, pod_server: int, tmp_path: Path) -> None:
+    import json
+    import sys
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"server": apiserver, "token": TEST_TOKEN, "ca": (tls / "ca.crt").read_text()}))
+    local, closed = free_port(), free_port()
+    cli = [sys.executable, "-m", "cli.main", "port-forward", pod, f"{local}:{pod_server}", f":{closed}"]
+    proc = subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MINIK8S_CONFIG": str(config)})
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == f"Forwarding from 127.0.0.1:{local} -> {pod_server}\n"
+        second = proc.stdout.readline()
+        assert second.startswith("Forwarding from 127.0.0.1:") and second.endswith(f" -> {closed}\n")
+        assert _fetch(local) == PAGE
+        assert _fetch(local, "/big") == BIG
+        with socket.create_connection(("127.0.0.1", int(second.split(":")[1].split()[0])), timeout=20) as conn:
+            assert conn.recv(10) == b""  # nothing listens there in the pod: closed, not hung
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert f"error forwarding port {closed} to pod {pod}" in err and "connection refused" in err
