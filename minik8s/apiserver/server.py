@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from minik8s.apiserver.spdy_upgrade import UpgradingHttpProtocol
+
 log = logging.getLogger("minik8s.apiserver")
 
 START_TIMEOUT_S = 30.0
@@ -34,12 +36,13 @@ class ServerThread:
     def __init__(self, app: Any, hosts: list[str], port: int, name: str = "http", tls_cert: str | None = None,
                  tls_key: str | None = None) -> None:
         self.hosts, self.port, self.name = hosts, port, name
-        # loop and http parser "auto": uvloop and httptools (dependencies), about half the CPU per request
+        # loop "auto" and the httptools parser: uvloop and httptools (dependencies), half the CPU per request
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                                     timeout_graceful_shutdown=1, ssl_certfile=tls_cert,
                                                     # wsproto: `websockets` refuses kubectl's subprotocol
                                                     # "SPDY/3.1+portforward.k8s.io" ("/" is not a token char)
                                                     ws="wsproto",
+                                                    http=UpgradingHttpProtocol,  # + `Upgrade: SPDY/3.1`
                                                     ssl_keyfile=tls_key))
         self.thread: threading.Thread | None = None
 

@@ -127,11 +127,13 @@ def _fetch(port: int, path: str = "/") -> bytes:
         return bytes(resp.read())
 
 
-def _kubectl_port_forward(kubeconfig: Path, *args: str) -> subprocess.Popen[str]:
+def _kubectl_port_forward(kubeconfig: Path, *args: str, websockets: bool = True) -> subprocess.Popen[str]:
+    """kubectl port-forward; ``websockets=False``: the plain HTTP ``Upgrade: SPDY/3.1`` of kubectl < 1.31."""
     if not shutil.which("kubectl"):
         pytest.skip("kubectl is not installed")
+    env = {**os.environ, "KUBECTL_PORT_FORWARD_WEBSOCKETS": "true" if websockets else "false"}
     return subprocess.Popen(["kubectl", "--kubeconfig", str(kubeconfig), "port-forward", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _wait_listening(proc: subprocess.Popen[str]) -> str:
@@ -143,9 +145,10 @@ def _wait_listening(proc: subprocess.Popen[str]) -> str:
     return line
 
 
-def test_kubectl_port_forward(kubeconfig: Path, pod: str, pod_server: int) -> None:
+@pytest.mark.parametrize("websockets", [True, False], ids=["spdy-over-websocket", "spdy-upgrade"])
+def test_kubectl_port_forward(kubeconfig: Path, pod: str, pod_server: int, websockets: bool) -> None:
     local = free_port()
-    proc = _kubectl_port_forward(kubeconfig, f"pod/{pod}", f"{local}:{pod_server}")
+    proc = _kubectl_port_forward(kubeconfig, f"pod/{pod}", f"{local}:{pod_server}", websockets=websockets)
     try:
         _wait_listening(proc)
         for _ in range(3):
@@ -163,9 +166,10 @@ def test_kubectl_port_forward(kubeconfig: Path, pod: str, pod_server: int) -> No
         proc.wait(10)
 
 
-def test_kubectl_port_forward_to_closed_port_fails(kubeconfig: Path, pod: str) -> None:
+@pytest.mark.parametrize("websockets", [True, False], ids=["spdy-over-websocket", "spdy-upgrade"])
+def test_kubectl_port_forward_to_closed_port_fails(kubeconfig: Path, pod: str, websockets: bool) -> None:
     local, closed = free_port(), free_port()
-    proc = _kubectl_port_forward(kubeconfig, pod, f"{local}:{closed}")
+    proc = _kubectl_port_forward(kubeconfig, pod, f"{local}:{closed}", websockets=websockets)
     try:
         _wait_listening(proc)
         with socket.create_connection(("127.0.0.1", local), timeout=20) as conn:
