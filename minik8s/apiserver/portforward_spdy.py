@@ -38,6 +38,7 @@ class Pair:
     data_id: int = 0
     uploads: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(UPLOAD_QUEUE_FRAMES))
     task: asyncio.Task[None] | None = None
+    done: bool = False  # the pod side ended: client bytes for it are dropped, as a closed socket would
 
 
 class SpdySession:
@@ -101,7 +102,7 @@ class SpdySession:
 
     async def _on_data(self, frame: spdy.DataFrame) -> None:
         pair = self.by_stream.get(frame.stream_id)
-        if pair is None or frame.stream_id != pair.data_id or pair.task is None:
+        if pair is None or frame.stream_id != pair.data_id or pair.task is None or pair.done:
             return  # a stream already forgotten, or bytes on an error stream: nothing reads them
         if frame.data:
             await pair.uploads.put(frame.data)
@@ -113,6 +114,11 @@ class SpdySession:
             await self._forward(pair)
         except (WebSocketDisconnect, RuntimeError, ConnectionError) as exc:  # the client left mid-copy
             log.debug("port-forward connection ended: %s", exc)
+        finally:
+            # a session reader waiting to queue more of this connection's bytes must not wait forever
+            pair.done = True
+            while not pair.uploads.empty():
+                pair.uploads.get_nowait()
 
     async def _forward(self, pair: Pair) -> None:
         try:
