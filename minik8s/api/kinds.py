@@ -16,7 +16,13 @@ from minik8s.api import printers as p
 from minik8s.api import services as svc
 from minik8s.api import types as t
 from minik8s.api import validation as v
+from minik8s.api.strategy import Strategy, StrategyFactory
 from minik8s.errors import NotFound
+from minik8s.registry.dns import DNSStrategy
+from minik8s.registry.namespaces import NamespaceStrategy
+from minik8s.registry.nodes import NodeStrategy
+from minik8s.registry.pods import PodStrategy
+from minik8s.registry.services import ServiceStrategy
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class KindInfo:
     validate: Callable[[Any], v.Causes] = v.validate_generic
     subresources: tuple[str, ...] = ()
     has_status: bool = False
+    strategy: StrategyFactory = Strategy  # the kind's rules beyond storage (minik8s.api.strategy)
 
     @property
     def api_version(self) -> str:
@@ -45,6 +52,14 @@ class KindInfo:
     def resource_key(self) -> str:
         """The etcd key segment: `pods`, `deployments.apps`-style plurals stay plain."""
         return self.plural
+
+    def key(self, namespace: str | None, name: str | None = None) -> str:
+        """The object's etcd key (`/registry/{plural}/{namespace}/{name}`), or its collection's prefix."""
+        parts = ["/registry", self.resource_key]
+        if self.namespaced and namespace:
+            parts.append(namespace)
+        prefix = "/".join(parts) + "/"
+        return prefix + name if name else prefix
 
     def url(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
@@ -60,14 +75,15 @@ class KindInfo:
 
 KINDS: list[KindInfo] = [
     KindInfo("", "v1", "Pod", "pods", True, t.Pod, ("po",), p.POD_COLUMNS, v.validate_pod,
-             ("status", "log", "exec", "binding"), True),
-    KindInfo("", "v1", "Node", "nodes", False, t.Node, ("no",), p.NODE_COLUMNS, v.validate_node, ("status",), True),
+             ("status", "log", "exec", "binding"), True, PodStrategy),
+    KindInfo("", "v1", "Node", "nodes", False, t.Node, ("no",), p.NODE_COLUMNS, v.validate_node, ("status",), True,
+             NodeStrategy),
     KindInfo("", "v1", "Namespace", "namespaces", False, t.Namespace, ("ns",), p.NAMESPACE_COLUMNS,
-             v.validate_namespace, ("status",), True),
+             v.validate_namespace, ("status",), True, NamespaceStrategy),
     KindInfo("", "v1", "Event", "events", True, t.Event, ("ev",), p.EVENT_COLUMNS),
     KindInfo("coordination.k8s.io", "v1", "Lease", "leases", True, t.Lease, (), p.LEASE_COLUMNS),
     KindInfo("", "v1", "Service", "services", True, svc.Service, ("svc",), svc.SERVICE_COLUMNS,
-             svc.validate_service, ("status",), True),
+             svc.validate_service, ("status",), True, ServiceStrategy),
     KindInfo("", "v1", "Endpoints", "endpoints", True, svc.Endpoints, ("ep",), svc.ENDPOINTS_COLUMNS,
              svc.validate_endpoints),
     KindInfo("apps", "v1", "ReplicaSet", "replicasets", True, apps.ReplicaSet, ("rs",), apps.REPLICASET_COLUMNS,
@@ -77,7 +93,7 @@ KINDS: list[KindInfo] = [
     KindInfo("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
              hpa.HorizontalPodAutoscaler, ("hpa",), hpa.HPA_COLUMNS, hpa.validate_hpa, ("status",), True),
     KindInfo(dnsapi.GROUP, dnsapi.VERSION, "DNS", "dnses", True, dnsapi.DNS, ("dns",), dnsapi.DNS_COLUMNS,
-             dnsapi.validate_dns, ("status",), True),
+             dnsapi.validate_dns, ("status",), True, DNSStrategy),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,9 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+SubresourceHandler = Callable[[Request, "Target"], Awaitable[Response]]
+
+
 @dataclass
 class Target:
     """What a URL names: a kind, maybe a namespace, maybe an object and one of its subresources."""
@@ -127,6 +130,7 @@ class ApiServer:
         self.store = store or EtcdStore(config.etcd_endpoints)
         self.resources = Resources(self.store, config.pod_cidr, config.node_cidr_prefix, config.service_cidr)
         self.metrics = MetricsStore()  # metrics.k8s.io: in memory, like metrics-server
+        self._handlers = self._subresource_handlers()
         self.app = self._build()
 
     # --- app ---------------------------------------------------------------------------------
@@ -250,12 +254,12 @@ class ApiServer:
             raise BadRequest(f"the request body is not valid JSON: {exc}") from None
 
     async def _handle(self, request: Request, t: Target) -> Response:
+        if t.subresource is not None:
+            return await self._subresource(request, t)
         q = request.query_params
         method = request.method
         res = self.resources
         run = anyio.to_thread.run_sync
-        if t.subresource in ("log", "exec") and t.info.kind == "Pod" and t.name:
-            return await self._proxy_to_kubelet(request, t)
         if t.name is None:
             if method == "GET":
                 if q.get("watch") in ("true", "1"):
@@ -273,17 +277,15 @@ class ApiServer:
                 dry = q.get("dryRun") == "All"
                 return _json(await run(lambda: res.create(t.info, t.namespace, body, dry)), 200 if dry else 201)
             raise MethodNotAllowed(f"{method} is not supported on a collection")
-        name = t.name
-        if t.subresource == "binding":
-            if method != "POST":
-                raise MethodNotAllowed("binding supports POST only")
-            body = await self._body(request)
-            return _json(await run(lambda: res.bind(t.namespace or "default", name, body)), 201)
-        if t.subresource == "scale" and "scale" in t.info.subresources:  # workloads: autoscaling/v1 Scale
-            body = await self._body(request) if method in ("PUT", "PATCH") else None
-            return _json(await run(lambda: workloads.scale(res, t.info, t.namespace, name, method, body)))
-        if t.subresource not in (None, "status"):
-            raise NotFound(f"{t.info.plural} have no subresource {t.subresource!r}")
+        return await self._object(request, t)
+
+    async def _object(self, request: Request, t: Target) -> Response:
+        """GET/PUT/PATCH/DELETE of one object, or of its `status` (the same verbs, status only)."""
+        q = request.query_params
+        method = request.method
+        res = self.resources
+        run = anyio.to_thread.run_sync
+        name = t.name or ""
         if method == "GET":
             obj = await run(lambda: res.get(t.info, t.namespace, name))
             return _json(to_table(t.info, [obj]) if _wants_table(request) else obj)
@@ -297,7 +299,7 @@ class ApiServer:
                 raise BadRequest("JSON patch (RFC 6902) is not supported; use a JSON merge patch")
             body = await self._body(request)
             return _json(await run(lambda: res.patch(t.info, t.namespace, name, body, t.subresource)))
-        if method == "DELETE":
+        if method == "DELETE" and t.subresource is None:
             body = await self._body(request)
             grace = q.get("gracePeriodSeconds", (body or {}).get("gracePeriodSeconds"))
             policy = workloads.policy_of(q, body)  # garbage collection: Orphan / Background / Foreground
@@ -305,6 +307,36 @@ class ApiServer:
                                                      int(grace) if grace is not None else None, policy))
             return _json(obj)
         raise MethodNotAllowed(f"{method} is not supported")
+
+    # --- subresources -----------------------------------------------------------------------
+    def _subresource_handlers(self) -> dict[str, SubresourceHandler]:
+        """Handlers by subresource name; a kind serves those its table entry lists."""
+        return {"status": self._object, "binding": self._binding, "scale": self._scale,
+                "log": self._proxy_to_kubelet, "exec": self._proxy_to_kubelet}
+
+    async def _subresource(self, request: Request, t: Target) -> Response:
+        handler = self._handlers.get(t.subresource or "")
+        if t.name is None or handler is None or t.subresource not in t.info.subresources:
+            raise NotFound(f"{t.info.plural} have no subresource {t.subresource!r}")
+        return await handler(request, t)
+
+    async def _binding(self, request: Request, t: Target) -> Response:
+        if request.method != "POST":
+            raise MethodNotAllowed("binding supports POST only")
+        body = await self._body(request)
+        strategy = self.resources.strategy(t.info)
+        bind = getattr(strategy, "bind", None)
+        if bind is None:
+            raise NotFound(f"{t.info.plural} have no subresource 'binding'")
+        return _json(await anyio.to_thread.run_sync(lambda: bind(t.info, t.namespace or "default", t.name, body)),
+                     201)
+
+    async def _scale(self, request: Request, t: Target) -> Response:
+        """Workloads: `spec.replicas` as an autoscaling/v1 Scale."""
+        body = await self._body(request) if request.method in ("PUT", "PATCH") else None
+        name = t.name or ""
+        return _json(await anyio.to_thread.run_sync(
+            lambda: workloads.scale(self.resources, t.info, t.namespace, name, request.method, body)))
 
     # --- watch ------------------------------------------------------------------------------
     async def _watch(self, request: Request, t: Target) -> Response:

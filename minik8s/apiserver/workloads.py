@@ -44,8 +44,6 @@ def _scale_of(obj: Obj) -> Obj:
 
 def scale(res: Resources, info: k.KindInfo, namespace: str | None, name: str, method: str, body: Any) -> Obj:
     """GET/PUT/PATCH of `.../{name}/scale`."""
-    if info.kind not in ("ReplicaSet", "Deployment"):
-        raise NotFound(f"{info.plural} have no subresource 'scale'")
     current = res.get(info, namespace, name)
     if method == "GET":
         return _scale_of(current)

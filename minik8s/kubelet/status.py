@@ -128,6 +128,7 @@ def container_status(
             ready=False,
             restartCount=0,
             image=image,
+            imageID="",  # required by Kubernetes' schema (and the official client's models) before a pull
             started=False,
             state=ContainerState(waiting=ContainerStateWaiting(reason=reason, message=message or None)),
             lastState=ContainerState(),
@@ -156,7 +157,7 @@ def container_status(
         ready=ready,
         restartCount=current.restart_count,
         image=image,
-        imageID=RUNTIME_SCHEME + current.image_id if current.image_id else None,
+        imageID=RUNTIME_SCHEME + current.image_id if current.image_id else "",
         containerID=RUNTIME_SCHEME + current.id,
         started=current.running,
         state=state,

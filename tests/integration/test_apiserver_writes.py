@@ -72,13 +72,13 @@ def test_binding_keeps_a_change_made_through_another_server(servers: tuple[Resou
     name = f"p-{uuid.uuid4().hex[:6]}"
     a.create(POD, "default", _pod(name))  # a remembers the pod as it wrote it
     b.patch(POD, "default", name, {"metadata": {"labels": {"changed": "by-b"}}})
-    a.bind("default", name, {"target": {"name": "node-1"}})
+    a.strategy(POD).bind(POD, "default", name, {"target": {"name": "node-1"}})
     got = a.get(POD, "default", name)
     assert got["spec"]["nodeName"] == "node-1"
     assert got["metadata"]["labels"] == {"changed": "by-b"}  # not clobbered by a's stale copy
     assert [c["type"] for c in got["status"]["conditions"]] == ["PodScheduled"]
     with pytest.raises(Conflict, match='already assigned to node "node-1"'):
-        b.bind("default", name, {"target": {"name": "node-2"}})
+        b.strategy(POD).bind(POD, "default", name, {"target": {"name": "node-2"}})
 
 
 def test_binding_a_pod_deleted_since_it_was_created_is_not_found(
@@ -88,14 +88,46 @@ def test_binding_a_pod_deleted_since_it_was_created_is_not_found(
     a.create(POD, "default", _pod(name))
     b.delete(POD, "default", name)
     with pytest.raises(NotFound, match=f'pods "{name}" not found'):
-        a.bind("default", name, {"target": {"name": "node-1"}})
+        a.strategy(POD).bind(POD, "default", name, {"target": {"name": "node-1"}})
 
 
 def test_binding_a_fresh_pod_writes_once(servers: tuple[Resources, Resources, EtcdStore]) -> None:
     a, _, _ = servers
     name = f"p-{uuid.uuid4().hex[:6]}"
     created = a.create(POD, "default", _pod(name))
-    a.bind("default", name, {"target": {"name": "node-1"}})
+    a.strategy(POD).bind(POD, "default", name, {"target": {"name": "node-1"}})
     got = a.get(POD, "default", name)
     assert got["spec"]["nodeName"] == "node-1" and got["metadata"]["uid"] == created["metadata"]["uid"]
     assert int(got["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+
+
+def test_admission_chain_runs_on_every_write_and_a_refusal_stores_nothing(
+        etcd_endpoint: str) -> None:
+    from minik8s.apiserver.admission import AdmissionChain, AdmissionRequest, ServiceAccountDefault
+    from minik8s.errors import Forbidden
+
+    class NoLatest:
+        name = "NoLatest"
+
+        def handles(self, req: AdmissionRequest) -> bool:
+            return req.info.kind == "Pod"
+
+        def admit(self, req: AdmissionRequest) -> None:
+            if any(c["image"].endswith(":latest") for c in req.obj["spec"]["containers"]):
+                raise Forbidden(f"{req.operation.lower()} refused: no :latest images")
+
+    store = EtcdStore([etcd_endpoint])
+    res = Resources(store, admission=AdmissionChain([ServiceAccountDefault()], [NoLatest()]))
+    res.ensure_system_namespaces()
+    name = f"p-{uuid.uuid4().hex[:6]}"
+    created = res.create(POD, "default", _pod(name))
+    assert created["spec"]["serviceAccountName"] == "default"  # mutated, then validated again
+    with pytest.raises(Forbidden, match="create refused"):
+        res.create(POD, "default", {**_pod(name + "x"), "spec": {"containers": [
+            {"name": "main", "image": "busybox:latest"}]}})
+    with pytest.raises(NotFound):
+        res.get(POD, "default", name + "x")
+    with pytest.raises(Forbidden, match="update refused"):
+        res.patch(POD, "default", name, {"spec": {"containers": [{"name": "main", "image": "busybox:latest"}]}})
+    assert res.get(POD, "default", name)["spec"]["containers"][0]["image"] == "busybox"
+    store.close()

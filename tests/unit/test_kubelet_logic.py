@@ -211,3 +211,20 @@ def test_privileged_only_when_asked_and_bad_mounts_rejected(tmp_path: Path) -> N
     with pytest.raises(SpecError, match="subPath"):
         container_kwargs(escape, escape.spec.containers[0], "sb",
                          VolumePaths(paths={"d": tmp_path}, owned=frozenset({"d"})), None, None)
+
+
+@pytest.mark.parametrize("obs", [
+    PodObservation(),
+    PodObservation(waiting={"a": ("ImagePullBackOff", 'Back-off pulling image "busybx"')}),
+    PodObservation(containers={"a": [rec(status="exited", restarts=3, exit_code=2)]},
+                   waiting={"a": ("CrashLoopBackOff", "back-off 40s")}),
+], ids=["creating", "image-pull-backoff", "crash-loop"])
+def test_the_official_client_reads_every_pod_status(obs: PodObservation) -> None:
+    """Kubernetes always sets the fields its schema requires (imageID is "" before a pull); the official
+    client's typed models refuse a whole pod list otherwise."""
+    from kubernetes.client import V1Pod
+
+    p = pod()
+    wire = {**p.to_dict(), "apiVersion": "v1", "kind": "Pod", "status": pod_status(p, obs, NOW).to_dict()}
+    typed = V1Pod.from_dict(wire)
+    assert typed.status.container_statuses[0].image_id is not None
