@@ -312,7 +312,8 @@ class ApiServer:
     def _subresource_handlers(self) -> dict[str, SubresourceHandler]:
         """Handlers by subresource name; a kind serves those its table entry lists."""
         return {"status": self._object, "binding": self._binding, "scale": self._scale,
-                "log": self._proxy_to_kubelet, "exec": self._proxy_to_kubelet}
+                "log": self._proxy_to_kubelet, "exec": self._proxy_to_kubelet,
+                "portforward": portforward.upgrade_required}  # served as a WebSocket/SPDY upgrade only
 
     async def _subresource(self, request: Request, t: Target) -> Response:
         handler = self._handlers.get(t.subresource or "")

@@ -228,6 +228,12 @@ class ChannelSession:
                 await self.ws.close()
 
 
+async def upgrade_required(request: Any, target: Any) -> Response:
+    """A plain HTTP request (no WebSocket or SPDY upgrade) to pods/NAME/portforward."""
+    raise BadRequest("Upgrade request required: port-forward speaks WebSocket (v4.channel.k8s.io, "
+                     "SPDY/3.1+portforward.k8s.io) or an HTTP Upgrade to SPDY/3.1")
+
+
 def register(app: Any, resources: Resources, token: str | None) -> None:
     async def port_forward(ws: WebSocket) -> None:
         await serve(ws, resources, token)

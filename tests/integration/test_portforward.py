@@ -258,3 +258,15 @@ def test_minik8s_port_forward(apiserver: str, tls: Path, pod: str, pod_server: i
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert f"error forwarding port {closed} to pod {pod}" in err and "connection refused" in err
+
+
+def test_plain_http_request_is_told_to_upgrade(apiserver: str, tls: Path, pod: str) -> None:
+    import httpx
+
+    resp = httpx.post(f"{apiserver}/api/v1/namespaces/default/pods/{pod}/portforward",
+                      headers={"Authorization": f"Bearer {TEST_TOKEN}"}, verify=str(tls / "ca.crt"))
+    assert resp.status_code == 400 and "Upgrade request required" in resp.json()["message"]
+    listing = httpx.get(f"{apiserver}/api/v1", headers={"Authorization": f"Bearer {TEST_TOKEN}"},
+                        verify=str(tls / "ca.crt")).json()
+    assert {"name": "pods/portforward", "singularName": "", "namespaced": True, "kind": "PodPortForwardOptions",
+            "verbs": ["create", "get"]} in listing["resources"]
