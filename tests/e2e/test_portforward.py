@@ -108,6 +108,17 @@ def test_kubectl_reaches_a_server_on_the_pods_loopback(kubeconfig: Path, web: st
         proc.wait(10)
 
 
+def test_kubectl_port_forward_to_a_service(kubeconfig: Path, web: str) -> None:
+    local = free_port()
+    proc = _kubectl(kubeconfig, f"svc/{web}", f"{local}:80")  # kubectl picks the pod and maps 80 -> http (8080)
+    try:
+        _started(proc, f"Forwarding from 127.0.0.1:{local} -> 8080")
+        assert _fetch(local) == b"hello-from-pod\n"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_kubectl_port_with_nothing_listening_is_an_error(kubeconfig: Path, web: str) -> None:
     local = free_port()
     proc = _kubectl(kubeconfig, web, f"{local}:7777")
