@@ -127,6 +127,8 @@ def control_frame(frame_type: int, flags: int, payload: bytes) -> bytes:
 
 def data_frames(stream_id: int, data: bytes, fin: bool = False) -> bytes:
     """``data`` as one or more DATA frames (a frame holds at most 16 MiB); FIN on the last."""
+    if len(data) <= MAX_DATA_LENGTH:  # the usual case: one frame, one copy of the payload
+        return _header(stream_id & 0x7FFFFFFF, FLAG_FIN if fin else 0, len(data)) + data
     out = []
     for start in range(0, max(len(data), 1), MAX_DATA_LENGTH):
         chunk = data[start:start + MAX_DATA_LENGTH]
