@@ -116,3 +116,10 @@ def test_session_pairs_streams_and_forwards(monkeypatch: pytest.MonkeyPatch) -> 
     assert (3, b"PING") in [(f.stream_id, f.data) for f in data]
     assert {f.stream_id for f in data if f.fin} == {1, 3}  # both streams ended, the error stream empty
     assert all(not f.data for f in data if f.stream_id == 1)
+
+
+def test_data_over_16_mib_is_split_with_fin_on_the_last_frame() -> None:
+    data = b"x" * (spdy.MAX_DATA_LENGTH + 10)
+    frames = spdy.FrameReader().feed(spdy.data_frames(5, data, fin=True))
+    assert [(f.stream_id, len(f.data), f.fin) for f in frames if isinstance(f, spdy.DataFrame)] == [
+        (5, spdy.MAX_DATA_LENGTH, False), (5, 10, True)]
