@@ -69,9 +69,8 @@ def _minik8s(*args: str, stdin: str | None = None) -> str:
     return subprocess.run([exe, *args], input=stdin, capture_output=True, text=True, check=True).stdout
 
 
-def _start_pod(client: Client, image: str) -> tuple[str, str, str]:
-    """(name, pod IP, node) of a running echo-server pod."""
-    name = f"pf-bench-{uuid.uuid4().hex[:6]}"
+def _start_pod(client: Client, name: str, image: str) -> tuple[str, str]:
+    """(pod IP, node) of a running echo-server pod."""
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                 "spec": {"terminationGracePeriodSeconds": 0,
                          "containers": [{"name": "echo", "image": image, "command": ["python3", "-c", ECHO_SERVER]}]}}
@@ -80,7 +79,7 @@ def _start_pod(client: Client, image: str) -> tuple[str, str, str]:
     while time.monotonic() < deadline:
         pod = client.get("Pod", name)
         if pod.status and pod.status.phase == "Running" and pod.status.podIP:
-            return name, pod.status.podIP, pod.spec.nodeName
+            return pod.status.podIP, pod.spec.nodeName
         time.sleep(0.5)
     raise SystemExit(f"pod {name} did not start in {READY_TIMEOUT_S}s")
 
@@ -115,20 +114,25 @@ def main() -> None:
         args.mbytes, args.rounds = 2, 1
     total = args.mbytes * 1_000_000
     client = Client.from_config()
-    name, ip, node = _start_pod(client, args.image)
-    with tempfile.TemporaryDirectory() as tmp:
-        kubeconfig = Path(tmp) / "kc"
-        kubeconfig.write_text(_minik8s("kubeconfig"))
-        forward, local = _port_forward(kubeconfig, name)
-        try:
-            via, direct = [], []
-            for _ in range(args.rounds):  # alternate, so drift in machine load hits both paths alike
-                direct.append(_echo(["ip", "netns", "exec", f"mk8s-{node}"], ip, PORT, total))
-                via.append(_echo([], "127.0.0.1", local, total))
-        finally:
-            forward.terminate()
-            forward.wait(10)
-            _minik8s("delete", "pod", name, "--grace-period", "0")
+    name = f"pf-bench-{uuid.uuid4().hex[:6]}"
+    via: list[float] = []
+    direct: list[float] = []
+    try:
+        ip, node = _start_pod(client, name, args.image)
+        with tempfile.TemporaryDirectory() as tmp:
+            kubeconfig = Path(tmp) / "kc"
+            kubeconfig.write_text(_minik8s("kubeconfig"))
+            forward, local = _port_forward(kubeconfig, name)
+            try:
+                for _ in range(args.rounds):  # alternate, so drift in machine load hits both paths alike
+                    direct.append(_echo(["ip", "netns", "exec", f"mk8s-{node}"], ip, PORT, total))
+                    via.append(_echo([], "127.0.0.1", local, total))
+            finally:
+                forward.terminate()
+                forward.wait(10)
+    finally:
+        subprocess.run([str(Path(sys.executable).parent / "minik8s"), "delete", "pod", name, "--grace-period", "0"],
+                       capture_output=True)
     report = {"mbytes_per_round": args.mbytes, "rounds": args.rounds,
               "direct_MBps": round(statistics.median(direct), 1), "port_forward_MBps": round(statistics.median(via), 1)}
     report["ratio"] = round(report["port_forward_MBps"] / report["direct_MBps"], 3)
