@@ -39,10 +39,8 @@ class ServerThread:
         # loop "auto" and the httptools parser: uvloop and httptools (dependencies), half the CPU per request
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                                     timeout_graceful_shutdown=1, ssl_certfile=tls_cert,
-                                                    # wsproto: `websockets` refuses kubectl's subprotocol
-                                                    # "SPDY/3.1+portforward.k8s.io" ("/" is not a token char)
-                                                    ws="wsproto",
-                                                    http=UpgradingHttpProtocol,  # + `Upgrade: SPDY/3.1`
+                                                    # kubectl's SPDY upgrades, which uvicorn cannot pass on
+                                                    http=UpgradingHttpProtocol,
                                                     ssl_keyfile=tls_key))
         self.thread: threading.Thread | None = None
 

@@ -148,7 +148,7 @@ def _wait_listening(proc: subprocess.Popen[str]) -> str:
 @pytest.mark.parametrize("websockets", [True, False], ids=["spdy-over-websocket", "spdy-upgrade"])
 def test_kubectl_port_forward(kubeconfig: Path, pod: str, pod_server: int, websockets: bool) -> None:
     local = free_port()
-    proc = _kubectl_port_forward(kubeconfig, f"pod/{pod}", f"{local}:{pod_server}", websockets=websockets)
+    proc = _kubectl_port_forward(kubeconfig, f"pod/{pod}", f"{local}:{pod_server}", "-v=4", websockets=websockets)
     try:
         _wait_listening(proc)
         for _ in range(3):
@@ -163,7 +163,9 @@ def test_kubectl_port_forward(kubeconfig: Path, pod: str, pod_server: int, webso
         assert results == [BIG, BIG]
     finally:
         proc.terminate()
-        proc.wait(10)
+        _, log = proc.communicate(timeout=10)
+    assert ("negotiated protocol: portforward.k8s.io" in log) == websockets  # the tunnel, not a fallback to it
+    assert "fallback to secondary dialer" not in log
 
 
 @pytest.mark.parametrize("websockets", [True, False], ids=["spdy-over-websocket", "spdy-upgrade"])
@@ -261,12 +263,15 @@ def test_minik8s_port_forward(apiserver: str, tls: Path, pod: str, pod_server: i
 
 
 def test_plain_http_request_is_told_to_upgrade(apiserver: str, tls: Path, pod: str) -> None:
+    import ssl
+
     import httpx
 
+    verify = ssl.create_default_context(cafile=str(tls / "ca.crt"))
     resp = httpx.post(f"{apiserver}/api/v1/namespaces/default/pods/{pod}/portforward",
-                      headers={"Authorization": f"Bearer {TEST_TOKEN}"}, verify=str(tls / "ca.crt"))
+                      headers={"Authorization": f"Bearer {TEST_TOKEN}"}, verify=verify)
     assert resp.status_code == 400 and "Upgrade request required" in resp.json()["message"]
     listing = httpx.get(f"{apiserver}/api/v1", headers={"Authorization": f"Bearer {TEST_TOKEN}"},
-                        verify=str(tls / "ca.crt")).json()
+                        verify=verify).json()
     assert {"name": "pods/portforward", "singularName": "", "namespaced": True, "kind": "PodPortForwardOptions",
             "verbs": ["create", "get"]} in listing["resources"]
