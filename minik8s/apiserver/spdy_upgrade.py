@@ -26,12 +26,7 @@ from typing import Any
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-try:
-    from websockets.speedups import apply_mask  # C; the pure-Python fallback below is ~50x slower
-except ImportError:  # pragma: no cover
-    def apply_mask(data: bytes, mask: bytes) -> bytes:
-        return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+from websockets.frames import apply_mask  # the C speedup when built, else websockets' own fallback
 
 log = logging.getLogger("minik8s.apiserver.portforward")
 
