@@ -123,3 +123,37 @@ def test_data_over_16_mib_is_split_with_fin_on_the_last_frame() -> None:
     frames = spdy.FrameReader().feed(spdy.data_frames(5, data, fin=True))
     assert [(f.stream_id, len(f.data), f.fin) for f in frames if isinstance(f, spdy.DataFrame)] == [
         (5, spdy.MAX_DATA_LENGTH, False), (5, 10, True)]
+
+
+def _client_frame(opcode: int, payload: bytes, mask: bytes = b"\x01\x02\x03\x04", fin: bool = True) -> bytes:
+    """A masked client frame, as RFC 6455 requires of clients."""
+    size = len(payload)
+    first = (0x80 if fin else 0) | opcode
+    if size < 126:
+        head = struct.pack("!BB", first, 0x80 | size)
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", first, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, size)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def test_websocket_reader_unmasks_all_length_forms_in_any_pieces() -> None:
+    from minik8s.apiserver.spdy_upgrade import OP_BINARY, OP_CONTINUATION, OP_PING, WebSocketReader
+
+    payloads = [b"x" * 5, bytes(range(256)) * 3, bytes(range(256)) * 300]  # 7-bit, 16-bit and 64-bit lengths
+    wire = (_client_frame(OP_BINARY, payloads[0], fin=False) + _client_frame(OP_CONTINUATION, payloads[1])
+            + _client_frame(OP_PING, b"hi") + _client_frame(OP_BINARY, payloads[2]))
+    reader, frames = WebSocketReader(), []
+    for i in range(0, len(wire), 1000):
+        frames += reader.feed(wire[i:i + 1000])
+    assert frames == [(OP_BINARY, payloads[0]), (OP_CONTINUATION, payloads[1]), (OP_PING, b"hi"),
+                      (OP_BINARY, payloads[2])]
+
+
+def test_server_frames_are_unmasked_and_final() -> None:
+    from minik8s.apiserver.spdy_upgrade import OP_BINARY, ws_frame
+
+    assert ws_frame(OP_BINARY, b"abc") == b"\x82\x03abc"
+    assert ws_frame(OP_BINARY, b"a" * 300)[:4] == b"\x82\x7e\x01\x2c"
+    assert ws_frame(OP_BINARY, b"a" * 70000)[:10] == b"\x82\x7f" + (70000).to_bytes(8, "big")
