@@ -2,7 +2,8 @@
 
 Two client protocols arrive as a WebSocket upgrade of ``GET .../pods/NAME/portforward``:
 - ``SPDY/3.1+portforward.k8s.io`` (kubectl >= 1.31): SPDY/3.1 tunnelled in binary WebSocket
-  messages; every forwarded connection is a pair of SPDY streams (see portforward_spdy).
+  messages; every forwarded connection is a pair of SPDY streams (see portforward_spdy). Older
+  kubectl's ``POST`` with ``Upgrade: SPDY/3.1`` arrives here looking the same (see spdy_upgrade).
 - ``v4.channel.k8s.io`` / ``portforward.k8s.io`` (the ``kubernetes`` Python client and other
   libraries): ``?ports=A,B``; for the i-th port channel 2i carries data and 2i+1 errors, each
   message starts with its channel byte, and the server's first message on each channel is the
