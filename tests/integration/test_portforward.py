@@ -275,3 +275,21 @@ def test_plain_http_request_is_told_to_upgrade(apiserver: str, tls: Path, pod: s
                         verify=verify).json()
     assert {"name": "pods/portforward", "singularName": "", "namespaced": True, "kind": "PodPortForwardOptions",
             "verbs": ["create", "get"]} in listing["resources"]
+
+
+def test_python_client_two_ports_one_refused(apiserver: str, tls: Path, pod: str, pod_server: int) -> None:
+    from kubernetes import client as k8s
+    from kubernetes.stream import portforward
+
+    closed = free_port()
+    api = k8s.CoreV1Api(k8s.ApiClient(_python_client_config(apiserver, tls)))
+    forward = portforward(api.connect_get_namespaced_pod_portforward, pod, "default", ports=f"{pod_server},{closed}")
+    assert wait_for(lambda: forward.error(closed), 10).startswith(f"error forwarding port {closed}")
+    sock = forward.socket(pod_server)
+    sock.settimeout(20)
+    sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    assert received.endswith(b"\r\n\r\n" + PAGE)
+    sock.close()
