@@ -293,3 +293,15 @@ def test_python_client_two_ports_one_refused(apiserver: str, tls: Path, pod: str
         received += chunk
     assert received.endswith(b"\r\n\r\n" + PAGE)
     sock.close()
+
+
+def test_minik8s_port_forward_to_a_missing_pod_fails(apiserver: str, tls: Path, tmp_path: Path) -> None:
+    import json
+    import sys
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"server": apiserver, "token": TEST_TOKEN, "ca": (tls / "ca.crt").read_text()}))
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "port-forward", "no-such-pod", "8080"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "MINIK8S_CONFIG": str(config)})
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip() == 'error: pods "no-such-pod" not found'
