@@ -25,6 +25,7 @@ from minik8s.errors import MiniK8sError
 log = logging.getLogger("minik8s.apiserver.portforward")
 
 UPLOAD_QUEUE_FRAMES = 64  # client -> pod frames buffered per connection before the session reader waits
+UPLOAD_BATCH_BYTES = 1024 * 1024  # at most this much of them sent to the kubelet as one message
 Send = Callable[[bytes], Awaitable[None]]
 
 
@@ -144,8 +145,21 @@ class SpdySession:
 
     @staticmethod
     async def _upload(pair: Pair, upstream: Upstream) -> None:
-        while (data := await pair.uploads.get()) is not None:
-            await upstream.send(data)
+        ended = False
+        while not ended:
+            data = await pair.uploads.get()
+            if data is None:
+                break
+            # kubectl writes 32 KiB frames: what has piled up goes to the kubelet as one message
+            parts, size = [data], len(data)
+            while not pair.uploads.empty() and size < UPLOAD_BATCH_BYTES:
+                more = pair.uploads.get_nowait()
+                if more is None:
+                    ended = True
+                    break
+                parts.append(more)
+                size += len(more)
+            await upstream.send(b"".join(parts) if len(parts) > 1 else data)
         await upstream.close_write()
 
     async def _finish(self, pair: Pair, error: str) -> None:
