@@ -18,12 +18,12 @@ from minik8s.images import ImageError
 
 #: The modules whose `COMMANDS` make the verbs; a module added here works at once.
 COMMAND_MODULES = ("cli.resources", "cli.pods", "cli.cluster", "cli.images", "cli.workloads", "cli.autoscaling",
-                   "cli.metadata", "cli.wait", "cli.copy")
+                   "cli.metadata", "cli.wait", "cli.copy", "cli.portforward")
 #: Which module holds a verb, so that running one imports only its module. A verb missing here
 #: is still found (by loading every module), only more slowly.
 VERB_MODULES = {
     "apply": "cli.resources", "get": "cli.resources", "describe": "cli.resources", "delete": "cli.resources",
-    "logs": "cli.pods", "exec": "cli.pods", "attach": "cli.pods", "cp": "cli.copy",
+    "logs": "cli.pods", "exec": "cli.pods", "attach": "cli.pods", "cp": "cli.copy", "port-forward": "cli.portforward",
     "up": "cli.cluster", "down": "cli.cluster", "status": "cli.cluster", "kubeconfig": "cli.cluster",
     "token": "cli.cluster", "join": "cli.cluster", "leave": "cli.cluster", "node": "cli.cluster",
     "image": "cli.images", "scale": "cli.workloads", "rollout": "cli.workloads", "top": "cli.autoscaling",

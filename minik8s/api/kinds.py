@@ -83,7 +83,7 @@ class KindInfo:
 
 KINDS: list[KindInfo] = [
     KindInfo("", "v1", "Pod", "pods", True, t.Pod, ("po",), p.POD_COLUMNS, v.validate_pod,
-             ("status", "log", "exec", "binding"), True, PodStrategy),
+             ("status", "log", "exec", "binding", "portforward"), True, PodStrategy),
     KindInfo("", "v1", "Node", "nodes", False, t.Node, ("no",), p.NODE_COLUMNS, v.validate_node, ("status",), True,
              NodeStrategy),
     KindInfo("", "v1", "Namespace", "namespaces", False, t.Namespace, ("ns",), p.NAMESPACE_COLUMNS,

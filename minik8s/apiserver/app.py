@@ -12,13 +12,13 @@ from typing import Any
 
 import anyio
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
 
 from minik8s import jsonc
 from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
-from minik8s.apiserver import discovery, listing, streams, workloads
+from minik8s.apiserver import discovery, listing, portforward, streams, workloads
 from minik8s.apiserver import metrics as metrics_api
 from minik8s.apiserver.resources import Resources, key_for
 from minik8s.errors import (
@@ -95,6 +95,9 @@ class BearerAuth:
             header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
             err = self.check(scope["path"], header)
             if err is not None:
+                if scope["type"] == "websocket":  # refused before the upgrade, with the same Status
+                    await portforward.deny(WebSocket(scope, receive, send), err)
+                    return
                 await _error(err)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -156,6 +159,7 @@ class ApiServer:
         for path in UNAUTHENTICATED_PATHS:
             app.get(path)(self._healthz)
         app.post(JOIN_PATH)(self._join)
+        portforward.register(app, self.resources, self.config.token)  # WebSocket: kubectl and client libraries
         metrics_api.register(app, self.metrics)  # before the generic /apis/{group}/{version} routes
         app.get("/version")(lambda: discovery.SERVER_VERSION)
         app.get("/api")(discovery.api_versions)
@@ -320,7 +324,8 @@ class ApiServer:
     def _subresource_handlers(self) -> dict[str, SubresourceHandler]:
         """Handlers by subresource name; a kind serves those its table entry lists."""
         return {"status": self._object, "binding": self._binding, "scale": self._scale,
-                "log": self._proxy_to_kubelet, "exec": self._proxy_to_kubelet}
+                "log": self._proxy_to_kubelet, "exec": self._proxy_to_kubelet,
+                "portforward": portforward.upgrade_required}  # served as a WebSocket/SPDY upgrade only
 
     async def _subresource(self, request: Request, t: Target) -> Response:
         handler = self._handlers.get(t.subresource or "")

@@ -60,8 +60,9 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
                           "kind": info.kind, "verbs": VERBS, "shortNames": list(info.short_names)})
         for sub in info.subresources:
             verbs = {"status": ["get", "patch", "update"], "log": ["get"], "exec": ["create", "get"],
-                     "binding": ["create"], "scale": ["get", "patch", "update"]}[sub]
-            sub_kind = {"log": "Pod", "exec": "PodExecOptions", "binding": "Binding", "scale": "Scale"}.get(
+                     "binding": ["create"], "scale": ["get", "patch", "update"], "portforward": ["create", "get"]}[sub]
+            sub_kind = {"log": "Pod", "exec": "PodExecOptions", "binding": "Binding", "scale": "Scale",
+                        "portforward": "PodPortForwardOptions"}.get(
                 sub, info.kind)
             resources.append({"name": f"{info.plural}/{sub}", "singularName": "", "namespaced": info.namespaced,
                               "kind": sub_kind, "verbs": verbs})

@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from minik8s.apiserver.spdy_upgrade import UpgradingHttpProtocol
+
 log = logging.getLogger("minik8s.apiserver")
 
 START_TIMEOUT_S = 30.0
@@ -34,9 +36,11 @@ class ServerThread:
     def __init__(self, app: Any, hosts: list[str], port: int, name: str = "http", tls_cert: str | None = None,
                  tls_key: str | None = None) -> None:
         self.hosts, self.port, self.name = hosts, port, name
-        # loop and http parser "auto": uvloop and httptools (dependencies), about half the CPU per request
+        # loop "auto" and the httptools parser: uvloop and httptools (dependencies), half the CPU per request
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                                     timeout_graceful_shutdown=1, ssl_certfile=tls_cert,
+                                                    # kubectl's SPDY upgrades, which uvicorn cannot pass on
+                                                    http=UpgradingHttpProtocol,
                                                     ssl_keyfile=tls_key))
         self.thread: threading.Thread | None = None
 

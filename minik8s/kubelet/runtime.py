@@ -646,5 +646,13 @@ class DockerRuntime:
         result = self.running_container(namespace, pod, container).exec_run(cmd)
         return int(result.exit_code or 0), bytes(result.output or b"")
 
+    def sandbox_pid(self, namespace: str, pod: str) -> int:
+        """The pid of the pod's running sandbox: port-forward dials from its network namespace."""
+        sandbox = self._instances(namespace, pod, L.SANDBOX_NAME)[0]
+        pid = int((sandbox.attrs.get("State") or {}).get("Pid") or 0)
+        if sandbox.status != "running" or not pid:
+            raise BadRequest(f'pod "{pod}" has no running sandbox on node {self.node_name}')
+        return pid
+
     def close(self) -> None:
         self.puller.shutdown()

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from minik8s.errors import MiniK8sError
-from minik8s.kubelet import streams
+from minik8s.kubelet import portforward, streams
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class PodIO(streams.Containers, Protocol):
     ) -> Iterator[bytes]: ...
 
     def exec(self, namespace: str, pod: str, container: str, cmd: list[str]) -> tuple[int, bytes]: ...
+
+    def sandbox_pid(self, namespace: str, pod: str) -> int: ...
 
 
 class ExecRequest(BaseModel):
@@ -84,6 +86,7 @@ def make_app(pods: PodIO, token: str) -> FastAPI:
         return {"exitCode": code, "output": output.decode(errors="replace")}
 
     streams.register(app, pods, authorized)  # WebSocket exec and attach (kubectl's protocol)
+    portforward.register(app, pods, token)  # WebSocket /portForward/{namespace}/{pod}?port=N
     return app
 
 
