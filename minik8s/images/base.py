@@ -1,7 +1,9 @@
 """Base images: build what the cluster registry lacks, push it under the names users write.
 
 - ``PAUSE_IMAGE``: a static C program (``pause/pause.c``, ``gcc -static -Os``) FROM scratch.
-- ``busybox:latest``: the host's busybox-static with applet symlinks, FROM scratch.
+- ``busybox:latest`` (also ``busybox:1.37``): Debian trixie's busybox-static with applet symlinks,
+  FROM scratch. Bookworm's 1.35 is built without FEATURE_WGET_TIMEOUT and ``wget -T 5 URL``, a line
+  in many Kubernetes examples, writes through NULL there (exit 139); trixie's 1.37 has it.
 - ``python:3.11`` (also ``python:3``, ``python:latest``) and ``nginx:latest``: one Debian
   bookworm minbase root from ``debootstrap`` (python3, ca-certificates, nginx-light),
   cached as a tarball in ``cache_dir`` and ADDed FROM scratch. Both images carry the
@@ -38,6 +40,11 @@ LOG = logging.getLogger(__name__)
 
 PAUSE_IMAGE = "minik8s/pause:1"
 BUSYBOX_IMAGE = "busybox:latest"
+BUSYBOX_VERSION_TAG = "busybox:1.37"  # a registry from before the trixie busybox lacks it: rebuilt once
+BUSYBOX_SUITE = "trixie"
+BUSYBOX_PACKAGE = "busybox-static"
+BUSYBOX_CACHE = f"busybox-static-{BUSYBOX_SUITE}"
+APT_DOWNLOAD_TIMEOUT_S = 300
 PYTHON_IMAGE = "python:3.11"
 PYTHON_ALIASES = ("python:3", "python:latest")
 NGINX_IMAGE = "nginx:latest"
@@ -116,16 +123,6 @@ def _is_static_elf(path: Path) -> bool:
     return all(PT_TYPE.unpack_from(data, phoff + i * phentsize)[0] != PT_INTERP for i in range(phnum))
 
 
-def find_static_busybox() -> Path:
-    """The host's statically linked busybox (Debian ``busybox-static``)."""
-    for candidate in (shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"):
-        if candidate and Path(candidate).is_file() and _is_static_elf(Path(candidate)):
-            return Path(candidate)
-    raise ImageError(
-        "no statically linked busybox on this machine: install the Debian package busybox-static"
-    )
-
-
 def _tar_add(
     tar: tarfile.TarFile, name: str, kind: bytes, mode: int, data: bytes = b"", link: str = ""
 ) -> None:
@@ -152,8 +149,43 @@ def write_busybox_rootfs(busybox: Path, out: Path) -> None:
         _tar_add(tar, "etc/group", tarfile.REGTYPE, FILE_MODE, GROUP.encode())
 
 
+def _apt(args: list[str], conf: dict[str, str], cwd: Path) -> None:
+    argv = ["apt-get", "-q", *(f"-o{key}={value}" for key, value in conf.items()), *args]
+    try:
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=APT_DOWNLOAD_TIMEOUT_S,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ImageError(f"apt-get {args[0]} took longer than {APT_DOWNLOAD_TIMEOUT_S}s") from exc
+    if done.returncode != 0:
+        raise ImageError(f"apt-get {' '.join(args)} failed: {(done.stdout + done.stderr).strip().splitlines()[-1:]}")
+
+
+def fetch_busybox(inputs: BuildInputs) -> Path:
+    """Debian trixie's static busybox, downloaded once into the cache with a private apt configuration
+    (the machine's own sources and package state are left alone)."""
+    work = inputs.cache_dir / BUSYBOX_CACHE
+    binary = work / "root" / "usr" / "bin" / "busybox"
+    if binary.is_file():
+        return binary
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "lists" / "partial").mkdir(parents=True)
+    (work / "sources.list").write_text(f"deb {inputs.debian_mirror} {BUSYBOX_SUITE} main\n")
+    conf = {"Dir::Etc::SourceList": str(work / "sources.list"), "Dir::Etc::SourceParts": "/dev/null",
+            "Dir::State::Lists": str(work / "lists"), "APT::Sandbox::User": "root"}
+    inputs.log.info("downloading busybox-static", extra={"suite": BUSYBOX_SUITE})
+    _apt(["update"], conf, work)
+    _apt(["download", BUSYBOX_PACKAGE], conf, work)
+    debs = sorted(work.glob(f"{BUSYBOX_PACKAGE}_*.deb"))
+    if not debs:
+        raise ImageError(f"apt-get download {BUSYBOX_PACKAGE} ({BUSYBOX_SUITE}) left no package")
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(work / "root")], check=True, capture_output=True)
+    if not binary.is_file() or not _is_static_elf(binary):
+        raise ImageError(f"{debs[-1].name} holds no static busybox at usr/bin/busybox")
+    return binary
+
+
 def _prepare_busybox(context: Path, inputs: BuildInputs) -> None:
-    write_busybox_rootfs(find_static_busybox(), context / ROOTFS_TAR)
+    write_busybox_rootfs(fetch_busybox(inputs), context / ROOTFS_TAR)
 
 
 def _prepare_pause(context: Path, inputs: BuildInputs) -> None:
@@ -289,7 +321,7 @@ def _prepare_debian(context: Path, inputs: BuildInputs) -> None:
 
 BASE_IMAGES: tuple[BaseImage, ...] = (
     BaseImage("pause", (PAUSE_IMAGE,), _prepare_pause),
-    BaseImage("busybox", (BUSYBOX_IMAGE,), _prepare_busybox),
+    BaseImage("busybox", (BUSYBOX_IMAGE, BUSYBOX_VERSION_TAG), _prepare_busybox),
     BaseImage("python", (PYTHON_IMAGE, *PYTHON_ALIASES), _prepare_debian),
     BaseImage("nginx", (NGINX_IMAGE,), _prepare_debian),
 )

@@ -23,7 +23,7 @@ import docker.errors
 import pytest
 
 from minik8s.images import ImageError
-from minik8s.images.base import BUSYBOX_IMAGE, PAUSE_IMAGE, ensure_base_images
+from minik8s.images.base import BUSYBOX_IMAGE, BUSYBOX_VERSION_TAG, PAUSE_IMAGE, ensure_base_images
 from minik8s.images.daemons import (
     builder_docker_url,
     builder_dockerd_argv,
@@ -111,9 +111,9 @@ def bases(image_env: ImageEnv) -> list[str]:
 
 
 def test_base_images_pushed_and_idempotent(image_env: ImageEnv, bases: list[str]) -> None:
-    assert sorted(bases) == sorted([PAUSE_IMAGE, BUSYBOX_IMAGE])
+    assert sorted(bases) == sorted([PAUSE_IMAGE, BUSYBOX_IMAGE, BUSYBOX_VERSION_TAG])
     listed = dict(list_images(image_env.registry))
-    assert listed["busybox"] == ["latest"]
+    assert sorted(listed["busybox"]) == ["1.37", "latest"]
     assert listed["minik8s/pause"] == ["1"]
     ids = {img.id for img in image_env.builder.images.list()}
     assert (
@@ -135,6 +135,25 @@ def test_busybox_runs_after_pull_from_registry(image_env: ImageEnv, bases: list[
     assert ref == "busybox:latest"
     out = builder.containers.run(ref, ["echo", "hi"], remove=True, network_mode="none")
     assert out == b"hi\n"
+
+
+# Applets Kubernetes examples lean on; `wget -T` segfaulted (exit 139) in Debian bookworm's busybox.
+APPLET_CHECKS = {
+    "wget -T": "httpd -p 127.0.0.1:8080 -h /etc && wget -T 5 -qO- http://127.0.0.1:8080/group | head -1",
+    "wget -T timeout": "nc -l -p 8081 >/dev/null & sleep 0.2; wget -T 1 -qO- http://127.0.0.1:8081/; echo rc=$?",
+    "nc -w": "httpd -p 127.0.0.1:8082 -h /etc && echo 'GET /group HTTP/1.0' | nc -w 2 127.0.0.1 8082 | head -1",
+    "timeout": "timeout 1 sleep 5; echo rc=$?",
+}
+APPLET_EXPECT = {"wget -T": "root:x:0:", "wget -T timeout": "rc=1", "nc -w": "HTTP/1.1 200 OK",
+                 "timeout": "rc=143"}
+
+
+@pytest.mark.parametrize("check", list(APPLET_CHECKS))
+def test_busybox_applets_work(image_env: ImageEnv, bases: list[str], check: str) -> None:
+    ref = ensure_image(image_env.builder, "busybox", image_env.registry)
+    out = image_env.builder.containers.run(ref, ["sh", "-c", APPLET_CHECKS[check]], remove=True,
+                                           network_mode="none")
+    assert out.decode().strip().splitlines()[-1] == APPLET_EXPECT[check]
 
 
 def test_pause_exits_zero_on_sigterm(image_env: ImageEnv, bases: list[str]) -> None:
