@@ -126,6 +126,14 @@ def sleeper_pod(client: Client, prefix: str, image: str = "busybox", node: str |
 
 
 @pytest.fixture(scope="session")
+def kubeconfig(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig for kubectl, as `minik8s kubeconfig` prints it for users."""
+    path = tmp_path_factory.mktemp("kube") / "kc"
+    path.write_text(run("kubeconfig").stdout)
+    return path
+
+
+@pytest.fixture(scope="session")
 def cluster() -> Iterator[None]:
     if os.geteuid() != 0:
         pytest.fail("e2e tests need root (network namespaces, dockerd)")

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from minik8s import Client
@@ -17,13 +16,6 @@ from tests.e2e.conftest import run, unique, wait_for
 
 CHUNKED_EVENTS = 120
 CHUNK = 50
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kube") / "kc"
-    path.write_text(run("kubeconfig").stdout)
-    return path
 
 
 def kubectl(kc: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,19 +7,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from minik8s import Client, errors
 from tests.e2e.conftest import run, unique, wait_for
 
 JOB_S = 120.0  # a few pods pulled, run and finished, with one 10 s failure back-off
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kube") / "kc"
-    path.write_text(run("kubeconfig").stdout)
-    return path
 
 
 def kubectl(kc: Path, *args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

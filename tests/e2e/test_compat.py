@@ -7,17 +7,9 @@ import threading
 from pathlib import Path
 
 import httpx
-import pytest
 
 from minik8s import Client
 from tests.e2e.conftest import MINIK8S, run, unique, wait_for, wait_running
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kube") / "kc"
-    path.write_text(run("kubeconfig").stdout)
-    return path
 
 
 def kubectl(kc: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,20 +10,11 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from minik8s import Client
 from tests.e2e.conftest import run, unique, wait_for, wait_running
 
 #: A changed ConfigMap must show up in the mounted files within 10 s; the poll allows twice that.
 UPDATE_TIMEOUT_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kube") / "kc"
-    path.write_text(run("kubeconfig").stdout)
-    return path
 
 
 def kubectl(kc: Path, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -19,13 +19,6 @@ KUBECTL_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kube") / "kc"
-    path.write_text(run("kubeconfig").stdout)
-    return path
-
-
-@pytest.fixture(scope="module")
 def pod(client: Client) -> Iterator[str]:
     with sleeper_pod(client, "exec") as name:
         yield name

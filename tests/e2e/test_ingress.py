@@ -32,13 +32,6 @@ def ingress(name: str, host: str, paths: list[tuple[str, str, str]], default: st
             f"  rules:\n  - host: {host}\n    http:\n      paths:\n{items}{extra_rules}")
 
 
-@pytest.fixture(scope="module")
-def kubeconfig(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kube") / "kc"
-    path.write_text(run("kubeconfig").stdout)
-    return path
-
-
 def kubectl(kc: Path, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(["kubectl", "--kubeconfig", str(kc), *args], input=input, capture_output=True, text=True,
                           timeout=120)

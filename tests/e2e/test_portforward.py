@@ -24,13 +24,6 @@ BIG = "".join(f"{i}\n" for i in range(1, BIG_LINES + 1)).encode()  # what `seq` 
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kube") / "kc"
-    path.write_text(run("kubeconfig").stdout)
-    return path
-
-
-@pytest.fixture(scope="module")
 def web(client: Client) -> Iterator[str]:
     name = unique("pf-web")
     run("apply", "-f", "-", input=f"""apiVersion: v1

@@ -29,14 +29,17 @@ def test_component_starts_and_is_healthy(apiserver: str, name: str) -> None:
     component = registry.get(name)
     t0 = time.monotonic()
     running = component.factory(_settings(apiserver, name))
-    started = time.monotonic() - t0
-    state = wait_for(lambda: (s := registry.health(component, running))["healthy"] and s, START_S)
-    assert state["pid"] > 0 and state["detail"] == "", (state, started)
-    obj = getattr(running, "obj", running)
-    informers = obj.informers.informers() if name == "controller-manager" else [
-        inf for inf in vars(obj).values() if hasattr(inf, "wait_synced")]
-    assert informers and all(inf.wait_synced(START_S) for inf in informers)
-    starter = getattr(running, "thread", None)
-    if starter is not None:
-        starter.join(START_S)  # a starting thread that has finished its job must not make it unhealthy
-    assert registry.health(component, running)["healthy"]
+    try:
+        started = time.monotonic() - t0
+        state = wait_for(lambda: (s := registry.health(component, running))["healthy"] and s, START_S)
+        assert state["pid"] > 0 and state["detail"] == "", (state, started)
+        obj = getattr(running, "obj", running)
+        informers = obj.informers.informers() if name == "controller-manager" else [
+            inf for inf in vars(obj).values() if hasattr(inf, "wait_synced")]
+        assert informers and all(inf.wait_synced(START_S) for inf in informers)
+        starter = getattr(running, "thread", None)
+        if starter is not None:
+            starter.join(START_S)  # a starting thread that has finished its job must not make it unhealthy
+        assert registry.health(component, running)["healthy"]
+    finally:  # a component left running would act on the objects of the tests after this one
+        getattr(running, "obj", running).stop()
