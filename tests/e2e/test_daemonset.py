@@ -11,7 +11,7 @@ import pytest
 
 from minik8s import Client
 from tests.e2e.conftest import run, unique, wait_for
-from tests.e2e.test_compat import kubeconfig, kubectl  # noqa: F401 - kubeconfig is a fixture
+from tests.e2e.test_compat import kubectl
 from tests.e2e.test_nodes import _join_file, ready_nodes
 from tests.integration.test_workloads import ReadyWatch
 
