@@ -52,7 +52,10 @@ class UpgradingHttpProtocol(HttpToolsProtocol):
         """"spdy", "websocket" (a SPDY tunnel over WebSocket) or None (not ours)."""
         upgrade = self._get_upgrade()
         if upgrade == SPDY_UPGRADE:
-            return "spdy"
+            # only port-forward speaks SPDY here: an exec/attach that fell back to SPDY (its WebSocket
+            # upgrade was refused) gets the plain HTTP answer that says why
+            path = self.url.split(b"?", 1)[0]
+            return "spdy" if path.endswith(b"/portforward") else None
         if upgrade == b"websocket" and TUNNEL_PREFIX in _header(self.headers, b"sec-websocket-protocol"):
             return "websocket"
         return None
