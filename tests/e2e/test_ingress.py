@@ -47,6 +47,8 @@ def apps(kubeconfig: Path) -> Iterator[tuple[str, str]]:
                                                         ("/exact.txt", "exact-a"), ("/index.html", "root-a"),
                                                         ("/x/index.html", "x-a"))
             + "---\n" + backend(b, ("/index.html", "default-b")))
+    for deployment in (a, b):  # routes are only worth probing once their backends serve
+        kubectl(kubeconfig, "rollout", "status", f"deployment/{deployment}", "--timeout=180s")
     yield a, b
     kubectl(kubeconfig, "delete", "deploy,svc", a, b, check=False)
 
@@ -80,8 +82,12 @@ def test_ingress_routes_by_host_and_name_with_exact_prefix_wildcard_and_default_
     gateway_ip = client.get("Service", "gateway", "kube-system").spec.clusterIP
 
     # by DNS name from a pod: the Ingress host resolves to the gateway, the URI reaches the app unchanged
-    assert wait_for("the Prefix path through the gateway",
-                    lambda: from_pod(probe, f"http://{host}/app/index.html") == "reply-a", timeout=90)
+    try:
+        wait_for("the Prefix path through the gateway",
+                 lambda: from_pod(probe, f"http://{host}/app/index.html") == "reply-a", timeout=180)
+    except AssertionError as exc:  # say why: resolution, connection or the answer
+        why = run("exec", probe, "--", "python3", "-c", FETCH, f"http://{host}/app/index.html", check=False)
+        raise AssertionError(f"{exc}\n{why.stdout}{why.stderr}") from None
     # by Host header from a node, at the gateway's address
     assert from_node(f"http://{gateway_ip}/exact.txt", host) == "exact-a"
     assert from_node(f"http://{gateway_ip}/", host) == "default-b"  # unmatched path: the default backend
