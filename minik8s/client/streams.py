@@ -70,7 +70,10 @@ class PodStream:
                 continue
             if msg.channel == ch.ERROR:
                 if msg.data:
+                    # the Status is the session's last word (sent after every output frame, on the same
+                    # ordered connection): done, even if the server is slow to close the connection
                     self.status = json.loads(msg.data)
+                    return
                 continue
             yield msg.channel, msg.data
 
