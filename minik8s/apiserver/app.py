@@ -15,12 +15,14 @@ import httpx
 from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
 
-from minik8s import jsonc
+from minik8s import auth, jsonc
 from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.apiserver import discovery, listing, portforward, streams, workloads
 from minik8s.apiserver import metrics as metrics_api
 from minik8s.apiserver.resources import Resources, key_for
+from minik8s.auth import user
+from minik8s.auth.user import ANONYMOUS_USER, UserInfo
 from minik8s.errors import (
     BadRequest,
     Gone,
@@ -38,6 +40,7 @@ log = logging.getLogger("minik8s.apiserver")
 
 UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz")
 JOIN_PATH = "/minik8s/join"
+ADMIN_USER = UserInfo(user.ADMIN, (user.SYSTEM_MASTERS, user.AUTHENTICATED))  # the one API token's user
 KUBELET_TIMEOUT_S = 60.0
 BINARY_MEDIA_TYPES = ("application/vnd.kubernetes.protobuf", "application/cbor")
 WATCH_QUEUE_MAX = 10000
@@ -87,14 +90,16 @@ def to_table(info: k.KindInfo, items: list[dict[str, Any]], revision: str | None
 class BearerAuth:
     """Plain ASGI middleware (Starlette's BaseHTTPMiddleware costs a task and a queue per request)."""
 
-    def __init__(self, app: Any, check: Callable[[str, str], MiniK8sError | None]) -> None:
+    def __init__(self, app: Any, check: Callable[[str, str], MiniK8sError | UserInfo]) -> None:
         self.app, self.check = app, check
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):  # exec/attach upgrades carry the token too
             header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
             err = self.check(scope["path"], header)
-            if err is not None:
+            if isinstance(err, UserInfo):  # authenticated: handlers read it with minik8s.auth.user_of
+                scope[auth.SCOPE_KEY] = err
+            else:
                 if scope["type"] == "websocket":  # refused before the upgrade, with the same Status
                     await portforward.deny(WebSocket(scope, receive, send), err)
                     return
@@ -191,8 +196,8 @@ class ApiServer:
             except Exception as exc:  # etcd briefly away: try again next interval
                 log.warning("compaction failed: %s", exc)
 
-    def _check_token(self, path: str, header: str) -> MiniK8sError | None:
-        """None when the request may go on: the join token on JOIN_PATH, the API token everywhere else."""
+    def _check_token(self, path: str, header: str) -> MiniK8sError | UserInfo:
+        """Who is asking, or why not: the join token on JOIN_PATH, the API token everywhere else."""
         given = header[7:] if header.lower().startswith("bearer ") else ""
         if path == JOIN_PATH:
             expected = self.config.join_token or ""
@@ -201,7 +206,8 @@ class ApiServer:
         elif self.config.token and path not in UNAUTHENTICATED_PATHS:
             if not hmac.compare_digest(given.encode(), self.config.token.encode()):
                 return Unauthorized("Unauthorized: a valid bearer token is required")
-        return None
+            return ADMIN_USER
+        return ANONYMOUS_USER if self.config.token else ADMIN_USER
 
     async def _join(self, request: Request) -> Response:
         """A node presents the join token and its wishes; it gets its Node object and the cluster's credentials."""

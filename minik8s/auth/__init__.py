@@ -1,0 +1,26 @@
+"""Who is asking, and may they: authentication, authorization and the identities of the cluster.
+
+- :mod:`.user`: `UserInfo` and the well-known users and groups (Kubernetes' names);
+- :mod:`.authn`: authenticators turn a bearer token into a `UserInfo` (a chain, first answer wins);
+- :mod:`.authz`: `Attributes` of a request (Kubernetes' RequestInfo) and authorizers deciding on them.
+
+The API server authenticates every request in its outermost middleware, puts the `UserInfo` in the
+ASGI scope (`user_of(request)` reads it back), authorizes it once the URL is parsed, and hands the
+user to the admission chain and the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from minik8s.auth.user import ANONYMOUS_USER, UserInfo
+
+SCOPE_KEY = "minik8s.user"  # where the authentication middleware leaves the request's UserInfo
+
+
+def user_of(scope_or_request: Any) -> UserInfo:
+    """The authenticated user of an ASGI scope or a Starlette Request/WebSocket (anonymous if none)."""
+    scope: MutableMapping[str, Any] = getattr(scope_or_request, "scope", scope_or_request)
+    user = scope.get(SCOPE_KEY)
+    return user if isinstance(user, UserInfo) else ANONYMOUS_USER
