@@ -116,7 +116,7 @@ def _mark_deleting(res: Resources, info: k.KindInfo, obj: Obj) -> None:
     try:
         res.store.update(key_for(info, meta.get("namespace"), meta["name"]), new, int(meta["resourceVersion"]))
     except (Conflict, NotFound):
-        log.info("could not mark owner as deleting; orphaning anyway", extra={"name": meta["name"]})
+        log.info("could not mark owner as deleting; orphaning anyway", extra={"object": meta["name"]})
 
 
 def _strip_owner(res: Resources, info: k.KindInfo, obj: Obj, uid: str) -> None:

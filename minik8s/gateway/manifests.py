@@ -119,7 +119,7 @@ def ensure_gateway(client: Client, config_url: str, replicas: int = REPLICAS) ->
         except AlreadyExists:
             continue
     if created:
-        log.info("gateway objects created", extra={"created": created})
+        log.info("gateway objects created", extra={"objects": created})
     return created
 
 
