@@ -25,6 +25,7 @@ from typing import Any
 
 from dnslib import RCODE, DNSRecord
 
+from benchmarks import smoke
 from minik8s.api.services import Service
 from minik8s.dns.records import build_snapshot
 from minik8s.dns.resolver import ResolverConf, lookup_names
@@ -151,7 +152,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=8)
     ap.add_argument("--server", help="a live cluster DNS (IP or IP:PORT) instead of the in-process server")
     ap.add_argument("--name", default="s42.default.svc.cluster.local")
-    args = ap.parse_args()
+    args = smoke.parse(ap, services=10, seconds=1.0, clients=1)
     result: dict[str, Any] = {"services": args.services, "clients": args.clients, "window": args.window}
     server = None
     if args.server:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from benchmarks import smoke
 from minik8s.gateway import config as gw
 from minik8s.gateway.localrun import LocalNginx
 
@@ -142,7 +143,7 @@ def main() -> None:
     ap.add_argument("--gateway", help="cluster mode: http://<gateway IP>/<path>")
     ap.add_argument("--host", help="cluster mode: the DNS host name (sent as Host)")
     ap.add_argument("--direct", help="cluster mode: http://<service ClusterIP>:<port>/")
-    args = ap.parse_args()
+    args = smoke.parse(ap, requests=200, concurrency=2)
     if args.cluster:
         if not (args.gateway and args.host and args.direct):
             ap.error("--cluster needs --gateway, --host and --direct")

@@ -29,6 +29,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import smoke
 from minik8s.kubelet import labels as L  # noqa: E402
 from minik8s.kubelet.metrics import MetricsSampler  # noqa: E402
 
@@ -143,7 +144,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--cluster", action="store_true", help="time load start → first scale-out on a live cluster")
     ap.add_argument("--timeout", type=float, default=300.0)
-    args = ap.parse_args()
+    args = smoke.parse(ap, containers=3, rounds=2)
     if args.cluster:
         cluster_scale_out(args.timeout)
     else:

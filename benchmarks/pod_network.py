@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from benchmarks import smoke
 from minik8s.network import vxlan as vx
 from minik8s.network.netns import nsenter_argv
 from minik8s.network.testbed import Testbed, TestbedConfig
@@ -214,7 +215,7 @@ def main() -> None:
     parser.add_argument("--iperf3", action="store_true", help="also run iperf3 (Debian package iperf3)")
     parser.add_argument("--pod-mtu", type=int, default=None, help="testbed pod MTU (default 1500, as docker0)")
     parser.add_argument("--cluster", action="store_true", help="measure between pods of a running local cluster")
-    args = parser.parse_args()
+    args = smoke.parse(parser, bytes=5_000_000, round_trips=100, rounds=1)
     if args.iperf3 and shutil.which("iperf3") is None:
         raise SystemExit("iperf3 not found: apt-get install iperf3")
     bed: Testbed | None = None

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import docker
 
+from benchmarks import smoke
 from minik8s import Client
 from minik8s.cluster.config import ClusterConfig
 from minik8s.images.base import PAUSE_IMAGE
@@ -107,7 +108,7 @@ def rss_mb(state_dir: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pods", type=int, default=30)
-    args = parser.parse_args()
+    args = smoke.parse(parser, pods=3)
     cfg = ClusterConfig()
     client = Client.from_config()
     node_docker = docker.DockerClient(base_url=cfg.node(1).docker_url)

@@ -34,6 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import smoke
 from minik8s import Client  # noqa: E402
 from minik8s.cluster.config import ClusterConfig  # noqa: E402
 from tests.e2e.chaos.common import (  # noqa: E402
@@ -145,7 +146,7 @@ def deploy(client: Client, pods: int, tag: str) -> list[App]:
         urls = {f"node-{i}": f"http://{ip}:{svc.spec.ports[0].nodePort}/" for i, ip in zip(NODES, NODE_IPS,
                                                                                           strict=True)}
         urls["clusterip"] = f"http://{svc.spec.clusterIP}/"
-        apps.append(App(n, per, urls, f"{n}.default.svc.cluster.local"))
+        apps.append(App(n, per, urls, f"{n}.default.svc.cluster.local", host=""))  # no gateway route here
     return apps
 
 
@@ -235,7 +236,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10,100", help="pod counts, comma-separated (multiples of 10)")
     ap.add_argument("--outage", type=float, default=10.0, help="seconds the control plane stays down")
-    args = ap.parse_args()
+    args = smoke.parse(ap, sizes="10", outage=2.0)
     sizes = [int(s) for s in args.sizes.split(",")]
     if any(s <= 0 or s % PODS_PER_SERVICE for s in sizes):
         ap.error(f"--sizes must be positive multiples of {PODS_PER_SERVICE}, got {args.sizes}")

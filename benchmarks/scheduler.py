@@ -52,6 +52,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import smoke
 from minik8s import Client
 from minik8s.api import types as t
 from minik8s.scheduler.cache import SchedulerCache
@@ -63,7 +64,6 @@ TOKEN = "bench-token-0123456789"
 START_TIMEOUT_S = 30.0
 BIND_TIMEOUT_S = 600.0
 CREATE_WORKERS = 16
-BASELINE_PODS = 600
 PIDS: dict[str, int] = {}  # "etcd", "apiserver": whose CPU time the report splits
 
 
@@ -249,11 +249,11 @@ def rate(times: list[float]) -> float:
     return (len(times) - 1) / span if span > 0 else float("inf")
 
 
-def baseline(url: str, nodes: list[str], workers: int) -> float:
+def baseline(url: str, nodes: list[str], workers: int, count: int) -> float:
     """Raw binding POSTs, no decisions: what the API server can absorb."""
     client = make_client(url)
     tag = uuid.uuid4().hex[:6]
-    pods = [bench_pod(f"base-{tag}-{i}", tag, 0) for i in range(BASELINE_PODS)]
+    pods = [bench_pod(f"base-{tag}-{i}", tag, 0) for i in range(count)]
     create_all(client, pods)
     watcher = BindWatcher(client, tag, len(pods))
     with ThreadPoolExecutor(workers) as pool:
@@ -283,6 +283,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--pods", type=int, default=3000)
     ap.add_argument("--groups", type=int, default=30, help="owner groups (label sets) the pods spread by")
+    ap.add_argument("--baseline-pods", type=int, default=600, help="pods bound by raw POSTs for the baseline")
     ap.add_argument("--policy", default="default", choices=["default", "round-robin"])
     ap.add_argument("--apiserver", default="thread", choices=["thread", "process"])
     ap.add_argument("--bind-workers", type=int, default=SchedulerConfig.bind_workers)
@@ -291,7 +292,7 @@ def main() -> None:
     ap.add_argument("--profile-apiserver", nargs="?", const="", metavar="FILE",
                     help="cProfile (CPU time) every thread of the API server process, print the top functions and "
                          "keep the stats in FILE if given; implies --apiserver process")
-    args = ap.parse_args()
+    args = smoke.parse(ap, nodes=5, pods=100, groups=5, baseline_pods=50)
     api_prof = None
     if args.profile_apiserver is not None:
         args.apiserver = "process"
@@ -301,7 +302,7 @@ def main() -> None:
         client = make_client(url)
         node_names = [f"hollow-{i:04d}" for i in range(args.nodes)]
         create_all(client, [hollow_node(n) for n in node_names])
-        base = baseline(url, node_names, args.bind_workers)
+        base = baseline(url, node_names, args.bind_workers, args.baseline_pods)
 
         tag = uuid.uuid4().hex[:6]
         pods = [bench_pod(f"p-{tag}-{i}", tag, i % args.groups) for i in range(args.pods)]

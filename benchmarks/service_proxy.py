@@ -18,6 +18,7 @@ import json
 import statistics
 import time
 
+from benchmarks import smoke
 from minik8s.api.services import Endpoints, Service
 from minik8s.proxy import nft
 from minik8s.proxy.proxy import Proxier
@@ -95,7 +96,7 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=50)
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--scales", default="100,1000,5000")
-    args = ap.parse_args()
+    args = smoke.parse(ap, services=20, changes=5, requests=50, scales="10,50")
     sb = ServiceBed()
     sb.build()
     try:
