@@ -75,16 +75,20 @@ def through_minik8s(client: Client, n: int, sequential: bool) -> list[float]:
     return latencies
 
 
+def start_pair(engine: docker.DockerClient, name: str) -> list[Any]:
+    """A pause container and an app container joined to its namespaces, as the kubelet makes a pod; [app, pause]."""
+    pause = engine.containers.run(PAUSE_IMAGE, detach=True, ipc_mode="shareable", name=f"{name}-{uuid.uuid4().hex[:4]}")
+    app = engine.containers.run("busybox", APP_CMD, detach=True, network_mode=f"container:{pause.id}",
+                                ipc_mode=f"container:{pause.id}")
+    return [app, pause]
+
+
 def direct_docker(node_docker: docker.DockerClient, n: int) -> list[float]:
     latencies, made = [], []
     for i in range(n):
         t0 = time.perf_counter()
-        pause = node_docker.containers.run(PAUSE_IMAGE, detach=True, ipc_mode="shareable",
-                                           name=f"direct-pause-{i}-{uuid.uuid4().hex[:4]}")
-        app = node_docker.containers.run("busybox", APP_CMD, detach=True, network_mode=f"container:{pause.id}",
-                                         ipc_mode=f"container:{pause.id}")
+        made += start_pair(node_docker, f"direct-pause-{i}")
         latencies.append(time.perf_counter() - t0)
-        made += [app, pause]
     for c in made:
         c.remove(force=True)
     return latencies
@@ -97,15 +101,12 @@ def direct_docker_burst(dockers: list[docker.DockerClient], n: int) -> list[floa
     lock = threading.Lock()
 
     def pair(i: int) -> float:
-        engine = dockers[i % len(dockers)]
         t0 = time.perf_counter()
-        pause = engine.containers.run(PAUSE_IMAGE, detach=True, ipc_mode="shareable",
-                                      name=f"direct-burst-{i}-{uuid.uuid4().hex[:4]}")
-        app = engine.containers.run("busybox", APP_CMD, detach=True, network_mode=f"container:{pause.id}",
-                                    ipc_mode=f"container:{pause.id}")
+        pair_made = start_pair(dockers[i % len(dockers)], f"direct-burst-{i}")
+        elapsed = time.perf_counter() - t0
         with lock:
-            made.extend([app, pause])
-        return time.perf_counter() - t0
+            made.extend(pair_made)
+        return elapsed
 
     with ThreadPoolExecutor(n) as pool:
         latencies = list(pool.map(pair, range(n)))
