@@ -96,14 +96,14 @@ class BearerAuth:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket"):  # exec/attach upgrades carry the token too
             header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), "")
-            err = self.check(scope["path"], header)
-            if isinstance(err, UserInfo):  # authenticated: handlers read it with minik8s.auth.user_of
-                scope[auth.SCOPE_KEY] = err
+            outcome = self.check(scope["path"], header)
+            if isinstance(outcome, UserInfo):  # authenticated: handlers read it with minik8s.auth.user_of
+                scope[auth.SCOPE_KEY] = outcome
             else:
                 if scope["type"] == "websocket":  # refused before the upgrade, with the same Status
-                    await portforward.deny(WebSocket(scope, receive, send), err)
+                    await portforward.deny(WebSocket(scope, receive, send), outcome)
                     return
-                await _error(err)(scope, receive, send)
+                await _error(outcome)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -4,9 +4,10 @@
 - :mod:`.authn`: authenticators turn a bearer token into a `UserInfo` (a chain, first answer wins);
 - :mod:`.authz`: `Attributes` of a request (Kubernetes' RequestInfo) and authorizers deciding on them.
 
-The API server authenticates every request in its outermost middleware, puts the `UserInfo` in the
-ASGI scope (`user_of(request)` reads it back), authorizes it once the URL is parsed, and hands the
-user to the admission chain and the audit log.
+The API server authenticates every request in its outermost middleware and puts the `UserInfo` in the
+ASGI scope (`user_of(request)` reads it back). Today that is the one admin token (user `admin`, in
+`system:masters`) or anonymous; `TokenAuthenticator`, `request_attributes` and the authorizers are
+the base the RBAC, ServiceAccount and node-identity work builds on, not yet wired in.
 """
 
 from __future__ import annotations
