@@ -63,7 +63,15 @@ def control_plane_specs(cfg: ClusterConfig, opts: ControlPlaneOptions) -> tuple[
     return first, [s for s in specs if s not in first]
 
 
-def start_control_plane(cfg: ClusterConfig, opts: ControlPlaneOptions, echo: Echo) -> dict[str, dict[str, Any]]:
+def start_control_plane(cfg: ClusterConfig, opts: ControlPlaneOptions, echo: Echo,
+                        before_controllers: Callable[[], dict[str, dict[str, Any]]] | None = None
+                        ) -> dict[str, dict[str, Any]]:
+    """The processes, then the API server, then ``before_controllers`` (``up`` joins its nodes there),
+    then the controllers, the scheduler and the rest.
+
+    Kubelets before controllers: after the control plane was killed, its node lifecycle controller
+    gives every node a grace period from its own start; a kubelet that came back later than that
+    would see its node declared lost and its running pods evicted."""
     echo("control plane: etcd, registry, image builder, Ray head ...")
     etcd = local.start_control_plane(cfg, opts.etcd_endpoints)
     if etcd != cfg.etcd_endpoints:
@@ -81,6 +89,8 @@ def start_control_plane(cfg: ClusterConfig, opts: ControlPlaneOptions, echo: Ech
     launch.ensure(first)
     states = launch.wait_healthy([s.name for s in first])
     ensure_cluster_services(cfg)
+    if before_controllers is not None:
+        states.update(before_controllers())
     launch.ensure(rest)
     states.update(launch.wait_healthy([s.name for s in rest]))
     return states
@@ -97,6 +107,20 @@ def node_specs(node: NodeConfig, reply: dict[str, Any], req: JoinRequest | None)
 
 def join_local(cfg: ClusterConfig, req: JoinRequest, echo: Echo) -> dict[str, dict[str, Any]]:
     """Join a node that lives on this machine: netns, dockerd, raylet, then its actors."""
+    return join_locals(cfg, [req], echo)
+
+
+def join_locals(cfg: ClusterConfig, reqs: list[JoinRequest], echo: Echo) -> dict[str, dict[str, Any]]:
+    """Join nodes that live on this machine: each one's netns, dockerd and raylet in turn, then every
+    node's actors at once (after a control-plane restart all kubelets come back together)."""
+    specs: list[launch.ActorSpec] = []
+    for req in reqs:
+        specs.extend(_prepare_local(cfg, req, echo))
+    launch.ensure(specs)
+    return launch.wait_healthy([s.name for s in specs])
+
+
+def _prepare_local(cfg: ClusterConfig, req: JoinRequest, echo: Echo) -> list[launch.ActorSpec]:
     node = local_node(cfg, req.name)
     if req.address and req.address != node.ip:
         raise BadRequest(f"on one machine {node.name} has the address {node.ip}, not {req.address}")
@@ -107,9 +131,7 @@ def join_local(cfg: ClusterConfig, req: JoinRequest, echo: Echo) -> dict[str, di
     echo(f"{node.name}: netns {node.netns}, {node.ip}, pods {node.pod_cidr}, dockerd, raylet ...")
     local.start_node(cfg, node)
     launch.connect(reply["clusterInfo"]["rayAddress"], cfg.ray_namespace)
-    specs = node_specs(node, reply, req)
-    launch.ensure(specs)
-    return launch.wait_healthy([s.name for s in specs])
+    return node_specs(node, reply, req)
 
 
 # --- host mode: this machine is the node ----------------------------------------------------
@@ -151,6 +173,7 @@ def stop_host_node(cfg: ClusterConfig, record: host.HostNodeRecord) -> None:
 __all__ = ["DNS_LOOPBACK_PORT", "DNS_PORT", "JOIN_TOKEN_FILE", "KUBELET_PORT", "LOCAL_NODE_NAME", "PLAN_POD_CIDR",
            "TOKEN_FILE", "ControlPlaneOptions", "JoinRequest", "api_token", "api_url", "ca_hash",
            "control_plane_hosts", "control_plane_specs", "dns_settings", "ensure_cluster_services",
-           "gateway_settings", "host", "host_join_plan", "join_host", "join_local", "join_token", "kubelet_config",
+           "gateway_settings", "host", "host_join_plan", "join_host", "join_local", "join_locals", "join_token",
+           "kubelet_config",
            "local_node", "node_actor_names", "node_specs", "pki", "request_join", "start_control_plane",
            "stop_host_node"]

@@ -97,11 +97,14 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
 
     opts = bootstrap.ControlPlaneOptions(external_etcd, skip_images,
                                     node_monitor_grace_period, pod_eviction_timeout)
-    states = boot.start_control_plane(cfg, opts, click.echo)
-    token = bootstrap.join_token(cfg)
-    for i in range(1, nodes + 1):
-        req = bootstrap.JoinRequest(name=cfg.node(i).name, server=bootstrap.api_url(cfg), token=token)
-        states.update(boot.join_local(cfg, req, click.echo))
+
+    def join_nodes() -> dict[str, dict[str, Any]]:
+        token = bootstrap.join_token(cfg)
+        reqs = [bootstrap.JoinRequest(name=cfg.node(i).name, server=bootstrap.api_url(cfg), token=token)
+                for i in range(1, nodes + 1)]
+        return boot.join_locals(cfg, reqs, click.echo) if reqs else {}
+
+    states = boot.start_control_plane(cfg, opts, click.echo, before_controllers=join_nodes)
     if nodes:  # the user's shell reaches ClusterIPs through node-1, whose proxy rules DNAT them
         ensure_root_route(cfg.service_cidr, cfg.node(1).ip)
     path = _write_client_config(cfg)

@@ -118,15 +118,20 @@ class NodeLifecycleController:
         if silent and ready is not None and ready.status != "Unknown":
             self._mark_unknown(node, now)
             ready = self._ready(self.nodes.get(name) or node)
-        tainted = any(tn.key == UNREACHABLE_TAINT for tn in node.spec.taints or [])
+        taint = next((tn for tn in node.spec.taints or [] if tn.key == UNREACHABLE_TAINT), None)
         if ready is not None and ready.status == "True" and not silent:
-            if tainted:
+            if taint is not None:
                 self._set_taint(node, None)
             return
-        if silent and not tainted:
+        if not silent:
+            return
+        if taint is None:
+            # Pods tolerate the unreachable taint for the eviction timeout, counted from when it was
+            # added (Kubernetes' tolerationSeconds): never evict in the pass that taints.
             self._set_taint(node, _iso(now))
-        since = _parse(ready.lastTransitionTime) if ready is not None and ready.status != "True" else beat
-        if silent and since and (now - since).total_seconds() > self.config.pod_eviction_timeout_s:
+            return
+        since = _parse(taint.timeAdded) or now
+        if (now - since).total_seconds() > self.config.pod_eviction_timeout_s:
             self._evict(name)
 
     @staticmethod

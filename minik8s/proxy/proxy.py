@@ -175,15 +175,16 @@ class Proxy:
         last_full = 0.0
         while not self._stop.is_set():
             try:
+                stats: SyncStats | None
                 if time.monotonic() - last_full >= self.config.resync_s or self.proxier.applied is None:
-                    self.last_sync = self.sync_all()
+                    stats = self.sync_all()
                     last_full = time.monotonic()
                 else:
-                    self.last_sync = self.sync_dirty() or self.last_sync
-                if self.last_sync and self.last_sync.lines:
-                    log.info("proxy rules synced", extra={"node": self.node_name, "changed": self.last_sync.changed,
-                                                          "lines": self.last_sync.lines,
-                                                          "ms": round(self.last_sync.seconds * 1000, 2)})
+                    stats = self.sync_dirty()
+                self.last_sync = stats or self.last_sync
+                if stats and stats.lines:  # only a pass that wrote something (not every hairpin wake-up)
+                    log.info("proxy rules synced", extra={"node": self.node_name, "changed": stats.changed,
+                                                          "lines": stats.lines, "ms": round(stats.seconds * 1000, 2)})
             except MiniK8sError as exc:
                 log.warning("proxy sync failed, retrying", extra={"node": self.node_name, "error": exc.message})
                 self._stop.wait(1.0)
