@@ -84,13 +84,15 @@ def start_control_plane(cfg: ClusterConfig, opts: ControlPlaneOptions, echo: Ech
         echo("base images ...")
         ensure_base_images(docker.DockerClient(base_url=f"unix://{cfg.builder_socket}"), cfg.registry_addr,
                            cfg.state_dir / "images")
-    launch.connect(cfg.ray_address, cfg.ray_namespace)
+    launch.connect(cfg.ray_address, cfg.ray_namespace, cfg.ray_token_path)
     first, rest = control_plane_specs(cfg, opts)
+    echo(f"actors: {', '.join(s.name for s in first)} ...")
     launch.ensure(first)
     states = launch.wait_healthy([s.name for s in first])
     ensure_cluster_services(cfg)
     if before_controllers is not None:
         states.update(before_controllers())
+    echo(f"actors: {', '.join(s.name for s in rest)} ...")
     launch.ensure(rest)
     states.update(launch.wait_healthy([s.name for s in rest]))
     return states
@@ -116,6 +118,7 @@ def join_locals(cfg: ClusterConfig, reqs: list[JoinRequest], echo: Echo) -> dict
     specs: list[launch.ActorSpec] = []
     for req in reqs:
         specs.extend(_prepare_local(cfg, req, echo))
+    echo(f"node actors: {', '.join(s.name for s in specs)} ...")
     launch.ensure(specs)
     return launch.wait_healthy([s.name for s in specs])
 
@@ -124,13 +127,13 @@ def _prepare_local(cfg: ClusterConfig, req: JoinRequest, echo: Echo) -> list[lau
     node = local_node(cfg, req.name)
     if req.address and req.address != node.ip:
         raise BadRequest(f"on one machine {node.name} has the address {node.ip}, not {req.address}")
-    reply = request_join(req, node.pod_cidr)
+    reply = request_join(req, node.dir, node.ip, node.pod_cidr)
     granted = reply["node"]["spec"].get("podCIDR")
     if granted != node.pod_cidr:
         raise MiniK8sError(f"the API gave {node.name} the pod CIDR {granted}, but its slot is {node.pod_cidr}")
     echo(f"{node.name}: netns {node.netns}, {node.ip}, pods {node.pod_cidr}, dockerd, raylet ...")
     local.start_node(cfg, node)
-    launch.connect(reply["clusterInfo"]["rayAddress"], cfg.ray_namespace)
+    launch.connect(reply["clusterInfo"]["rayAddress"], cfg.ray_namespace, cfg.ray_token_path)
     return node_specs(node, reply, req)
 
 
@@ -142,19 +145,20 @@ def join_host(cfg: ClusterConfig, req: JoinRequest, echo: Echo) -> dict[str, dic
     head, and the node's actors start here, exactly as for a local node but without a netns."""
     addr = _host_address(req)  # config errors before the API hears of the node
     previous = host.load_record(cfg, req.name)
-    reply = request_join(req, req.pod_cidr or (previous.pod_cidr if previous else None))
+    reply = request_join(req, cfg.nodes_dir / req.name, addr.ip,
+                         req.pod_cidr or (previous.pod_cidr if previous else None))
     granted = reply["node"]["spec"].get("podCIDR")
     if not granted or (req.pod_cidr and granted != req.pod_cidr):
         raise MiniK8sError(f"the API gave {req.name} the pod CIDR {granted}, not {req.pod_cidr or 'one'}")
     info = reply["clusterInfo"]
     record = host.HostNodeRecord(req.name, addr.ip, addr.prefixlen, addr.interface, granted, info["server"],
-                                 info["rayAddress"], info["registry"], info["ca"], reply["token"])
+                                 info["rayAddress"], info["registry"], info["ca"], ray_token=info.get("rayToken", ""))
     view, node = record.cluster(cfg), record.node(cfg)
     echo(f"{node.name}: host mode, {node.ip} on {node.interface}, pods {node.pod_cidr}, dockerd, raylet "
          f"(Ray head {view.ray_address}) ...")
     record.save(cfg)
     local.start_node(view, node)
-    launch.connect(view.ray_address, cfg.ray_namespace, node_ip=node.ip)
+    launch.connect(view.ray_address, cfg.ray_namespace, view.ray_token_path, node_ip=node.ip)
     specs = node_specs(node, reply, req)
     launch.ensure(specs)
     return launch.wait_healthy([s.name for s in specs])

@@ -6,12 +6,14 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import ray
 from ray.exceptions import GetTimeoutError
 
 from actors.components import ACTOR_OPTIONS, ComponentActor
+from minik8s.cluster import raytoken
 
 log = logging.getLogger("minik8s.actors")
 
@@ -30,10 +32,12 @@ class ActorSpec:
     settings: dict[str, Any]
 
 
-def connect(address: str, namespace: str, node_ip: str | None = None) -> None:
-    """Attach this process to the Ray cluster as a driver; `node_ip` picks the local raylet to attach
-    through when several run on this machine (a host-mode node joined from a netns)."""
+def connect(address: str, namespace: str, token_file: Path, node_ip: str | None = None) -> None:
+    """Attach this process to the Ray cluster as a driver, authenticated with the cluster's Ray token
+    (`token_file`); `node_ip` picks the local raylet to attach through when several run on this
+    machine (a host-mode node joined from a netns)."""
     if not ray.is_initialized():
+        raytoken.use(token_file)
         ray.init(address=address, namespace=namespace, logging_level=logging.WARNING, log_to_driver=False,
                  _node_ip_address=node_ip)
         # Ray installs a crash handler that prints a stack on SIGTERM; children this process forks

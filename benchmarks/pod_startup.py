@@ -27,6 +27,7 @@ import docker
 
 from benchmarks import smoke
 from minik8s import Client
+from minik8s.cluster import local
 from minik8s.cluster.config import ClusterConfig
 from minik8s.images.base import PAUSE_IMAGE
 
@@ -140,8 +141,8 @@ def main() -> None:
     cfg = ClusterConfig()
     client = Client.from_config()
     node_docker = docker.DockerClient(base_url=cfg.node(1).docker_url)
-    count = max(1, len(list(cfg.nodes_dir.glob("node-*"))))
-    engines = [docker.DockerClient(base_url=cfg.node(i).docker_url) for i in range(1, count + 1)]
+    # every node of this machine that runs: a joined-then-removed node may leave its directory behind
+    engines = [docker.DockerClient(base_url=n.docker_url) for n in local.known_nodes(cfg) if n.docker_socket.exists()]
     baselines = {True: direct_docker(node_docker, args.pods), False: direct_docker_burst(engines, args.pods)}
     for label, sequential in (("one at a time", True), ("all at once (burst)", False)):
         direct = baselines[sequential]

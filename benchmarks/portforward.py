@@ -8,7 +8,7 @@ Against a running cluster (`minik8s up`), as root:
 It starts an echo-server pod, then for each round echoes N MB (256 KiB writes, a reader thread
 collecting the echo) over one TCP connection:
 - port-forward: to 127.0.0.1:LOCAL of `kubectl port-forward` (kubectl -> SPDY over WebSocket -> API
-  server -> WebSocket -> kubelet -> pod, and back);
+  server -> streamed HTTP -> kubelet -> pod, and back);
 - direct (baseline): from the pod's node network namespace (`ip netns exec mk8s-NODE`) to podIP:PORT.
 Reported: the median MB/s of each path (bytes echoed / time until the last byte is back) and the ratio.
 """

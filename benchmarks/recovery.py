@@ -22,6 +22,7 @@ Run on a cluster made by `make up` (as root), from the repository root:
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import threading
@@ -69,6 +70,17 @@ def timed_up() -> float:
     t0 = time.monotonic()
     minik8s(*UP_ARGS, timeout=UP_TIMEOUT_S)
     return time.monotonic() - t0
+
+
+STEP = re.compile(r"^\[\s*(\d+\.\d)s\] (.*)$")
+
+
+def up_steps(output: str, total: float) -> list[tuple[str, float]]:
+    """`up` prints each step with the time it started (`[  3.2s] base images ...`): each step's duration,
+    the last one lasting until `up` returned."""
+    marks = [(float(m.group(1)), m.group(2).rstrip(" .")) for m in map(STEP.match, output.splitlines()) if m]
+    ends = [t for t, _ in marks[1:]] + [total]
+    return [(what, end - start) for (start, what), end in zip(marks, ends, strict=True)]
 
 
 def ok(url: str) -> bool:
@@ -198,6 +210,7 @@ class Result:
     kill_to_recovered_s: float
     up_to_recovered_s: float
     failed: dict[str, tuple[int, int]]  # kind -> (failed, total)
+    steps: list[tuple[str, float]]  # where the `up` run spent its time
 
     def failures(self, kind: str) -> str:
         failed, total = self.failed.get(kind, (0, 0))
@@ -214,7 +227,7 @@ def run_size(client: Client, cfg: ClusterConfig, pods: int, outage: float) -> Re
         kill_control_plane(cfg)
         time.sleep(outage)
         up_at = time.monotonic()
-        minik8s(*UP_ARGS, timeout=UP_TIMEOUT_S)
+        up_output = minik8s(*UP_ARGS, timeout=UP_TIMEOUT_S).stdout
         up_s = time.monotonic() - up_at
         generations = bump_generations(client, apps)
         deadline = time.monotonic() + RECOVERY_TIMEOUT_S
@@ -229,7 +242,7 @@ def run_size(client: Client, cfg: ClusterConfig, pods: int, outage: float) -> Re
         for th in threads:
             th.join(REQUEST_TIMEOUT_S * 2)
     remove(client, apps)
-    return Result(pods, len(apps), up_s, done - killed, done - up_at, load.tally())
+    return Result(pods, len(apps), up_s, done - killed, done - up_at, load.tally(), up_steps(up_output, up_s))
 
 
 def main() -> None:
@@ -252,6 +265,9 @@ def main() -> None:
               f"the up run itself {r.up_s:.1f}s); failed requests: ClusterIP {r.failures('clusterip')}, "
               f"NodePort {r.failures('nodeport')}, DNS {r.failures('dns')} (DNS is down with the control plane)",
               flush=True)
+        for what, seconds in r.steps:
+            print(f"      {seconds:5.1f}s  {what}")
+        print(f"      {r.up_to_recovered_s - r.up_s:5.1f}s  after `up` returned: controllers synced, Services up")
     client.close()
 
 

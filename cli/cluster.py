@@ -14,17 +14,16 @@ import click
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from cli.drain import DRAIN_TIMEOUT_S, drain
 from minik8s.api.validation import pydantic_causes
 from minik8s.client.sdk import Client, config_path
 from minik8s.cluster import bootstrap, etcd_choice, host, local
 from minik8s.cluster import components as registry
 from minik8s.cluster.config import ClusterConfig
+from minik8s.cluster.procs import pss_bytes
 from minik8s.errors import BadRequest, NotFound
 from minik8s.proxy.proxy import ensure_root_route
 from minik8s.store.failover import normalize_endpoints
-
-DRAIN_TIMEOUT_S = 90.0
-POLL_S = 0.5
 
 
 def _write_client_config(cfg: ClusterConfig) -> Path:
@@ -52,6 +51,9 @@ def _cluster_config(**fields: Any) -> ClusterConfig:
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 
+
+#: what everything `minik8s up` starts may use together (PSS, containers not counted)
+FOOTPRINT_BUDGET_BYTES = 2_000_000_000
 
 @click.command()
 @click.option("--nodes", type=click.IntRange(0, 50), default=3, show_default=True,
@@ -85,6 +87,10 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
       minik8s up --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379
     """
     t0 = time.monotonic()
+
+    def echo(line: str) -> None:  # each step with the time it started: where `up` spends its time
+        click.echo(f"[{time.monotonic() - t0:5.1f}s] {line}")
+
     external_etcd = normalize_endpoints(etcd_endpoints) if etcd_endpoints is not None else None
     autoscaling = ray_autoscaling_config.expanduser().resolve() if ray_autoscaling_config else None
     cfg = _cluster_config(nodes=nodes, advertise_address=advertise_address, ray_autoscaling_config=autoscaling)
@@ -99,12 +105,15 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
                                     node_monitor_grace_period, pod_eviction_timeout)
 
     def join_nodes() -> dict[str, dict[str, Any]]:
+        # force: `up` (re)joins this machine's own node slots; a Node left from a cluster whose node
+        # credentials are gone (an older minik8s, a lost state dir) is still this machine's to take
         token = bootstrap.join_token(cfg)
-        reqs = [bootstrap.JoinRequest(name=cfg.node(i).name, server=bootstrap.api_url(cfg), token=token)
+        reqs = [bootstrap.JoinRequest(name=cfg.node(i).name, server=bootstrap.api_url(cfg), token=token,
+                                      force=True)
                 for i in range(1, nodes + 1)]
-        return boot.join_locals(cfg, reqs, click.echo) if reqs else {}
+        return boot.join_locals(cfg, reqs, echo) if reqs else {}
 
-    states = boot.start_control_plane(cfg, opts, click.echo, before_controllers=join_nodes)
+    states = boot.start_control_plane(cfg, opts, echo, before_controllers=join_nodes)
     if nodes:  # the user's shell reaches ClusterIPs through node-1, whose proxy rules DNAT them
         ensure_root_route(cfg.service_cidr, cfg.node(1).ip)
     path = _write_client_config(cfg)
@@ -142,7 +151,7 @@ def _status_rows(cfg: ClusterConfig) -> list[dict[str, Any]]:
     if any(r["name"] == "ray-head" and r["healthy"] for r in rows):
         from actors import launch
 
-        launch.connect(cfg.ray_address, cfg.ray_namespace)
+        launch.connect(cfg.ray_address, cfg.ray_namespace, cfg.ray_token_path)
         states = launch.health_many(actors)
     else:
         states = {name: {"healthy": False, "detail": "Ray head down"} for name in actors}
@@ -159,27 +168,56 @@ def _status_rows(cfg: ClusterConfig) -> list[dict[str, Any]]:
 
 @click.command()
 @click.option("-o", "--output", type=click.Choice(["json"]), default=None, help="Print the rows as JSON.")
-def status(output: str | None) -> None:
+@click.option("--resources", is_flag=True,
+              help="Also the memory (PSS) of each process `up` started and of each component's actor.")
+def status(output: str | None, resources: bool) -> None:
     """Each process and component and whether it is healthy (exit 1 if any is not).
 
     A component is healthy when its actor answers, its threads and servers run, and none of its
-    loops is stuck (see minik8s.health).
+    loops is stuck (see minik8s.health). With --resources: the memory of everything `up` runs on
+    this machine (PSS, containers not counted), split by process and by component.
 
     \b
     Example:
       minik8s status
       minik8s status -o json | jq '.components[] | select(.healthy | not)'
+      minik8s status --resources
     """
     cfg = ClusterConfig()
     rows = _status_rows(cfg)
     ok = all(r["healthy"] for r in rows)
+    usage = _resources(cfg, rows) if resources else None
     if output == "json":
-        click.echo(json.dumps({"healthy": ok, "components": rows}, indent=2))
+        click.echo(json.dumps({"healthy": ok, "components": rows, **({"resources": usage} if usage else {})},
+                              indent=2))
     else:
         for row in rows:
             click.echo(f"  {row['name']:<22}{'healthy' if row['healthy'] else 'UNHEALTHY'}  {row['detail']}".rstrip())
+        if usage:
+            _echo_resources(usage)
     if not ok:
         raise SystemExit(1)
+
+
+def _resources(cfg: ClusterConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """PSS by process tree (they add up to the total) and, within them, by component actor."""
+    processes = [{"name": f.name, "processes": len(f.pids), "pss_bytes": f.pss_bytes} for f in local.footprint(cfg)]
+    actors = [{"name": r["name"], "pid": r["pid"], "pss_bytes": pss_bytes(r["pid"])}
+              for r in rows if r["kind"] == "component" and isinstance(r.get("pid"), int)]
+    return {"total_bytes": sum(p["pss_bytes"] for p in processes), "budget_bytes": FOOTPRINT_BUDGET_BYTES,
+            "processes": processes, "actors": actors}
+
+
+def _echo_resources(usage: dict[str, Any]) -> None:
+    mib = 1024 * 1024
+    click.echo("memory (PSS; containers not counted):")
+    for p in usage["processes"]:
+        click.echo(f"  {p['name']:<22}{p['pss_bytes'] / mib:8.0f} MiB  {p['processes']} processes")
+    click.echo(f"  {'total':<22}{usage['total_bytes'] / mib:8.0f} MiB  "
+               f"({usage['total_bytes'] / usage['budget_bytes']:.2f}x the {usage['budget_bytes'] / 1e9:.1f} GB budget)")
+    click.echo("of which component actors:")
+    for a in usage["actors"]:
+        click.echo(f"  {a['name']:<22}{a['pss_bytes'] / mib:8.0f} MiB  pid {a['pid']}")
 
 
 @click.command()
@@ -286,7 +324,9 @@ def load_join_config(path: Path) -> bootstrap.JoinRequest:
               help="Node join config: mode, name, server, token, labels, taints, resources, address, interface.")
 @click.option("--dry-run", is_flag=True,
               help="Host mode: print what would be started here, without asking the API or starting anything.")
-def join(config_file: Path, dry_run: bool) -> None:
+@click.option("--force", is_flag=True,
+              help="Take over a node name that is already in the cluster (held by another machine).")
+def join(config_file: Path, dry_run: bool, force: bool) -> None:
     """Join a node to a cluster. On one machine this makes the node's netns, dockerd and raylet;
     with `mode: host` this machine is the node: its dockerd and raylet start right here.
 
@@ -310,8 +350,12 @@ def join(config_file: Path, dry_run: bool) -> None:
       tokenFile: /etc/minik8s/token
       address: 192.168.1.11     # default: the source address toward server
       interface: eth0           # default: the device holding address
+    \b
+    The join checks the cluster CA against the token's hash before sending the token. A name already
+    in the cluster is refused unless this machine holds that node's credential (a re-join) or --force.
     """
     req = load_join_config(config_file)
+    req.force = force
     cfg = ClusterConfig()
     from actors import cluster as boot
 
@@ -326,27 +370,6 @@ def join(config_file: Path, dry_run: bool) -> None:
     click.echo(f"node {req.name} {'joined' if ok else 'joined but NOT healthy'}")
     if not ok:
         raise SystemExit(1)
-
-
-def _drainable(client: Client, name: str) -> list[Any]:
-    """The node's pods except DaemonSet ones (`kubectl drain --ignore-daemonsets`): the DaemonSet controller
-    would put those straight back on the cordoned node; they go with the Node object."""
-    return [pod for pod in client.list("Pod", field_selector=f"spec.nodeName={name}").items
-            if not any(r.controller and r.kind == "DaemonSet" for r in pod.metadata.ownerReferences or [])]
-
-
-def _drain(client: Client, name: str) -> None:
-    """Cordon the node and delete its pods (forcibly once the drain timeout passes)."""
-    client.patch("Node", name, {"spec": {"unschedulable": True}}, None)
-    click.echo(f"node/{name} cordoned")
-    for pod in _drainable(client, name):
-        client.delete("Pod", pod.metadata.name, pod.metadata.namespace)
-        click.echo(f"evicting pod {pod.metadata.namespace}/{pod.metadata.name}")
-    deadline = time.monotonic() + DRAIN_TIMEOUT_S
-    while _drainable(client, name) and time.monotonic() < deadline:
-        time.sleep(POLL_S)
-    for pod in _drainable(client, name):
-        client.delete("Pod", pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
 
 
 def _delete_node(client: Client, name: str) -> None:
@@ -379,8 +402,8 @@ def node_remove(name: str) -> None:
     client = Client.from_config()
     cfg = ClusterConfig()
     client.get("Node", name, None)
-    _drain(client, name)
-    launch.connect(cfg.ray_address, cfg.ray_namespace)
+    drain(client, name)
+    launch.connect(cfg.ray_address, cfg.ray_namespace, cfg.ray_token_path)
     launch.kill(registry.node_actor_names(name))
     record = host.load_record(cfg, name)
     if record is not None:  # a host-mode node joined from this machine
@@ -391,6 +414,23 @@ def node_remove(name: str) -> None:
         click.echo(f"node/{name} runs on another machine: run `minik8s leave` there to stop its dockerd and raylet")
     _delete_node(client, name)
     click.echo(f"node/{name} removed")
+
+
+@node.command(name="drain")
+@click.argument("name")
+@click.option("--timeout", "timeout_s", type=float, default=DRAIN_TIMEOUT_S, show_default=True,
+              help="Seconds to wait for PodDisruptionBudgets to allow the evictions.")
+def node_drain(name: str, timeout_s: float) -> None:
+    """Cordon a node and evict its pods (not DaemonSet ones) through the Eviction API, retrying the
+    evictions a PodDisruptionBudget refuses until it allows them or the timeout passes.
+
+    \b
+    Example:
+      minik8s node drain node-3 --timeout 120
+    """
+    client = Client.from_config()
+    client.get("Node", name, None)
+    drain(client, name, timeout_s)
 
 
 @click.command()
@@ -414,17 +454,17 @@ def leave(name: str | None) -> None:
         raise BadRequest(f"node {name} was not joined from this machine (joined here: {', '.join(names) or 'none'})")
     from actors import cluster as boot
 
-    client = Client(record.server, record.token, ca=record.ca)
+    client = record.client(cfg)  # the node's own credential: it may drain and delete only itself
     try:
         try:
             client.get("Node", name, None)
         except NotFound:
             click.echo(f"node/{name} is not in the API any more (removed with `minik8s node remove`)")
         else:
-            _drain(client, name)
+            drain(client, name)
             from actors import launch
 
-            launch.connect(record.ray_address, cfg.ray_namespace, node_ip=record.ip)
+            launch.connect(record.ray_address, cfg.ray_namespace, record.cluster(cfg).ray_token_path, node_ip=record.ip)
             launch.kill(registry.node_actor_names(name))
         boot.stop_host_node(cfg, record)
         _delete_node(client, name)

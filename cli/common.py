@@ -13,7 +13,17 @@ from minik8s.api import types as t
 
 
 def client() -> Client:
-    return Client.from_config()
+    c = Client.from_config()
+    printed: set[str] = set()
+
+    def warn(message: str) -> None:
+        """As kubectl prints them; once each (`apply` checks every document by a dry run first)."""
+        if message not in printed:
+            printed.add(message)
+            click.echo(f"Warning: {message}", err=True)
+
+    c.on_warning = warn
+    return c
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

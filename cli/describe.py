@@ -187,6 +187,10 @@ def describe_object(client: Client, info: k.KindInfo, obj: Obj) -> str:
         _describe_service(client, obj, lines)
     elif info.kind in ("ConfigMap", "Secret"):
         _describe_config(info.kind, obj, lines)
+    elif info.kind in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"):
+        from cli.auth import describe_rbac
+
+        describe_rbac(info.kind, obj, lines)
     else:
         _kv(lines, "Labels", _map(meta.get("labels")))
         _kv(lines, "Annotations", _map(meta.get("annotations")))

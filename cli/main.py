@@ -18,7 +18,8 @@ from minik8s.images import ImageError
 
 #: The modules whose `COMMANDS` make the verbs; a module added here works at once.
 COMMAND_MODULES = ("cli.resources", "cli.pods", "cli.cluster", "cli.images", "cli.workloads", "cli.autoscaling",
-                   "cli.metadata", "cli.wait", "cli.copy", "cli.portforward")
+                   "cli.metadata", "cli.wait", "cli.copy", "cli.portforward", "cli.audit",
+                   "cli.auth")
 #: Which module holds a verb, so that running one imports only its module. A verb missing here
 #: is still found (by loading every module), only more slowly.
 VERB_MODULES = {
@@ -27,7 +28,7 @@ VERB_MODULES = {
     "up": "cli.cluster", "down": "cli.cluster", "status": "cli.cluster", "kubeconfig": "cli.cluster",
     "token": "cli.cluster", "join": "cli.cluster", "leave": "cli.cluster", "node": "cli.cluster",
     "image": "cli.images", "scale": "cli.workloads", "rollout": "cli.workloads", "top": "cli.autoscaling",
-    "label": "cli.metadata", "annotate": "cli.metadata", "wait": "cli.wait",
+    "label": "cli.metadata", "annotate": "cli.metadata", "wait": "cli.wait", "audit": "cli.audit", "auth": "cli.auth",
 }
 
 

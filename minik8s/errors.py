@@ -71,6 +71,21 @@ class Gone(MiniK8sError):
     reason = "Expired"
 
 
+class RequestEntityTooLarge(MiniK8sError):
+    """413: a request body over the API server's cap (kube-apiserver's 3 MiB), refused before it is read whole."""
+
+    code = 413
+    reason = "RequestEntityTooLarge"
+
+
+class ObjectTooLarge(MiniK8sError):
+    """422: an object whose stored form is over etcd's per-value limit; Kubernetes answers etcd's
+    "request is too large" with this reason, and 422 says the request itself was readable."""
+
+    code = 422
+    reason = "RequestEntityTooLarge"
+
+
 class UnsupportedMediaType(MiniK8sError):
     code = 415
     reason = "UnsupportedMediaType"
@@ -119,6 +134,11 @@ class Invalid(MiniK8sError):
         self.causes = causes
 
 
+class TooManyRequests(MiniK8sError):
+    code = 429
+    reason = "TooManyRequests"
+
+
 class Timeout(MiniK8sError):
     code = 504
     reason = "Timeout"
@@ -132,7 +152,7 @@ class Unavailable(MiniK8sError):
 _BY_REASON: dict[str, type[MiniK8sError]] = {
     cls.reason: cls
     for cls in (BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, AlreadyExists, Conflict, Gone,
-                UnsupportedMediaType, Timeout, Unavailable)
+                RequestEntityTooLarge, UnsupportedMediaType, TooManyRequests, Timeout, Unavailable)
 }
 
 
@@ -146,6 +166,6 @@ def from_status(code: int, body: dict[str, Any] | None) -> MiniK8sError:
         cls = next((c for c in _BY_REASON.values() if c.code == code), MiniK8sError)
     err = cls(message, body.get("details"))
     err.code = code
-    if code == 422:
+    if code == 422 and reason != ObjectTooLarge.reason:
         err.reason = "Invalid"
     return err

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES="docker.io etcd-server etcd-client docker-registry iproute2 nftables iptables
-  busybox-static debootstrap gcc libc6-dev procps util-linux openssl nginx-light tmux"
+  busybox-static debootstrap gcc libc6-dev procps util-linux openssl nginx-light tmux wrk"
 
 missing=""
 for p in $DEB_PACKAGES; do

@@ -46,6 +46,8 @@ IMMUTABLE_MESSAGE = "Forbidden: field is immutable when `immutable` is set"
 DEFAULT_SERVICE_ACCOUNT = "default"
 #: 0644: ConfigMap and Secret volume files, Secrets included, as in Kubernetes.
 DEFAULT_FILE_MODE = 0o644
+#: A projected serviceAccountToken's lifetime when it names none (SetDefaults_ServiceAccountTokenProjection).
+DEFAULT_TOKEN_EXPIRATION_S = 3600
 
 
 # --- models ----------------------------------------------------------------------------------
@@ -197,9 +199,13 @@ def pod_config_defaults(spec: Obj) -> None:
         spec["serviceAccountName"] = name
         spec["serviceAccount"] = name
     for volume in spec.get("volumes") or []:
-        for source in ("configMap", "secret"):
+        for source in ("configMap", "secret", "projected"):
             if isinstance(volume.get(source), dict):
                 volume[source].setdefault("defaultMode", DEFAULT_FILE_MODE)
+        for proj in (volume.get("projected") or {}).get("sources") or []:
+            token = proj.get("serviceAccountToken") if isinstance(proj, dict) else None
+            if isinstance(token, dict):
+                token.setdefault("expirationSeconds", DEFAULT_TOKEN_EXPIRATION_S)
 
 
 # --- printer columns -------------------------------------------------------------------------

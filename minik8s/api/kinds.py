@@ -9,14 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from minik8s.api import apps, batch
+from minik8s.api import apps, batch, rbac
 from minik8s.api import autoscaling as hpa
 from minik8s.api import config as cfg
 from minik8s.api import daemonsets as ds
 from minik8s.api import dns as dnsapi
 from minik8s.api import networking as net
+from minik8s.api import policy as pdb
 from minik8s.api import printers as p
 from minik8s.api import replication as rc
+from minik8s.api import scheduling as sched
 from minik8s.api import services as svc
 from minik8s.api import types as t
 from minik8s.api import validation as v
@@ -30,6 +32,8 @@ from minik8s.registry.namespaces import NamespaceStrategy
 from minik8s.registry.networking import IngressClassStrategy, IngressStrategy
 from minik8s.registry.nodes import NodeStrategy
 from minik8s.registry.pods import PodStrategy
+from minik8s.registry.rbac import BindingStrategy
+from minik8s.registry.scheduling import PodDisruptionBudgetStrategy, PriorityClassStrategy
 from minik8s.registry.services import ServiceStrategy
 
 
@@ -83,7 +87,7 @@ class KindInfo:
 
 KINDS: list[KindInfo] = [
     KindInfo("", "v1", "Pod", "pods", True, t.Pod, ("po",), p.POD_COLUMNS, v.validate_pod,
-             ("status", "log", "exec", "binding", "portforward"), True, PodStrategy),
+             ("status", "log", "exec", "binding", "portforward", "eviction"), True, PodStrategy),
     KindInfo("", "v1", "Node", "nodes", False, t.Node, ("no",), p.NODE_COLUMNS, v.validate_node, ("status",), True,
              NodeStrategy),
     KindInfo("", "v1", "Namespace", "namespaces", False, t.Namespace, ("ns",), p.NAMESPACE_COLUMNS,
@@ -111,7 +115,7 @@ KINDS: list[KindInfo] = [
     KindInfo("", "v1", "Secret", "secrets", True, cfg.Secret, (), cfg.SECRET_COLUMNS, cfg.validate_secret,
              strategy=SecretStrategy),
     KindInfo("", "v1", "ServiceAccount", "serviceaccounts", True, cfg.ServiceAccount, ("sa",),
-             cfg.SERVICEACCOUNT_COLUMNS, cfg.validate_service_account),
+             cfg.SERVICEACCOUNT_COLUMNS, cfg.validate_service_account, ("token",)),
     KindInfo(batch.GROUP, batch.VERSION, "Job", "jobs", True, batch.Job, (), batch.JOB_COLUMNS, batch.validate_job,
              ("status",), True, JobStrategy),
     KindInfo(batch.GROUP, batch.VERSION, "CronJob", "cronjobs", True, batch.CronJob, ("cj",), batch.CRONJOB_COLUMNS,
@@ -120,6 +124,17 @@ KINDS: list[KindInfo] = [
              net.validate_ingress, ("status",), True, IngressStrategy),
     KindInfo(net.GROUP, net.VERSION, "IngressClass", "ingressclasses", False, net.IngressClass, (),
              net.INGRESS_CLASS_COLUMNS, net.validate_ingress_class, strategy=IngressClassStrategy),
+    KindInfo(sched.GROUP, sched.VERSION, "PriorityClass", "priorityclasses", False, sched.PriorityClass, ("pc",),
+             sched.PRIORITY_CLASS_COLUMNS, sched.validate_priority_class, strategy=PriorityClassStrategy),
+    KindInfo(pdb.GROUP, pdb.VERSION, "PodDisruptionBudget", "poddisruptionbudgets", True, pdb.PodDisruptionBudget,
+             ("pdb",), pdb.PDB_COLUMNS, pdb.validate_pdb, ("status",), True, PodDisruptionBudgetStrategy),
+    KindInfo(rbac.GROUP, rbac.VERSION, "Role", "roles", True, rbac.Role, (), rbac.ROLE_COLUMNS, rbac.validate_role),
+    KindInfo(rbac.GROUP, rbac.VERSION, "ClusterRole", "clusterroles", False, rbac.ClusterRole, (),
+             rbac.ROLE_COLUMNS, rbac.validate_cluster_role),
+    KindInfo(rbac.GROUP, rbac.VERSION, "RoleBinding", "rolebindings", True, rbac.RoleBinding, (),
+             rbac.BINDING_COLUMNS, rbac.validate_role_binding, strategy=BindingStrategy),
+    KindInfo(rbac.GROUP, rbac.VERSION, "ClusterRoleBinding", "clusterrolebindings", False, rbac.ClusterRoleBinding,
+             (), rbac.BINDING_COLUMNS, rbac.validate_cluster_role_binding, strategy=BindingStrategy),
 ]
 
 _INDEX: dict[str, KindInfo] = {}

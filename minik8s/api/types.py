@@ -198,6 +198,11 @@ class Capabilities(Model):
     drop: list[str] | None = None
 
 
+class SeccompProfile(Model):
+    type: Literal["RuntimeDefault", "Unconfined", "Localhost"]
+    localhostProfile: str | None = None
+
+
 class SecurityContext(Model):
     privileged: bool | None = None
     runAsUser: int | None = None
@@ -206,6 +211,7 @@ class SecurityContext(Model):
     readOnlyRootFilesystem: bool | None = None
     allowPrivilegeEscalation: bool | None = None
     capabilities: Capabilities | None = None
+    seccompProfile: SeccompProfile | None = None
 
 
 class Container(Model):
@@ -260,12 +266,55 @@ class SecretVolumeSource(Model):
     optional: bool | None = None
 
 
+class ServiceAccountTokenProjection(Model):
+    path: str
+    #: None: the API server's default audience (`minik8s`).
+    audience: str | None = None
+    expirationSeconds: int | None = None
+
+
+class ConfigMapProjection(Model):
+    name: str | None = None
+    items: list[KeyToPath] | None = None
+    optional: bool | None = None
+
+
+class SecretProjection(Model):
+    name: str | None = None
+    items: list[KeyToPath] | None = None
+    optional: bool | None = None
+
+
+class DownwardAPIVolumeFile(Model):
+    path: str
+    #: resourceFieldRef is not served: a manifest that names it is refused by the unknown-field check.
+    fieldRef: ObjectFieldSelector
+    mode: int | None = None
+
+
+class DownwardAPIProjection(Model):
+    items: list[DownwardAPIVolumeFile] | None = None
+
+
+class VolumeProjection(Model):
+    secret: SecretProjection | None = None
+    configMap: ConfigMapProjection | None = None
+    downwardAPI: DownwardAPIProjection | None = None
+    serviceAccountToken: ServiceAccountTokenProjection | None = None
+
+
+class ProjectedVolumeSource(Model):
+    sources: list[VolumeProjection] | None = None
+    defaultMode: int | None = None
+
+
 class Volume(Model):
     name: str
     emptyDir: EmptyDirVolumeSource | None = None
     hostPath: HostPathVolumeSource | None = None
     configMap: ConfigMapVolumeSource | None = None
     secret: SecretVolumeSource | None = None
+    projected: ProjectedVolumeSource | None = None
 
 
 class Toleration(Model):
@@ -281,6 +330,7 @@ class PodSecurityContext(Model):
     runAsGroup: int | None = None
     runAsNonRoot: bool | None = None
     fsGroup: int | None = None
+    seccompProfile: SeccompProfile | None = None
 
 
 class NodeSelectorRequirement(Model):
@@ -355,6 +405,19 @@ class Affinity(Model):
     podAntiAffinity: PodAntiAffinity | None = None
 
 
+class TopologySpreadConstraint(Model):
+    """How evenly matching pods spread across the domains of `topologyKey` (kube-scheduler's PodTopologySpread)."""
+
+    maxSkew: int
+    topologyKey: str
+    whenUnsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"]
+    labelSelector: LabelSelector | None = None
+    minDomains: int | None = None
+    nodeAffinityPolicy: Literal["Honor", "Ignore"] | None = None
+    nodeTaintsPolicy: Literal["Honor", "Ignore"] | None = None
+    matchLabelKeys: list[str] | None = None
+
+
 class PodSpec(Model):
     containers: list[Container]
     initContainers: list[Container] | None = None
@@ -374,7 +437,13 @@ class PodSpec(Model):
     serviceAccountName: str | None = None
     #: Deprecated alias of serviceAccountName, kept equal to it by the API server.
     serviceAccount: str | None = None
+    #: False: no ServiceAccount token volume is added at admission (the ServiceAccount's own field otherwise).
+    automountServiceAccountToken: bool | None = None
     priority: int | None = None
+    #: Resolved to `priority` (and `preemptionPolicy`) at admission from the PriorityClass of that name.
+    priorityClassName: str | None = None
+    preemptionPolicy: Literal["PreemptLowerPriority", "Never"] | None = None
+    topologySpreadConstraints: list[TopologySpreadConstraint] | None = None
     enableServiceLinks: bool | None = None
 
 
@@ -431,6 +500,8 @@ class PodStatus(Model):
     containerStatuses: list[ContainerStatus] | None = None
     initContainerStatuses: list[ContainerStatus] | None = None
     qosClass: str | None = None
+    #: Set by the scheduler on a pod that preempted others: the node it waits for.
+    nominatedNodeName: str | None = None
 
 
 class Pod(TypedObject):

@@ -27,7 +27,20 @@ KNOWN_RESOURCES = {"cpu", "memory", "ephemeral-storage", "pods"}
 CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 ENV_VAR_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 MAX_FILE_MODE = 0o777
-VOLUME_SOURCES = ("emptyDir", "hostPath", "configMap", "secret")
+VOLUME_SOURCES = ("emptyDir", "hostPath", "configMap", "secret", "projected")
+PROJECTION_SOURCES = ("secret", "configMap", "downwardAPI", "serviceAccountToken")
+#: What a downwardAPI volume file may hold (plus metadata.labels['k'] and metadata.annotations['k']).
+DOWNWARD_API_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels", "metadata.annotations")
+MIN_TOKEN_EXPIRATION_S = 600
+MAX_TOKEN_EXPIRATION_S = 1 << 32
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+#: Fields Kubernetes types as int64; every other integer field of the kinds served here is int32 there,
+#: and a Go client (kubectl, controllers) cannot decode an object with a bigger number in it.
+INT64_FIELDS = frozenset({"generation", "observedGeneration", "terminationGracePeriodSeconds", "activeDeadlineSeconds",
+                          "deletionGracePeriodSeconds", "runAsUser", "runAsGroup", "fsGroup", "tolerationSeconds",
+                          "startingDeadlineSeconds", "value", "low", "high", "remainingItemCount",
+                          "expirationSeconds"})
 
 
 def pydantic_causes(err: ValidationError) -> Causes:
@@ -58,6 +71,24 @@ def pydantic_causes(err: ValidationError) -> Causes:
             seen.add(c[0])
             unique.append(c)
     return unique
+
+
+def int_range_causes(obj: Any, path: str = "") -> Causes:
+    """Integers too big for the Go type Kubernetes gives their field (int32, or int64 for INT64_FIELDS)."""
+    causes: Causes = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            causes += int_range_causes(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            causes += int_range_causes(value, f"{path}[{i}]")
+    elif isinstance(obj, int) and not isinstance(obj, bool):
+        field = path.rsplit(".", 1)[-1].split("[", 1)[0]
+        low, high = INT64 if field in INT64_FIELDS else INT32
+        if not low <= obj <= high:
+            bits = 64 if field in INT64_FIELDS else 32
+            causes.append((path, f"Invalid value: {obj}: must fit in a {bits}-bit integer ({low} to {high})"))
+    return causes
 
 
 def check_name(value: str | None, path: str, causes: Causes, label: bool = False) -> None:
@@ -160,22 +191,81 @@ def _check_mode(mode: int | None, path: str, causes: Causes) -> None:
         causes.append((path, f"Invalid value: {mode}: must be a number between 0 and 0777 (octal), both inclusive"))
 
 
-def _check_projection(source: t.ConfigMapVolumeSource | t.SecretVolumeSource, path: str, causes: Causes) -> None:
+def _check_file_path(value: str, path: str, causes: Causes) -> None:
+    if not value:
+        causes.append((path, "Required value"))
+    elif value.startswith("/"):
+        causes.append((path, f'Invalid value: "{value}": must be a relative path'))
+    elif ".." in value.split("/"):
+        causes.append((path, f'Invalid value: "{value}": must not contain \'..\''))
+    elif value.startswith(".."):
+        causes.append((path, f'Invalid value: "{value}": must not start with \'..\''))
+
+
+def _check_projection(source: t.ConfigMapVolumeSource | t.SecretVolumeSource | t.ConfigMapProjection
+                      | t.SecretProjection, path: str, causes: Causes) -> None:
     """items (key -> relative path, mode) and defaultMode of a ConfigMap or Secret volume."""
-    _check_mode(source.defaultMode, f"{path}.defaultMode", causes)
+    _check_mode(getattr(source, "defaultMode", None), f"{path}.defaultMode", causes)
     for i, item in enumerate(source.items or []):
         ipath = f"{path}.items[{i}]"
         check_config_key(item.key, f"{ipath}.key", causes)
-        parts = item.path.split("/")
-        if not item.path:
-            causes.append((f"{ipath}.path", "Required value"))
-        elif item.path.startswith("/"):
-            causes.append((f"{ipath}.path", f'Invalid value: "{item.path}": must be a relative path'))
-        elif ".." in parts:
-            causes.append((f"{ipath}.path", f'Invalid value: "{item.path}": must not contain \'..\''))
-        elif item.path.startswith(".."):
-            causes.append((f"{ipath}.path", f'Invalid value: "{item.path}": must not start with \'..\''))
+        _check_file_path(item.path, f"{ipath}.path", causes)
         _check_mode(item.mode, f"{ipath}.mode", causes)
+
+
+def downward_api_path_ok(field_path: str) -> bool:
+    if field_path in DOWNWARD_API_PATHS:
+        return True
+    return any(field_path.startswith(f"{m}['") and field_path.endswith("']") for m in
+               ("metadata.labels", "metadata.annotations"))
+
+
+def _check_projected(src: t.ProjectedVolumeSource, path: str, causes: Causes) -> None:
+    """Each source names exactly one kind; no two files share a path (Kubernetes' validateProjectionSources)."""
+    _check_mode(src.defaultMode, f"{path}.defaultMode", causes)
+    paths: set[str] = set()
+
+    def claim(value: str, where: str) -> None:
+        if value in paths:
+            causes.append((where, f'Invalid value: "{value}": conflicting duplicate paths'))
+        paths.add(value)
+
+    for i, proj in enumerate(src.sources or []):
+        spath = f"{path}.sources[{i}]"
+        kinds = [name for name in PROJECTION_SOURCES if getattr(proj, name) is not None]
+        if len(kinds) != 1:
+            causes.append((spath, f"must specify exactly one of: {', '.join(PROJECTION_SOURCES)}"))
+        for kind in ("configMap", "secret"):
+            ref = getattr(proj, kind)
+            if ref is not None:
+                if not ref.name:
+                    causes.append((f"{spath}.{kind}.name", "Required value"))
+                _check_projection(ref, f"{spath}.{kind}", causes)
+                for j, item in enumerate(ref.items or []):
+                    claim(item.path, f"{spath}.{kind}.items[{j}].path")
+        if proj.downwardAPI is not None:
+            for j, item in enumerate(proj.downwardAPI.items or []):
+                ipath = f"{spath}.downwardAPI.items[{j}]"
+                _check_file_path(item.path, f"{ipath}.path", causes)
+                _check_mode(item.mode, f"{ipath}.mode", causes)
+                if not downward_api_path_ok(item.fieldRef.fieldPath):
+                    causes.append((f"{ipath}.fieldRef.fieldPath",
+                                   f'Unsupported value: "{item.fieldRef.fieldPath}": supported values: '
+                                   f"{', '.join(DOWNWARD_API_PATHS)}, metadata.labels['<KEY>'], "
+                                   "metadata.annotations['<KEY>']"))
+                claim(item.path, f"{ipath}.path")
+        token = proj.serviceAccountToken
+        if token is not None:
+            tpath = f"{spath}.serviceAccountToken"
+            _check_file_path(token.path, f"{tpath}.path", causes)
+            claim(token.path, f"{tpath}.path")
+            exp = token.expirationSeconds
+            if exp is not None and exp < MIN_TOKEN_EXPIRATION_S:
+                causes.append((f"{tpath}.expirationSeconds",
+                               f"Invalid value: {exp}: may not specify a duration less than 10 minutes"))
+            if exp is not None and exp > MAX_TOKEN_EXPIRATION_S:
+                causes.append((f"{tpath}.expirationSeconds",
+                               f"Invalid value: {exp}: may not specify a duration larger than 2^32 seconds"))
 
 
 def _check_volume(v: t.Volume, path: str, causes: Causes) -> None:
@@ -192,6 +282,8 @@ def _check_volume(v: t.Volume, path: str, causes: Causes) -> None:
         if not v.secret.secretName:
             causes.append((f"{path}.secret.secretName", "Required value"))
         _check_projection(v.secret, f"{path}.secret", causes)
+    if v.projected is not None:
+        _check_projected(v.projected, f"{path}.projected", causes)
 
 
 def _check_container(c: t.Container, path: str, volumes: set[str], causes: Causes) -> None:
@@ -222,11 +314,38 @@ def _check_container(c: t.Container, path: str, volumes: set[str], causes: Cause
             if p.name in port_names:
                 causes.append((f"{path}.ports[{i}].name", f'Duplicate value: "{p.name}"'))
             port_names.add(p.name)
+    _check_security_context(c.securityContext, f"{path}.securityContext", causes)
     for i, m in enumerate(c.volumeMounts or []):
         if m.name not in volumes:
             causes.append((f"{path}.volumeMounts[{i}].name", f'Not found: "{m.name}" (no such volume in the pod)'))
         if not m.mountPath.startswith("/"):
             causes.append((f"{path}.volumeMounts[{i}].mountPath", f'Invalid value: "{m.mountPath}": must be absolute'))
+        if m.subPath and (m.subPath.startswith("/") or ".." in m.subPath.split("/")):
+            causes.append((f"{path}.volumeMounts[{i}].subPath",
+                           f"Invalid value: \"{m.subPath}\": must be a relative path without '..'"))
+
+
+def _check_seccomp(profile: t.SeccompProfile | None, path: str, causes: Causes) -> None:
+    if profile is None:
+        return
+    if profile.type == "Localhost":  # the kubelet has no profile directory to read it from: refused, not ignored
+        causes.append((f"{path}.type", 'Unsupported value: "Localhost": supported values: "RuntimeDefault", '
+                                       '"Unconfined" (nodes here keep no seccomp profile directory)'))
+    elif profile.localhostProfile is not None:
+        causes.append((f"{path}.localhostProfile", 'Forbidden: can only be set when type is "Localhost"'))
+
+
+def _check_security_context(sc: t.SecurityContext | None, path: str, causes: Causes) -> None:
+    if sc is None:
+        return
+    _check_seccomp(sc.seccompProfile, f"{path}.seccompProfile", causes)
+    if sc.privileged and sc.allowPrivilegeEscalation is False:
+        causes.append((f"{path}.allowPrivilegeEscalation",
+                       "Invalid value: false: cannot set `allowPrivilegeEscalation` to false and `privileged` "
+                       "to true"))
+    for field, uid in (("runAsUser", sc.runAsUser), ("runAsGroup", sc.runAsGroup)):
+        if uid is not None and uid < 0:
+            causes.append((f"{path}.{field}", f"Invalid value: {uid}: must be between 0 and 2147483647, inclusive"))
 
 
 def validate_pod_spec(spec: t.PodSpec, path: str, causes: Causes) -> None:
@@ -251,6 +370,49 @@ def validate_pod_spec(spec: t.PodSpec, path: str, causes: Causes) -> None:
         causes.append((f"{path}.terminationGracePeriodSeconds", "Invalid value: must be >= 0"))
     if spec.affinity:
         validate_affinity(spec.affinity, f"{path}.affinity", causes)
+    validate_spread(spec.topologySpreadConstraints or [], f"{path}.topologySpreadConstraints", causes)
+    if spec.priorityClassName is not None:
+        check_name(spec.priorityClassName, f"{path}.priorityClassName", causes)
+    if spec.securityContext is not None:
+        _check_seccomp(spec.securityContext.seccompProfile, f"{path}.securityContext.seccompProfile", causes)
+
+
+def check_label_selector(sel: t.LabelSelector, path: str, causes: Causes) -> None:
+    check_labels(sel.matchLabels, f"{path}.matchLabels", causes)
+    for i, req in enumerate(sel.matchExpressions or []):
+        _check_requirement(req, f"{path}.matchExpressions[{i}]", LABEL_OPERATORS, causes)
+
+
+def validate_spread(constraints: list[t.TopologySpreadConstraint], path: str, causes: Causes) -> None:
+    """The rules kube-apiserver applies to topologySpreadConstraints (ValidateTopologySpreadConstraints)."""
+    seen: set[tuple[str, str]] = set()
+    for i, c in enumerate(constraints):
+        cpath = f"{path}[{i}]"
+        if c.maxSkew <= 0:
+            causes.append((f"{cpath}.maxSkew", f"Invalid value: {c.maxSkew}: must be greater than zero"))
+        if not c.topologyKey:
+            causes.append((f"{cpath}.topologyKey", "Required value: can not be empty"))
+        if c.minDomains is not None:
+            if c.minDomains <= 0:
+                causes.append((f"{cpath}.minDomains", f"Invalid value: {c.minDomains}: must be greater than zero"))
+            if c.whenUnsatisfiable != "DoNotSchedule":
+                causes.append((f"{cpath}.minDomains", f"Invalid value: {c.minDomains}: can only use minDomains "
+                                                      "if whenUnsatisfiable=DoNotSchedule, not ScheduleAnyway"))
+        pair = (c.topologyKey, c.whenUnsatisfiable)
+        if pair in seen:
+            causes.append((cpath, f'Duplicate value: "{{{c.topologyKey}, {c.whenUnsatisfiable}}}"'))
+        seen.add(pair)
+        if c.labelSelector is not None:
+            check_label_selector(c.labelSelector, f"{cpath}.labelSelector", causes)
+        selector_keys = set((c.labelSelector.matchLabels or {}) if c.labelSelector else {}) | \
+            {r.key for r in (c.labelSelector.matchExpressions or [] if c.labelSelector else [])}
+        for j, key in enumerate(c.matchLabelKeys or []):
+            if c.labelSelector is None:
+                causes.append((f"{cpath}.matchLabelKeys[{j}]", "Forbidden: must not be specified when "
+                                                               "labelSelector is not set"))
+            elif key in selector_keys:
+                causes.append((f"{cpath}.matchLabelKeys[{j}]", f'Invalid value: "{key}": exists in both '
+                                                               "matchLabelKeys and labelSelector"))
 
 
 NODE_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt")

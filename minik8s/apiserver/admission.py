@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from minik8s.apiserver.tokenvolume import add_token_volume, wants_token
+
 if TYPE_CHECKING:
     from minik8s.api.kinds import KindInfo
+    from minik8s.auth.user import UserInfo
 
 log = logging.getLogger("minik8s.apiserver.admission")
 
@@ -34,6 +38,7 @@ class AdmissionRequest:
     subresource: str | None = None
     dry_run: bool = False
     user: str | None = None  # the authenticated user, once requests carry one
+    user_info: UserInfo | None = None  # who asks (minik8s.auth.REQUEST_USER when the API server calls)
 
     @property
     def namespace(self) -> str | None:
@@ -73,22 +78,50 @@ class AdmissionChain:
         return [p.name for p in self.mutating] + [p.name for p in self.validating]
 
 
+#: (namespace, name) -> the stored ServiceAccount, or None when there is none
+FindServiceAccount = Callable[[str, str], "Obj | None"]
+
+
 class ServiceAccountDefault:
     """Kubernetes' ServiceAccount admission, mutating half: a pod names its ServiceAccount, `default`
-    unless it says otherwise (its token and the account's existence are the security layer's)."""
+    unless it says otherwise, and gets the projected token volume (`kube-api-access-…`) mounted in every
+    container unless the pod or its ServiceAccount sets automountServiceAccountToken: false.
+
+    A pod naming an account that does not exist (yet) is admitted, unlike Kubernetes: namespaces get
+    their `default` account from a controller a moment after they appear, and the kubelet cannot get
+    the pod a token until the account exists (the pod waits in ContainerCreating until then)."""
 
     name = "ServiceAccount"
+
+    def __init__(self, find_account: FindServiceAccount | None = None) -> None:
+        self.find_account = find_account
 
     def handles(self, req: AdmissionRequest) -> bool:
         return req.info.kind == "Pod" and req.operation == "CREATE" and req.subresource is None
 
     def admit(self, req: AdmissionRequest) -> None:
         spec = req.obj.get("spec")
-        if isinstance(spec, dict) and not spec.get("serviceAccountName"):
+        if not isinstance(spec, dict):
+            return
+        if not spec.get("serviceAccountName"):
             spec["serviceAccountName"] = "default"
             spec["serviceAccount"] = "default"  # the deprecated alias, kept equal as the API server does
+        if self.find_account is None:
+            return
+        account = self.find_account(req.namespace or "default", spec["serviceAccountName"])
+        if wants_token(req.obj, account):
+            add_token_volume(req.obj)
 
 
-def default_chain() -> AdmissionChain:
-    """The plug-ins every API server runs, in order."""
-    return AdmissionChain(mutating=[ServiceAccountDefault()], validating=[])
+def default_chain(find_account: FindServiceAccount | None = None,
+                  namespace_labels: Callable[[str], dict[str, str] | None] | None = None) -> AdmissionChain:
+    """The plug-ins every API server runs, in order. `namespace_labels` reads a namespace's labels, for
+    the plug-ins that decide by them (Pod Security); without it they are left out (unit tests)."""
+    from minik8s.auth.node import NodeRestriction
+
+    validating: list[AdmissionPlugin] = [NodeRestriction()]
+    if namespace_labels is not None:
+        from minik8s.podsecurity.admission import PodSecurity  # it imports this module's types
+
+        validating.append(PodSecurity(namespace_labels))
+    return AdmissionChain(mutating=[ServiceAccountDefault(find_account)], validating=validating)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from minik8s.api import kinds as k
+from minik8s.apiserver.reviews import REVIEW_RESOURCES
+from minik8s.apiserver.reviews import VERSION as REVIEW_VERSION
 from minik8s.metrics.types import GROUP as METRICS_GROUP
 from minik8s.metrics.types import GROUP_VERSION as METRICS_GROUP_VERSION
 from minik8s.metrics.types import VERSION as METRICS_VERSION
@@ -37,13 +39,22 @@ def api_group_list() -> dict[str, Any]:
             continue
         gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
         groups.append({"name": group, "versions": gvs, "preferredVersion": gvs[0]})
+    for group in dict.fromkeys(g for g, *_ in REVIEW_RESOURCES):  # create-only reviews, never stored
+        gv = {"groupVersion": f"{group}/{REVIEW_VERSION}", "version": REVIEW_VERSION}
+        groups.append({"name": group, "versions": [gv], "preferredVersion": gv})
     metrics = [{"groupVersion": METRICS_GROUP_VERSION, "version": METRICS_VERSION}]  # served from memory
     groups.append({"name": METRICS_GROUP, "versions": metrics, "preferredVersion": metrics[0]})
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
+def _review_groups() -> set[str]:
+    return {g for g, *_ in REVIEW_RESOURCES}
+
+
 def api_group(group: str) -> dict[str, Any] | None:
     versions = [METRICS_VERSION] if group == METRICS_GROUP else group_versions().get(group)
+    if group in _review_groups():
+        versions = [REVIEW_VERSION]
     if not group or not versions:
         return None
     gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
@@ -52,20 +63,29 @@ def api_group(group: str) -> dict[str, Any] | None:
 
 def resource_list(group: str, version: str) -> dict[str, Any] | None:
     infos = [i for i in k.KINDS if i.group == group and i.version == version]
-    if not infos:
+    reviews = [{"name": plural, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind,
+                "verbs": ["create"]}
+               for g, plural, kind, namespaced in REVIEW_RESOURCES if g == group and version == REVIEW_VERSION]
+    if not infos and not reviews:
         return None
-    resources: list[dict[str, Any]] = []
+    resources: list[dict[str, Any]] = list(reviews)
     for info in infos:
         resources.append({"name": info.plural, "singularName": info.singular, "namespaced": info.namespaced,
                           "kind": info.kind, "verbs": VERBS, "shortNames": list(info.short_names)})
         for sub in info.subresources:
             verbs = {"status": ["get", "patch", "update"], "log": ["get"], "exec": ["create", "get"],
-                     "binding": ["create"], "scale": ["get", "patch", "update"], "portforward": ["create", "get"]}[sub]
+                     "binding": ["create"], "scale": ["get", "patch", "update"], "portforward": ["create", "get"],
+                     "token": ["create"], "eviction": ["create"]}[sub]
             sub_kind = {"log": "Pod", "exec": "PodExecOptions", "binding": "Binding", "scale": "Scale",
-                        "portforward": "PodPortForwardOptions"}.get(
+                        "portforward": "PodPortForwardOptions", "token": "TokenRequest", "eviction": "Eviction"}.get(
                 sub, info.kind)
-            resources.append({"name": f"{info.plural}/{sub}", "singularName": "", "namespaced": info.namespaced,
-                              "kind": sub_kind, "verbs": verbs})
+            entry = {"name": f"{info.plural}/{sub}", "singularName": "", "namespaced": info.namespaced,
+                     "kind": sub_kind, "verbs": verbs}
+            if sub == "token":  # a kind of another group, named as kube-apiserver's discovery does
+                entry.update({"group": "authentication.k8s.io", "version": "v1"})
+            if sub == "eviction":  # kubectl drain evicts only when discovery names the Eviction's group/version
+                entry.update(group="policy", version="v1")
+            resources.append(entry)
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
 

@@ -17,6 +17,7 @@ from typing import Any
 from minik8s import jsonc
 from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
+from minik8s.apiserver import params
 from minik8s.apiserver.resources import key_for
 from minik8s.errors import BadRequest, Gone, Invalid, Timeout
 from minik8s.store import EtcdStore
@@ -40,11 +41,8 @@ class ListOptions:
 
     @classmethod
     def from_query(cls, q: Mapping[str, str]) -> ListOptions:
-        try:
-            limit = int(q.get("limit") or 0)
-        except ValueError:
-            raise BadRequest(f'invalid limit "{q.get("limit")}": must be an integer') from None
-        return cls(max(limit, 0), q.get("continue") or "", q.get("resourceVersion") or "",
+        limit = params.int_param(q, "limit", 0) or 0
+        return cls(limit, q.get("continue") or "", params.resource_version(q),
                    q.get("resourceVersionMatch") or "", q.get("labelSelector"), q.get("fieldSelector"))
 
     def validate(self) -> None:

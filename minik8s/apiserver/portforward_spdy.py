@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from minik8s.apiserver import spdy
 from minik8s.apiserver.portforward import PodTarget, Upstream
+from minik8s.apiserver.spdy_upgrade import RAW_EXTENSION
 from minik8s.errors import MiniK8sError
 
 log = logging.getLogger("minik8s.apiserver.portforward")
@@ -27,6 +28,8 @@ log = logging.getLogger("minik8s.apiserver.portforward")
 UPLOAD_QUEUE_FRAMES = 64  # client -> pod frames buffered per connection before the session reader waits
 UPLOAD_BATCH_BYTES = 1024 * 1024  # at most this much of them sent to the kubelet as one message
 Send = Callable[[bytes], Awaitable[None]]
+SendParts = Callable[[list[bytes | memoryview]], Awaitable[None]]
+Chunk = bytes | memoryview
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Pair:
     port: int = 0
     error_id: int = 0
     data_id: int = 0
-    uploads: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(UPLOAD_QUEUE_FRAMES))
+    uploads: asyncio.Queue[Chunk | None] = field(default_factory=lambda: asyncio.Queue(UPLOAD_QUEUE_FRAMES))
     task: asyncio.Task[None] | None = None
     done: bool = False  # the pod side ended: client bytes for it are dropped, as a closed socket would
 
@@ -45,8 +48,9 @@ class Pair:
 class SpdySession:
     """The server side of one SPDY connection; ``feed`` takes the client's bytes as they arrive."""
 
-    def __init__(self, send: Send, target: PodTarget) -> None:
+    def __init__(self, send: Send, target: PodTarget, send_parts: SendParts | None = None) -> None:
         self.send, self.target = send, target
+        self.send_parts = send_parts  # when the connection offers it: data frames go out without a join
         self.reader = spdy.FrameReader()
         self.codec = spdy.HeaderCodec()
         self.pairs: dict[str, Pair] = {}
@@ -137,11 +141,17 @@ class SpdySession:
                 if isinstance(message, str):
                     await self._finish(pair, self.target.error(pair.port, message))
                     return
-                await self.send(spdy.data_frames(pair.data_id, message))
+                await self._send_data(pair.data_id, message)
         finally:
             upload.cancel()
             await asyncio.gather(upload, return_exceptions=True)
             await upstream.close()
+
+    async def _send_data(self, stream_id: int, data: bytes) -> None:
+        if self.send_parts is not None and len(data) <= spdy.MAX_DATA_LENGTH:
+            await self.send_parts([spdy.data_header(stream_id, len(data)), data])
+        else:
+            await self.send(spdy.data_frames(stream_id, data))
 
     @staticmethod
     async def _upload(pair: Pair, upstream: Upstream) -> None:
@@ -150,7 +160,7 @@ class SpdySession:
             data = await pair.uploads.get()
             if data is None:
                 break
-            # kubectl writes 32 KiB frames: what has piled up goes to the kubelet as one message
+            # kubectl writes 32 KiB frames: what has piled up goes to the kubelet as one chunk, unjoined
             parts, size = [data], len(data)
             while not pair.uploads.empty() and size < UPLOAD_BATCH_BYTES:
                 more = pair.uploads.get_nowait()
@@ -159,7 +169,7 @@ class SpdySession:
                     break
                 parts.append(more)
                 size += len(more)
-            await upstream.send(b"".join(parts) if len(parts) > 1 else data)
+            await upstream.send_parts(parts)
         await upstream.close_write()
 
     async def _finish(self, pair: Pair, error: str) -> None:
@@ -190,7 +200,8 @@ async def serve_tunnel(ws: WebSocket, target: PodTarget) -> None:
     async def send(frame: bytes) -> None:
         await ws.send_bytes(frame)
 
-    session = SpdySession(send, target)
+    raw = (ws.scope.get("extensions") or {}).get(RAW_EXTENSION) or {}
+    session = SpdySession(send, target, raw.get("send_parts"))
     try:
         while not session.gone:
             message = await ws.receive()

@@ -16,14 +16,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from minik8s import jsonc
+from minik8s import auth, jsonc
 from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.api.strategy import NetworkConfig, Strategy
 from minik8s.api.timefmt import now_iso
-from minik8s.api.validation import pydantic_causes
+from minik8s.api.validation import int_range_causes, pydantic_causes
 from minik8s.apiserver.admission import AdmissionChain, AdmissionRequest, default_chain
+from minik8s.apiserver.envelope import check_envelope
+from minik8s.apiserver.limits import check_object_size
 from minik8s.apiserver.patch import MERGE_PATCH, apply_patch, merge_patch, patch_media_type
+from minik8s.apiserver.priority import PriorityAdmission, ensure_system_priority_classes
 from minik8s.errors import AlreadyExists, BadRequest, Conflict, Invalid, NotFound, details
 from minik8s.registry.namespaces import SYSTEM_NAMESPACES
 from minik8s.store import EtcdStore
@@ -51,7 +54,9 @@ class Resources:
                  service_cidr: str = NetworkConfig.service_cidr, admission: AdmissionChain | None = None) -> None:
         self.store = store
         self.network = NetworkConfig(pod_cidr, node_cidr_prefix, service_cidr)
-        self.admission = admission if admission is not None else default_chain()
+        self.admission = admission if admission is not None \
+            else default_chain(self.find_service_account, self.namespace_labels)
+        self.admission.mutating.append(PriorityAdmission(lambda: self.list_all("PriorityClass")))
         self._live_namespaces: dict[str, int] = {}  # name -> the revision seen live (not terminating)
         self._strategies: dict[str, Strategy] = {info.kind: info.strategy(self) for info in k.KINDS}
 
@@ -61,6 +66,20 @@ class Resources:
 
     def list_all(self, kind: str, namespace: str | None = None) -> list[Obj]:
         return self.store.list(key_for(k.lookup(kind), namespace))[0]
+
+    def find_service_account(self, namespace: str, name: str) -> Obj | None:
+        """For admission (automountServiceAccountToken); None when the account does not exist."""
+        try:
+            return self.store.get(key_for(k.lookup("ServiceAccount"), namespace, name))
+        except NotFound:
+            return None
+    def namespace_labels(self, name: str) -> dict[str, str] | None:
+        """A namespace's labels, read fresh (admission decides by them); None when it does not exist."""
+        try:
+            ns = self.store.get(key_for(k.lookup("Namespace"), None, name))
+        except NotFound:
+            return None
+        return dict((ns.get("metadata") or {}).get("labels") or {})
 
     def namespaced_kinds(self) -> list[k.KindInfo]:
         return [info for info in k.KINDS if info.namespaced]
@@ -92,13 +111,17 @@ class Resources:
             model = info.model.model_validate(obj)
         except ValidationError as exc:
             raise Invalid(info.kind, name, pydantic_causes(exc), info.group) from None
-        causes = info.validate(model)
+        wire = model.to_dict()
+        causes = int_range_causes(wire) or info.validate(model)
         if causes:
             raise Invalid(info.kind, name, causes, info.group)
-        return model.to_dict()
+        return wire
 
     def _admit(self, req: AdmissionRequest) -> Obj:
         """The admission chain around the kind's own validation: mutate, re-validate if changed, validate."""
+        if req.user_info is None:
+            req.user_info = auth.REQUEST_USER.get()
+            req.user = req.user or (req.user_info.name if req.user_info else None)
         if self.admission.mutate(req):
             req.obj = self._validate(req.info, req.obj)
         self.admission.validate(req)
@@ -163,14 +186,8 @@ class Resources:
 
     # --- writes ---------------------------------------------------------------------------
     def create(self, info: k.KindInfo, namespace: str | None, body: Obj, dry_run: bool = False) -> Obj:
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
-        body = dict(body)  # only the top level and metadata change before validation makes a new object
-        body.setdefault("apiVersion", info.api_version)
-        body.setdefault("kind", info.kind)
-        if body["kind"] != info.kind or body["apiVersion"] != info.api_version:
-            raise BadRequest(f"the body is a {body['apiVersion']}/{body['kind']}, "
-                             f"but this URL serves {info.api_version}/{info.kind}")
+        # only the top level and metadata change before validation makes a new object
+        body = check_envelope(info, body)
         meta = dict(body.get("metadata") or {})
         body["metadata"] = meta
         if info.namespaced:
@@ -194,6 +211,7 @@ class Resources:
         strategy = self.strategy(info)
         strategy.prepare_for_create(obj)
         obj = self._admit(AdmissionRequest("CREATE", info, obj, dry_run=dry_run))
+        check_object_size(info.kind, meta["name"], obj)
         try:
             with strategy.write_guard(obj, None):
                 if dry_run:
@@ -206,8 +224,7 @@ class Resources:
     def update(self, info: k.KindInfo, namespace: str | None, name: str, body: Obj,
                subresource: str | None = None, dry_run: bool = False) -> Obj:
         """PUT: replace spec/metadata (or only status for the status subresource)."""
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
+        body = check_envelope(info, body)
         current = self.get(info, namespace, name)
         meta = body.get("metadata") or {}
         if meta.get("name") not in (None, name):
@@ -219,8 +236,6 @@ class Resources:
             new = {**current, "status": body.get("status")}
         else:
             new = copy.deepcopy(body)
-            new.setdefault("apiVersion", info.api_version)
-            new.setdefault("kind", info.kind)
             new["metadata"] = {**meta, "name": name}
             if info.has_status:
                 new["status"] = current.get("status")
@@ -236,7 +251,7 @@ class Resources:
         patch_media_type(content_type)
         for attempt in range(PATCH_CONFLICT_TRIES):
             current = self.get(info, namespace, name)
-            new = apply_patch(current, body, content_type, info.kind)
+            new = check_envelope(info, apply_patch(current, body, content_type, info.kind))
             rv = (new.get("metadata") or {}).get("resourceVersion")
             if rv and str(rv) != current["metadata"]["resourceVersion"]:
                 raise self._conflict(info, name)
@@ -281,9 +296,11 @@ class Resources:
             obj["metadata"]["generation"] = int(cur_meta.get("generation") or 1) + 1
         strategy.prepare_for_update(obj, current)
         obj = self._admit(AdmissionRequest("UPDATE", info, obj, current, subresource, dry_run))
-        if {**obj, "metadata": {**obj["metadata"], "resourceVersion": cur_meta["resourceVersion"]}} == current:
-            return current  # a no-op update writes nothing and keeps the resourceVersion, as in Kubernetes
+        check_object_size(info.kind, cur_meta["name"], obj)
         key = key_for(info, cur_meta.get("namespace"), cur_meta["name"])
+        if {**obj, "metadata": {**obj["metadata"], "resourceVersion": cur_meta["resourceVersion"]}} == current \
+                and not self.store.stale(key):  # unless stored under a rotated-out key: rewriting re-encrypts
+            return current  # a no-op update writes nothing and keeps the resourceVersion, as in Kubernetes
         try:
             with strategy.write_guard(obj, current):
                 if dry_run:
@@ -316,3 +333,4 @@ class Resources:
                 log.info("created namespace", extra={"namespace": ns})
             except AlreadyExists:
                 continue
+        ensure_system_priority_classes(lambda info, body: self.create(info, None, body))

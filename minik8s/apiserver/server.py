@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from minik8s.apiserver.spdy_upgrade import UpgradingHttpProtocol
+from minik8s.auth.x509 import PeerCertMixin, PeerCertWebSocketProtocol
 
 log = logging.getLogger("minik8s.apiserver")
 
@@ -30,18 +32,37 @@ def bind_sockets(hosts: list[str], port: int) -> list[socket.socket]:
     return socks
 
 
+class ApiHttpProtocol(PeerCertMixin, UpgradingHttpProtocol):
+    """kubectl's SPDY upgrades, and the client certificate of the connection in every request's scope."""
+
+
+def no_session_tickets(config: uvicorn.Config) -> None:
+    """TLS 1.3 servers send session tickets right after the handshake. A client that reads on one thread
+    while it writes its first request on another (websockets' sync client: `minik8s exec`/`cp`; the
+    `kubernetes` client's stream()) then drives one SSL object from two threads at once, which Python's
+    ssl does not support: about one upgrade in fifty hung with the request lost. minik8s clients never
+    resume sessions, so the server sends none (`SSLContext.num_tickets`)."""
+    if config.ssl_certfile:
+        config.load()  # makes config.ssl; uvicorn's serve() skips a config already loaded
+        if config.ssl is not None:
+            config.ssl.num_tickets = 0
+
+
 class ServerThread:
     """uvicorn in a daemon thread; `start()` returns once it accepts connections."""
 
     def __init__(self, app: Any, hosts: list[str], port: int, name: str = "http", tls_cert: str | None = None,
-                 tls_key: str | None = None) -> None:
+                 tls_key: str | None = None, client_ca: str | None = None) -> None:
+        """`client_ca`: ask TLS clients for a certificate chaining to this CA (optional for them: bearer
+        tokens still work); the verified one is in each request's scope (minik8s.auth.x509)."""
         self.hosts, self.port, self.name = hosts, port, name
         # loop "auto" and the httptools parser: uvloop and httptools (dependencies), half the CPU per request
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                                     timeout_graceful_shutdown=1, ssl_certfile=tls_cert,
-                                                    # kubectl's SPDY upgrades, which uvicorn cannot pass on
-                                                    http=UpgradingHttpProtocol,
-                                                    ssl_keyfile=tls_key))
+                                                    http=ApiHttpProtocol, ws=PeerCertWebSocketProtocol,
+                                                    ssl_keyfile=tls_key, ssl_ca_certs=client_ca,
+                                                    ssl_cert_reqs=ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE))
+        no_session_tickets(self.server.config)
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import deque
 from dataclasses import dataclass
 
 VERSION = 3
@@ -58,7 +59,7 @@ class ProtocolError(Exception):
 class DataFrame:
     stream_id: int
     flags: int
-    data: bytes
+    data: bytes | memoryview  # a view into the received bytes when it arrived whole
 
     @property
     def fin(self) -> bool:
@@ -92,29 +93,65 @@ Frame = DataFrame | ControlFrame
 
 
 class FrameReader:
-    """Cuts a byte stream (arriving in pieces of any size) into frames."""
+    """Cuts a byte stream (arriving in pieces of any size) into frames.
+
+    A payload that arrives whole inside one piece is handed on as a memoryview of that piece (no
+    copy: kubectl's 32 KiB data frames usually do), so ``feed`` must be given immutable bytes.
+    """
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        self._pieces: deque[memoryview] = deque()
+        self._size = 0
+        self._header: tuple[int, int, int] | None = None  # of the frame whose payload is incomplete
+
+    def _take(self, n: int) -> memoryview | bytes:
+        """The next n bytes (n <= self._size): a slice of the first piece when it holds them all."""
+        first = self._pieces[0]
+        if len(first) >= n:
+            self._pieces[0] = first[n:]
+            if not self._pieces[0]:
+                self._pieces.popleft()
+            self._size -= n
+            return first[:n]
+        out = bytearray()
+        while len(out) < n:
+            piece = self._pieces.popleft()
+            need = n - len(out)
+            out += piece[:need]
+            if len(piece) > need:
+                self._pieces.appendleft(piece[need:])
+        self._size -= n
+        return bytes(out)  # the one copy, for a frame that arrived in pieces
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buffer += data
+        if data:
+            self._pieces.append(memoryview(data))
+            self._size += len(data)
         frames: list[Frame] = []
-        while len(self._buffer) >= 8:
-            first, flags, length_high, length_low = _HEADER.unpack_from(self._buffer)
-            length = (length_high << 16) | length_low
-            if len(self._buffer) < 8 + length:
-                break
-            payload = bytes(self._buffer[8:8 + length])
-            del self._buffer[:8 + length]
+        while True:
+            if self._header is None:
+                if self._size < 8:
+                    break
+                word, flags, length_high, length_low = _HEADER.unpack(self._take(8))
+                self._header = word, flags, (length_high << 16) | length_low
+            first, flags, length = self._header
+            if self._size < length:
+                break  # the payload is still on its way: the header waits parsed, not re-read per piece
+            self._header = None
+            payload = self._take(length) if length else b""
             if first & 0x80000000:
                 version = (first >> 16) & 0x7FFF
                 if version != VERSION:
                     raise ProtocolError(f"unsupported SPDY version {version}")
-                frames.append(ControlFrame(first & 0xFFFF, flags, payload))
+                frames.append(ControlFrame(first & 0xFFFF, flags, bytes(payload)))
             else:
                 frames.append(DataFrame(first, flags, payload))
         return frames
+
+
+def data_header(stream_id: int, length: int, fin: bool = False) -> bytes:
+    """The 8-byte header of one DATA frame of ``length`` bytes (at most MAX_DATA_LENGTH)."""
+    return _header(stream_id & 0x7FFFFFFF, FLAG_FIN if fin else 0, length)
 
 
 def _header(first: int, flags: int, length: int) -> bytes:

@@ -35,6 +35,8 @@ TUNNEL_PREFIX = "SPDY/3.1+"
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 MAX_FRAME = 64 * 1024 * 1024  # a client frame larger than this is refused
+# the scope extension that offers ``send_parts`` (a binary message from several buffers, not joined)
+RAW_EXTENSION = "minik8s.raw_upgrade"
 PAUSE_READING_AT = 32  # chunks queued for the app before the socket stops being read
 RESUME_READING_AT = 8
 
@@ -85,20 +87,22 @@ class UpgradingHttpProtocol(HttpToolsProtocol):
             "server": self.server, "client": self.client, "root_path": self.root_path,
             "path": urllib.parse.unquote(url.path.decode("ascii")), "raw_path": url.path,
             "query_string": url.query or b"", "headers": self.headers, "subprotocols": offered,
-            "state": self.app_state.copy(), "extensions": {"websocket.http.response": {}},
+            "state": self.app_state.copy(), "extensions": {"websocket.http.response": {}, RAW_EXTENSION: {}},
         }
+
+
+def ws_head(opcode: int, size: int) -> bytes:
+    """The header of one unmasked, final server frame of ``size`` bytes."""
+    if size < 126:
+        return struct.pack("!BB", 0x80 | opcode, size)
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x80 | opcode, 126, size)
+    return struct.pack("!BBQ", 0x80 | opcode, 127, size)
 
 
 def ws_frame(opcode: int, payload: bytes) -> bytes:
     """One unmasked, final server frame."""
-    size = len(payload)
-    if size < 126:
-        head = struct.pack("!BB", 0x80 | opcode, size)
-    elif size < 1 << 16:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, size)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, size)
-    return head + payload
+    return ws_head(opcode, len(payload)) + payload
 
 
 class FrameError(Exception):
@@ -132,9 +136,10 @@ class WebSocketReader:
                 mask, pos = bytes(self.buffer[pos:pos + 4]), pos + 4
             if len(self.buffer) < pos + size:
                 break
-            payload = bytes(self.buffer[pos:pos + size])
+            with memoryview(self.buffer) as view:  # unmasked straight out of the buffer: one copy, not two
+                payload = apply_mask(view[pos:pos + size], mask) if mask else bytes(view[pos:pos + size])
             del self.buffer[:pos + size]
-            frames.append((opcode, apply_mask(payload, mask) if mask else payload))
+            frames.append((opcode, payload))
         return frames
 
 
@@ -152,7 +157,18 @@ class RawUpgrade(asyncio.Protocol):
         self.accepted = self.closed = self.paused = False
 
     def start(self) -> None:
+        self.scope["extensions"][RAW_EXTENSION]["send_parts"] = self.send_parts
         asyncio.get_running_loop().create_task(self._run())
+
+    async def send_parts(self, parts: list[bytes | memoryview]) -> None:
+        """Send the concatenation of ``parts`` as one binary message, without joining them first."""
+        if self.closed:
+            raise OSError("the connection is closed")
+        await self.writable.wait()
+        if self.websocket:
+            self.transport.writelines([ws_head(OP_BINARY, sum(len(p) for p in parts)), *parts])
+        else:
+            self.transport.writelines(parts)
 
     async def _run(self) -> None:
         try:
@@ -179,15 +195,27 @@ class RawUpgrade(asyncio.Protocol):
             log.warning("port-forward: %s", exc)
             self._close(1009)
             return
+        # kubectl writes each SPDY frame as three messages (two 4-byte halves of the header, then the
+        # data), so one read holds dozens: the tunnel is a byte stream, and the app gets them as one
+        # piece, not one wake-up per message
+        stream: list[bytes] = []
         for opcode, payload in frames:
             if opcode in (OP_CONTINUATION, OP_TEXT, OP_BINARY):
                 if payload:
-                    self._deliver(payload)
-            elif opcode == OP_PING:
+                    stream.append(payload)
+                continue
+            self._deliver_all(stream)
+            if opcode == OP_PING:
                 self.transport.write(ws_frame(OP_PONG, payload))
             elif opcode == OP_CLOSE:
                 self._close()
                 return
+        self._deliver_all(stream)
+
+    def _deliver_all(self, stream: list[bytes]) -> None:
+        if stream:
+            self._deliver(stream[0] if len(stream) == 1 else b"".join(stream))
+            stream.clear()
 
     def _deliver(self, data: bytes) -> None:
         self.inbox.append({"type": "websocket.receive", "bytes": data})

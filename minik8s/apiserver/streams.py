@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 from fastapi import FastAPI
 from starlette.responses import Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
@@ -32,6 +33,21 @@ log = logging.getLogger("minik8s.apiserver.streams")
 
 KUBELET_CONNECT_TIMEOUT_S = 10.0
 STREAM_SUBRESOURCES = ("exec", "attach")
+
+
+@dataclass(frozen=True)
+class KubeletAccess:
+    """How the API server reaches kubelets: HTTPS/WSS verified against the cluster CA, presenting its own
+    client certificate (`ssl`); without one (tests of other parts), plain HTTP with no credential, which
+    a kubelet refuses."""
+
+    ssl: ssl.SSLContext | None = None
+
+    def http_url(self, host: str, port: int) -> str:
+        return f"{'https' if self.ssl else 'http'}://{host}:{port}"
+
+    def ws_url(self, host: str, port: int) -> str:
+        return f"{'wss' if self.ssl else 'ws'}://{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -96,15 +112,15 @@ async def relay(client: WebSocket, upstream: ClientConnection) -> None:
     await upstream.close()
     try:
         await client.close()
-    except RuntimeError:  # already closed by the client
+    except (RuntimeError, WebSocketDisconnect):  # already closed, or gone, on the client's side
         pass
 
 
 class PodStreams:
     """The WebSocket routes for `pods/{name}/exec` and `pods/{name}/attach`."""
 
-    def __init__(self, resources: Any, kubelet_token: str | None) -> None:
-        self.resources, self.kubelet_token = resources, kubelet_token
+    def __init__(self, resources: Any, kubelets: KubeletAccess) -> None:
+        self.resources, self.kubelets = resources, kubelets
 
     def register(self, app: FastAPI) -> None:
         for sub in STREAM_SUBRESOURCES:
@@ -129,10 +145,10 @@ class PodStreams:
 
     async def _connect(self, target: KubeletEndpoint, subresource: str, ns: str, name: str, protocol: str,
                        query: str) -> ClientConnection:
-        url = f"ws://{target.host}:{target.port}/{subresource}/{ns}/{name}/{target.container}?{query}"
-        headers = {"Authorization": f"Bearer {self.kubelet_token}"} if self.kubelet_token else {}
+        base = self.kubelets.ws_url(target.host, target.port)
+        url = f"{base}/{subresource}/{ns}/{name}/{target.container}?{query}"
         try:
-            return await connect(url, subprotocols=[Subprotocol(protocol)], additional_headers=headers,
+            return await connect(url, subprotocols=[Subprotocol(protocol)], ssl=self.kubelets.ssl,
                                  compression=None, max_size=None, open_timeout=KUBELET_CONNECT_TIMEOUT_S,
                                  ping_interval=None)
         except (OSError, InvalidHandshake, TimeoutError) as exc:

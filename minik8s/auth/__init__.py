@@ -13,11 +13,15 @@ the base the RBAC, ServiceAccount and node-identity work builds on, not yet wire
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
 from minik8s.auth.user import ANONYMOUS_USER, UserInfo
 
 SCOPE_KEY = "minik8s.user"  # where the authentication middleware leaves the request's UserInfo
+#: The request's user for code below the handlers (admission runs in a worker thread, which gets a copy
+#: of the request's context): None outside a request, e.g. the API server's own bootstrap writes.
+REQUEST_USER: ContextVar[UserInfo | None] = ContextVar("minik8s_request_user", default=None)
 
 
 def user_of(scope_or_request: Any) -> UserInfo:

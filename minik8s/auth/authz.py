@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qs
 
-from minik8s.auth.user import UserInfo
+from minik8s.auth.user import SYSTEM_MASTERS, UserInfo
 
 _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "GET": "get", "HEAD": "get", "DELETE": "delete"}
 
@@ -29,6 +29,7 @@ class Attributes:
     namespace: str = ""
     name: str = ""
     path: str = ""
+    field_selector: str = ""  # list/watch: the fieldSelector asked for (the Node authorizer reads it, as 1.31+)
 
     def describe(self) -> str:
         """`pods "web" is forbidden: User "x" cannot get resource "pods" in API group "" in the namespace "d"`,
@@ -49,12 +50,48 @@ class Decision:
 
 
 class Authorizer(Protocol):
-    def authorize(self, attrs: Attributes) -> Decision: ...
+    def authorize(self, attrs: Attributes) -> Decision | None:
+        """Allowed or denied, with the reason; None for no opinion (Kubernetes' DecisionNoOpinion: the next
+        authorizer of the union decides)."""
 
 
 class AlwaysAllow:
     def authorize(self, attrs: Attributes) -> Decision:
         return Decision(True, "always allow")
+
+
+class PrivilegedGroups:
+    """Members of these groups (`system:masters`) may do anything, whatever RBAC holds: the admin can
+    always repair a broken policy (kube-apiserver's privileged-group authorizer)."""
+
+    def __init__(self, groups: tuple[str, ...] = (SYSTEM_MASTERS,)) -> None:
+        self.groups = groups
+
+    def authorize(self, attrs: Attributes) -> Decision:
+        for group in self.groups:
+            if group in attrs.user.groups:
+                return Decision(True, f"member of {group}")
+        return Decision(False)
+
+
+class UnionAuthorizer:
+    """Asks each authorizer in order; the first that allows wins (`--authorization-mode=Node,RBAC`).
+    `authorizers` is a plain list: the Node authorizer goes in front of RBAC with `insert`."""
+
+    def __init__(self, authorizers: list[Authorizer] | None = None) -> None:
+        self.authorizers: list[Authorizer] = list(authorizers or [])
+
+    def authorize(self, attrs: Attributes) -> Decision:
+        reasons = []
+        for authorizer in self.authorizers:
+            decision = authorizer.authorize(attrs)
+            if decision is None:  # no opinion (the Node authorizer, asked about someone not a node)
+                continue
+            if decision.allowed:
+                return decision
+            if decision.reason:
+                reasons.append(decision.reason)
+        return Decision(False, "; ".join(reasons))
 
 
 def request_attributes(user: UserInfo, method: str, path: str, query: str = "") -> Attributes:
@@ -90,4 +127,5 @@ def request_attributes(user: UserInfo, method: str, path: str, query: str = "") 
             verb = "watch" if params.get("watch", [""])[0].lower() in ("true", "1") else "list"
         elif verb == "delete":
             verb = "deletecollection"
-    return Attributes(user, verb, True, group, version, resource, subresource, namespace, name, path)
+    return Attributes(user, verb, True, group, version, resource, subresource, namespace, name, path,
+                      params.get("fieldSelector", [""])[0])

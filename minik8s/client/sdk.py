@@ -8,9 +8,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import ssl
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,13 @@ from minik8s.api import lastapplied
 from minik8s.api import types as t
 from minik8s.client.transport import NO_TIMEOUT, Transport, TransportError
 from minik8s.errors import AlreadyExists, BadRequest, MiniK8sError, NotFound, Unavailable, from_status
+
+log = logging.getLogger("minik8s.client")
+
+
+def _log_warning(message: str) -> None:
+    log.warning("the API server warns: %s", message)
+
 
 DEFAULT_CONFIG = Path.home() / ".minik8s" / "config.json"
 DEFAULT_TIMEOUT_S = 30.0
@@ -56,16 +64,22 @@ def _as_dict(obj: ObjLike) -> dict[str, Any]:
 
 class Client:
     def __init__(self, server: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-                 ca: str | None = None) -> None:
-        """`ca`: the cluster CA certificate (PEM text) that the API server's certificate must chain to."""
+                 ca: str | None = None, cert: str | None = None, key: str | None = None) -> None:
+        """`ca`: the cluster CA certificate (PEM text) that the API server's certificate must chain to;
+        `cert`/`key`: files of a client certificate to authenticate with (a node's), instead of a token."""
         self.server = server.rstrip("/")
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         context = ssl.create_default_context(cadata=ca) if ca else None
+        if cert and key:
+            context = context or ssl.create_default_context()
+            context.load_cert_chain(cert, key)
         self._transport = Transport(self.server, headers, timeout, context)  # requests and watches
         self._headers, self._timeout, self._verify = headers, timeout, context or True
         self.ssl_context = context  # exec/attach WebSockets (minik8s.client.streams) verify with it too
         self._logs_http: httpx.Client | None = None  # log streams only, made on first use (~30 ms of CPU)
+        #: what to do with the API's warnings (client-go's WarningHandler); the CLI prints them as kubectl does
+        self.on_warning: Callable[[str], None] = _log_warning
 
     @classmethod
     def from_config(cls, path: Path | None = None) -> Client:
@@ -96,6 +110,8 @@ class Client:
             resp = self._transport.request(method, path, params, body, hdrs, timeout)
         except TransportError as exc:
             raise Unavailable(f"cannot reach the API server at {self.server}: {exc}") from None
+        for warning in resp.warnings:
+            self.on_warning(warning)
         return self._decode(resp.status, resp.content)
 
     @staticmethod
@@ -206,6 +222,15 @@ class Client:
         if propagation_policy:
             params["propagationPolicy"] = propagation_policy
         return self.request("DELETE", info.url(self._ns(info, namespace), name), params=params)
+
+    def evict(self, name: str, namespace: str = "default", grace_period_seconds: int | None = None) -> Any:
+        """POST a policy/v1 Eviction: the pod is deleted gracefully unless a PodDisruptionBudget refuses
+        (TooManyRequests, 429: try again later)."""
+        body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
+                                "metadata": {"name": name, "namespace": namespace}}
+        if grace_period_seconds is not None:
+            body["deleteOptions"] = {"gracePeriodSeconds": grace_period_seconds}
+        return self.request("POST", k.lookup("Pod").url(namespace, name, "eviction"), json=body)
 
     def bind(self, name: str, node: str, namespace: str = "default") -> None:
         info = k.lookup("Pod")

@@ -42,6 +42,15 @@ class TransportError(Exception):
 class RawResponse:
     status: int
     content: bytes
+    warnings: tuple[str, ...] = ()  # the `Warning` headers' texts (admission's warnings, e.g. Pod Security)
+
+
+def warning_text(header: str) -> str:
+    """`299 - "text"` (RFC 7234, as the API server writes it) -> `text`."""
+    parts = header.split(" ", 2)
+    if len(parts) == 3 and parts[2].startswith('"') and parts[2].endswith('"'):
+        return parts[2][1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return header
 
 
 def _query(params: Mapping[str, Any] | None) -> str:
@@ -98,7 +107,8 @@ class Transport:
                 conn.close()
                 raise TransportError(str(exc) or type(exc).__name__) from None
             self._give_back(conn, resp.will_close)
-            return RawResponse(resp.status, content)
+            warnings = tuple(warning_text(w) for w in resp.headers.get_all("Warning") or ())
+            return RawResponse(resp.status, content, warnings)
 
     @contextmanager
     def stream(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> Iterator[

@@ -34,7 +34,7 @@ class WorkQueue:
                 return
             self._dirty.add(key)
             if key not in self._processing:
-                self._queue.append(key)
+                self._push(key)
                 self._cond.notify()
 
     def add_after(self, key: str, delay: float) -> None:
@@ -68,7 +68,7 @@ class WorkQueue:
             if key not in self._dirty:
                 self._dirty.add(key)
                 if key not in self._processing:
-                    self._queue.append(key)
+                    self._push(key)
         return self._delayed[0][0] - now if self._delayed else None
 
     def get(self, timeout: float | None = None) -> str | None:
@@ -77,8 +77,8 @@ class WorkQueue:
         with self._cond:
             while True:
                 wait = self._promote_due()
-                if self._queue:
-                    key = self._queue.pop(0)
+                if self._size():
+                    key = self._pop()
                     self._dirty.discard(key)
                     self._processing.add(key)
                     return key
@@ -95,8 +95,18 @@ class WorkQueue:
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:
-                self._queue.append(key)
+                self._push(key)
                 self._cond.notify()
+
+    # ordering: FIFO here; a subclass may order differently (the scheduler's by pod priority)
+    def _push(self, key: str) -> None:
+        self._queue.append(key)
+
+    def _pop(self) -> str:
+        return self._queue.pop(0)
+
+    def _size(self) -> int:
+        return len(self._queue)
 
     def shutdown(self) -> None:
         with self._cond:
@@ -105,4 +115,4 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue)
+            return self._size()

@@ -94,7 +94,8 @@ class Threaded:
 def _client(settings: dict[str, Any]) -> Any:
     from minik8s.client import Client
 
-    return Client(settings["server"], settings["token"], ca=settings["ca"])
+    return Client(settings["server"], settings.get("token"), ca=settings["ca"], cert=settings.get("cert"),
+                  key=settings.get("key"))
 
 
 def _in_thread(obj: Any, target: Callable[[], None], name: str) -> Threaded:
@@ -115,7 +116,7 @@ def _apiserver(settings: dict[str, Any]) -> Any:
 
     cfg = ApiServerConfig(**settings["config"])
     server = ServerThread(ApiServer(cfg).app, cfg.hosts, cfg.port, name="apiserver",
-                          tls_cert=cfg.tls_cert, tls_key=cfg.tls_key)
+                          tls_cert=cfg.tls_cert, tls_key=cfg.tls_key, client_ca=cfg.ca_cert)
     server.start()
     return server
 
@@ -137,8 +138,10 @@ def _scheduler_up(scheduler: Any) -> bool:
 def _controller_manager(settings: dict[str, Any]) -> Any:
     from minik8s.controllers.manager import ControllerManager, ControllerManagerConfig
     from minik8s.controllers.nodelifecycle import NodeLifecycleConfig
+    from minik8s.controllers.rootcacert import RootCACertConfig
 
-    config = ControllerManagerConfig(node_lifecycle=NodeLifecycleConfig(**settings["node_lifecycle"]))
+    config = ControllerManagerConfig(node_lifecycle=NodeLifecycleConfig(**settings["node_lifecycle"]),
+                                     root_ca=RootCACertConfig(root_ca=settings.get("ca")))
     manager = ControllerManager(_client(settings), config)
     manager.start()
     return manager

@@ -127,6 +127,10 @@ class ClusterConfig:
     """Virtual IPs of Services (cluster DNS takes host ``dns_host_index``)."""
     dns_host_index: int = 10
 
+    lockdown_table: str = "minik8s-lockdown"
+    """nftables table keeping pods away from internal ports (:mod:`minik8s.cluster.lockdown`): in each
+    node's namespace under this name, in the control plane's with ``-cp`` appended."""
+
     api_port: int = 6443
     etcd_client_port: int = 12379
     """Not etcd's default 2379, so a system etcd may run beside us."""
@@ -146,6 +150,9 @@ class ClusterConfig:
     ray_dashboard_port: int = 8265
     """Even with ``--include-dashboard=false`` Ray 2.60 runs a minimal dashboard head on loopback here."""
     ray_namespace: str = "minik8s"
+    ray_auth_token_file: Path | None = None
+    """Ray's shared secret (``RAY_AUTH_MODE=token``); ``None`` means ``<state_dir>/ray-auth-token``.
+    Every Ray process and driver of the cluster reads it through ``RAY_AUTH_TOKEN_PATH``."""
     ray_temp_dir: Path | None = None
     """Ray session directory; ``None`` means ``<state_dir>/ray``.  Keep it short: Ray puts sockets there."""
     ray_head_cpus: int = 2
@@ -221,8 +228,9 @@ class ClusterConfig:
 
     @property
     def etcd_endpoints(self) -> list[str]:
-        """Client URLs of the managed etcd (loopback first)."""
-        return [f"http://127.0.0.1:{self.etcd_client_port}", f"http://{self.head_ip}:{self.etcd_client_port}"]
+        """Client URLs of the managed etcd: loopback only.  Only the API server talks to etcd, and it runs
+        on this machine; nothing on the underlay (pods, nodes) has any business with it."""
+        return [f"http://127.0.0.1:{self.etcd_client_port}"]
 
     @property
     def etcd_peer_url(self) -> str:
@@ -274,6 +282,11 @@ class ClusterConfig:
     @property
     def nodes_dir(self) -> Path:
         return self.state_dir / "nodes"
+
+    @property
+    def ray_token_path(self) -> Path:
+        """Ray's auth token (mode 0600), outside Ray's temp dir so a session cleanup never takes it."""
+        return self.ray_auth_token_file if self.ray_auth_token_file is not None else self.state_dir / "ray-auth-token"
 
     @property
     def ray_dir(self) -> Path:

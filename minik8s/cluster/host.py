@@ -19,17 +19,21 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from minik8s.cluster import raytoken
 from minik8s.cluster.config import ClusterConfig, NodeConfig
 from minik8s.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
-#: How a host-mode node joined, kept in its node dir (0600: it holds the API token).
+#: How a host-mode node joined, kept in its node dir (0600; its credentials are beside it, in pki/).
 RECORD_FILE = "host-node.json"
+#: The cluster's Ray auth token as the join reply gave it, in the node dir (0600).
+RAY_TOKEN_FILE = "ray-auth-token"
 #: The bridge a node dockerd makes for ``--bip`` (the proxy keeps its ports in hairpin mode).
 POD_BRIDGE = "docker0"
 #: nftables table of the service proxy (``minik8s.proxy.proxy.ProxyConfig.table``).
@@ -135,8 +139,19 @@ class HostNodeRecord:
     ray_address: str
     registry: str
     ca: str
-    token: str
-    """The API bearer token the join reply carried (the node's actors use it too)."""
+    ray_token: str = ""
+    """The cluster's Ray auth token from the join reply; written to :attr:`ray_token_file` for the raylet."""
+
+    def ray_token_file(self, cfg: ClusterConfig) -> Path:
+        return cfg.nodes_dir / self.name / RAY_TOKEN_FILE
+
+    def client(self, cfg: ClusterConfig) -> Any:
+        """A client of the API with this node's own credential (`system:node:<name>`)."""
+        from minik8s.client import Client
+        from minik8s.cluster.bootstrap import NodeCredentials
+
+        creds = NodeCredentials.of(cfg.nodes_dir / self.name)
+        return Client(self.server, None, ca=self.ca, cert=str(creds.client_cert), key=str(creds.client_key))
 
     def node(self, cfg: ClusterConfig) -> NodeConfig:
         return cfg.host_node(self.name, self.ip, self.prefixlen, self.interface, self.pod_cidr,
@@ -144,9 +159,14 @@ class HostNodeRecord:
 
     def cluster(self, cfg: ClusterConfig) -> ClusterConfig:
         """``cfg`` as seen from this machine: the control plane's Ray head and registry are those of the reply."""
-        return cluster_view(cfg, self.ray_address, self.registry)
+        return cluster_view(cfg, self.ray_address, self.registry, self.ray_token_file(cfg))
 
     def save(self, cfg: ClusterConfig) -> Path:
+        """The record and the Ray token file, both 0600."""
+        if not self.ray_token:
+            raise HostModeError("the cluster's join reply carries no Ray token: its control plane predates "
+                                "Ray token authentication (run `minik8s up` there again)")
+        raytoken.write(self.ray_token_file(cfg), self.ray_token)
         path = cfg.nodes_dir / self.name / RECORD_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -162,15 +182,18 @@ def _host_port(addr: str, what: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def cluster_view(cfg: ClusterConfig, ray_address: str, registry: str) -> ClusterConfig:
-    """A worker machine's :class:`ClusterConfig`: its own state dir and settings, the head's addresses."""
+def cluster_view(cfg: ClusterConfig, ray_address: str, registry: str, ray_token_file: Path | None = None
+                 ) -> ClusterConfig:
+    """A worker machine's :class:`ClusterConfig`: its own state dir and settings, the head's addresses,
+    and the copy of the cluster's Ray token it was given (``ray_token_file``)."""
     from dataclasses import replace
 
     ray_host, ray_port = _host_port(ray_address, "Ray")
     reg_host, reg_port = _host_port(registry, "registry")
     if ray_host != reg_host:
         raise HostModeError(f"the cluster's Ray head ({ray_host}) and registry ({reg_host}) are on different hosts")
-    return replace(cfg, nodes=0, advertise_address=ray_host, ray_port=ray_port, registry_port=reg_port)
+    return replace(cfg, nodes=0, advertise_address=ray_host, ray_port=ray_port, registry_port=reg_port,
+                   ray_auth_token_file=ray_token_file or cfg.ray_auth_token_file)
 
 
 def load_record(cfg: ClusterConfig, name: str) -> HostNodeRecord | None:
@@ -178,6 +201,7 @@ def load_record(cfg: ClusterConfig, name: str) -> HostNodeRecord | None:
         raw = json.loads((cfg.nodes_dir / name / RECORD_FILE).read_text())
     except FileNotFoundError:
         return None
+    raw.pop("token", None)  # joined by an older minik8s, which kept the admin token here: drop it
     return HostNodeRecord(**raw)
 
 
@@ -190,3 +214,4 @@ def recorded_nodes(cfg: ClusterConfig) -> list[str]:
 
 def forget(cfg: ClusterConfig, name: str) -> None:
     (cfg.nodes_dir / name / RECORD_FILE).unlink(missing_ok=True)
+    (cfg.nodes_dir / name / RAY_TOKEN_FILE).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from minik8s.cluster import etcd_choice, host
+from minik8s.cluster import etcd_choice, host, lockdown, raytoken
 from minik8s.cluster import netns as nets
 from minik8s.cluster.config import ClusterConfig, NodeConfig
 from minik8s.cluster.procs import (
@@ -31,6 +31,8 @@ from minik8s.cluster.procs import (
     clear_stale_pidfile,
     kill_orphan_containers,
     kill_processes_using,
+    process_trees,
+    pss_bytes,
     unmount_under,
 )
 from minik8s.network.vxlan import ensure_host_routes, remove_host_routes
@@ -161,7 +163,8 @@ def _ray_common(cfg: ClusterConfig, resource: str, cpus: int) -> list[str]:
 
 
 def _ray_env(cfg: ClusterConfig) -> dict[str, str]:
-    return {**RAY_ENV, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": str(cfg.ray_sigterm_drain_s)}
+    return {**RAY_ENV, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": str(cfg.ray_sigterm_drain_s),
+            **raytoken.env(cfg.ray_token_path)}
 
 
 def _ray_head(cfg: ClusterConfig) -> ManagedProcess:
@@ -264,6 +267,7 @@ def ray_alive_nodes(cfg: ClusterConfig, remote: bool = False) -> dict[str, dict[
         return {}
     import ray._raylet
 
+    raytoken.use(cfg.ray_token_path)
     client = ray._raylet.GcsClient(address=cfg.ray_address)  # type: ignore[attr-defined]
     out: dict[str, dict[str, float]] = {}
     for info in client.get_all_node_info(timeout=PROBE_TIMEOUT_S).values():
@@ -302,6 +306,8 @@ def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = N
         etcd_choice.check_reachable(external)
     _ensure_dirs(cfg)
     nets.ensure_underlay(cfg)
+    lockdown.ensure(lockdown.control_plane_spec(cfg))
+    raytoken.ensure(cfg.ray_token_path)
     etcd_choice.record(cfg, external)
     endpoints = external or cfg.etcd_endpoints
 
@@ -382,6 +388,7 @@ def stop_control_plane(cfg: ClusterConfig) -> None:
     unmount_under(cfg.builder_dir)
     _registry(cfg).stop(t)
     _etcd(cfg).stop(t)  # by its pidfile: an external etcd is never ours to stop
+    lockdown.remove(lockdown.control_plane_table(cfg))
 
 
 def _probe(check: Any) -> bool:
@@ -409,6 +416,7 @@ def start_node(cfg: ClusterConfig, node: NodeConfig) -> None:
     else:
         nets.ensure_node_netns(cfg, node)
         ensure_host_routes([node])  # the user's shell reaches this node's pods through its underlay IP
+    lockdown.ensure(lockdown.node_spec(cfg, node), node.netns)  # before dockerd: no pod runs unguarded
     dockerd = _node_dockerd(cfg, node)
     raylet = _node_raylet(cfg, node)
     dockerd.start(prepare=lambda: clear_dockerd_pidfiles(dockerd.argv))
@@ -454,6 +462,7 @@ def stop_node(cfg: ClusterConfig, node: NodeConfig) -> None:
     unmount_under(node.dir)
     if node.host_mode:
         host.teardown_network(node)
+        lockdown.remove(cfg.lockdown_table)
         return
     remove_host_routes([node])
     nets.remove_node_netns(cfg, node)
@@ -514,6 +523,30 @@ def status(cfg: ClusterConfig) -> list[ComponentStatus]:
         rows.append(_proc_row(f"{node.name}/supervisor", supervisor, supervisor.running(), "restarts dockerd"))
         rows.append(_proc_row(f"{node.name}/raylet", _node_raylet(cfg, node), node.ip in alive, node.ip))
     return rows
+
+
+class Footprint(NamedTuple):
+    """One row of :func:`footprint`: a process `up` started, with every process under it."""
+
+    name: str
+    pids: list[int]
+    pss_bytes: int
+
+
+def footprint(cfg: ClusterConfig) -> list[Footprint]:
+    """Memory (PSS) of everything `up` runs on this machine, by the process that started it: etcd, the
+    registry, the image builder, the Ray head (GCS, its raylet, and the control-plane actors' workers),
+    and per node its dockerd (with containerd and shims; containers are not counted), its dockerd
+    supervisor and its raylet (with the node's actors)."""
+    procs: dict[str, ManagedProcess] = {"etcd": _etcd(cfg), "registry": _registry(cfg), "builder": _builder(cfg)[0],
+                                        "ray-head": _ray_head(cfg)}
+    for node in known_nodes(cfg):
+        procs[f"{node.name}/docker"] = _node_dockerd(cfg, node)
+        procs[f"{node.name}/supervisor"] = _node_supervisor(cfg, node)
+        procs[f"{node.name}/raylet"] = _node_raylet(cfg, node)
+    roots = {name: pid for name, proc in procs.items() if (pid := proc.pid()) is not None}
+    trees = process_trees(roots)
+    return [Footprint(name, sorted(pids), sum(pss_bytes(p) for p in pids)) for name, pids in trees.items()]
 
 
 def _proc_row(component: str, proc: ManagedProcess, answering: bool, where: str) -> ComponentStatus:

@@ -419,3 +419,61 @@ class ManagedProcess:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+# ---- memory footprint ----------------------------------------------------------------------------
+
+
+def pss_bytes(pid: int) -> int:
+    """Proportional set size of ``pid`` (shared pages divided among their users), 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+        pass
+    return 0
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return int(raw[raw.rindex(")") + 2 :].split()[1])
+
+
+def in_container(pid: int) -> bool:
+    """Whether ``pid`` runs in a Docker container (cgroupfs: ``.../docker/<id>``; systemd: ``docker-<id>.scope``)."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return "/docker/" in text or "/docker-" in text
+
+
+def process_trees(roots: dict[str, int]) -> dict[str, list[int]]:
+    """Each named root pid with all its descendants, leaving out container processes (a pod's are not
+    the cluster's own). A pid under two roots goes to the nearest."""
+    children: dict[int, list[int]] = {}
+    for pid in _all_pids():
+        parent = _parent(pid)
+        if parent is not None:
+            children.setdefault(parent, []).append(pid)
+    owner: dict[int, str] = {}
+    depth: dict[int, int] = {}
+    for name, root in roots.items():
+        stack = [(root, 0)]
+        while stack:
+            pid, d = stack.pop()
+            if pid in depth and depth[pid] <= d:
+                continue
+            if in_container(pid):
+                continue
+            owner[pid], depth[pid] = name, d
+            stack.extend((c, d + 1) for c in children.get(pid, []))
+    trees: dict[str, list[int]] = {name: [] for name in roots}
+    for pid, name in owner.items():
+        if pid_alive(pid):
+            trees[name].append(pid)
+    return trees

@@ -230,6 +230,7 @@ class CronJobController(QueueWorkers):
         try:
             self.client.delete("Job", name, cj.metadata.namespace, propagation_policy="Foreground")
         except NotFound:
+            log.info("job to delete was already gone", extra={"cronjob": cj.metadata.name, "job": name})
             return
         self.events.record(cj, "Normal", "SuccessfulDelete", f"Deleted job {name}")
 

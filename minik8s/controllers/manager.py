@@ -15,6 +15,7 @@ from minik8s.client import Client, InformerFactory
 from minik8s.controllers.cronjob import CronJobConfig, CronJobController
 from minik8s.controllers.daemonset import DaemonSetConfig, DaemonSetController
 from minik8s.controllers.deployment import DeploymentConfig, DeploymentController
+from minik8s.controllers.disruption import DisruptionConfig, DisruptionController
 from minik8s.controllers.endpoints import EndpointsConfig, EndpointsController
 from minik8s.controllers.gc import GarbageCollector, GarbageCollectorConfig
 from minik8s.controllers.hpa import HPAConfig, HPAController
@@ -22,6 +23,7 @@ from minik8s.controllers.job import JobConfig, JobController
 from minik8s.controllers.nodelifecycle import NodeLifecycleConfig, NodeLifecycleController
 from minik8s.controllers.replicaset import ReplicaSetConfig, ReplicaSetController
 from minik8s.controllers.replication import ReplicationConfig, ReplicationManager
+from minik8s.controllers.rootcacert import RootCACertConfig, RootCACertPublisher
 from minik8s.controllers.serviceaccounts import ServiceAccountsConfig, ServiceAccountsController
 
 log = logging.getLogger("minik8s.controllers")
@@ -46,6 +48,8 @@ class ControllerManagerConfig:
     serviceaccounts: ServiceAccountsConfig = field(default_factory=ServiceAccountsConfig)
     job: JobConfig = field(default_factory=JobConfig)
     cronjob: CronJobConfig = field(default_factory=CronJobConfig)
+    root_ca: RootCACertConfig = field(default_factory=RootCACertConfig)
+    disruption: DisruptionConfig = field(default_factory=DisruptionConfig)
 
 
 class ControllerManager:
@@ -64,9 +68,12 @@ class ControllerManager:
         self.serviceaccounts = ServiceAccountsController(client, cfg.serviceaccounts, informers=informers)
         self.job = JobController(client, cfg.job, informers=informers)
         self.cronjob = CronJobController(client, cfg.cronjob, informers=informers)
+        self.root_ca = RootCACertPublisher(client, cfg.root_ca, informers=informers)
+        self.disruption = DisruptionController(client, cfg.disruption, informers=informers)
         self.controllers: list[Controller] = [
             self.node_lifecycle, self.replicaset, self.deployment, self.daemonset, self.replication,
-            self.garbage_collector, self.endpoints, self.hpa, self.serviceaccounts, self.job, self.cronjob]
+            self.garbage_collector, self.endpoints, self.hpa, self.serviceaccounts, self.job, self.cronjob,
+            self.root_ca, self.disruption]
 
     def start(self) -> None:
         # every informer starts before any controller waits for its own to sync: one relist each, in parallel

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import logging
 import struct
 import threading
@@ -37,6 +38,9 @@ class DnsConfig:
     #: the last N questions are kept (`DnsServer.recent`) so tests and benchmarks can count queries
     recent_queries: int = 1000
     resync_s: float = 30.0
+
+
+PORT_ZERO_TRIES = 20
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -114,12 +118,21 @@ class DnsServer:
     async def _bind(self) -> None:
         loop = asyncio.get_running_loop()
         for item in self.config.listen:
-            host, port = split_hostport(item)
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, port))
-            self._closers.append(transport)
-            port = transport.get_extra_info("sockname")[1]  # port 0: TCP takes the port UDP got
-            tcp = await asyncio.start_server(self._tcp, host, port, reuse_address=True)
-            self._closers.append(tcp)
+            host, wanted = split_hostport(item)
+            # Port 0 (tests): TCP takes the port UDP got, which a TCP socket may already hold;
+            # then both are tried again on another port. A fixed port fails at once.
+            for attempt in range(1 if wanted else PORT_ZERO_TRIES):
+                transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=(host, wanted))
+                port = transport.get_extra_info("sockname")[1]
+                try:
+                    tcp = await asyncio.start_server(self._tcp, host, port, reuse_address=True)
+                except OSError as exc:
+                    transport.close()
+                    if wanted or exc.errno != errno.EADDRINUSE or attempt == PORT_ZERO_TRIES - 1:
+                        raise
+                    continue
+                self._closers += [transport, tcp]
+                break
             self.bound.append((host, port))
             log.info("dns listening", extra={"host": host, "port": port})
 

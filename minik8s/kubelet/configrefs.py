@@ -1,10 +1,9 @@
 """The ConfigMaps and Secrets a pod consumes: where the kubelet reads them, and what they turn into.
 
-The kubelet is a client of the API: :class:`ApiConfigObjects` keeps one informer on ConfigMaps
-and one on Secrets (list + watch), answers from that cache, and asks the API directly on a
-miss (an object created a moment ago may not have reached the watch yet). Its change
-handler tells the kubelet which objects changed, so pods that use them are synced at once
-(new values in their volumes); the kubelet's periodic resync covers a missed event.
+The kubelet is a client of the API: :class:`ApiConfigObjects` reads each object a pod names with
+a GET (a node may read only those: the Node authorizer), keeps it, and reads it again every few
+seconds while it is in use. Its change handler tells the kubelet which objects changed, so pods
+that use them are synced (new values in their volumes).
 
 A required object or key that is missing raises :class:`ConfigError` with Kubernetes'
 message; the runtime then keeps the container waiting and tries again later.
@@ -14,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -29,6 +30,10 @@ SECRET = "Secret"
 #: Kubernetes' IsEnvVarName: what an envFrom key (with its prefix) must look like to become a variable.
 ENV_VAR_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 DEFAULT_MODE = 0o644
+#: how often the objects pods use are read again (a change reaches volumes within about this)
+DEFAULT_POLL_SECONDS = 3.0
+#: an object no pod asked for in this many kubelet resyncs is no longer read
+FORGET_AFTER_RESYNCS = 3
 
 Ref = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -62,42 +67,75 @@ class NoConfigObjects:
 
 
 class ApiConfigObjects:
-    """ConfigMaps and Secrets from the API: informer cache first, a GET on a miss."""
+    """ConfigMaps and Secrets from the API, one object at a time: a GET on first use, then read again every
+    `poll_seconds` while pods use it (Kubernetes' TTL-cache strategy).
 
-    def __init__(self, client: Any, resync_seconds: float, on_change: Callable[[Ref], None] | None = None) -> None:
-        from minik8s.client import Informer
+    A node may read only the objects its pods name (the Node authorizer), so there is no list or watch
+    of every Secret here. A change seen by the poll calls `on_change`, and the pods using the object are
+    synced (new values in their volumes); an object no pod has asked for in `forget_seconds` is dropped."""
 
-        self.client = client
-        self.informers = {kind: Informer(client, kind, resync_seconds=resync_seconds) for kind in (CONFIGMAP, SECRET)}
-        if on_change is not None:
-            for kind, inf in self.informers.items():
-                changed = self._changed(kind, on_change)
-                inf.add_handler(on_add=changed, on_update=self._updated(changed), on_delete=changed)
-
-    @staticmethod
-    def _changed(kind: str, on_change: Callable[[Ref], None]) -> Callable[[Any], None]:
-        return lambda obj: on_change((kind, obj.metadata.namespace or "default", obj.metadata.name or ""))
-
-    @staticmethod
-    def _updated(changed: Callable[[Any], None]) -> Callable[[Any, Any], None]:
-        return lambda _old, new: changed(new)
+    def __init__(self, client: Any, resync_seconds: float, on_change: Callable[[Ref], None] | None = None,
+                 poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
+        self.client, self.on_change = client, on_change
+        self.poll_seconds = poll_seconds
+        self.forget_seconds = max(FORGET_AFTER_RESYNCS * resync_seconds, poll_seconds)
+        self._cache: dict[Ref, tuple[Any | None, float]] = {}  # ref -> (object or None, last asked for)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        for inf in self.informers.values():
-            inf.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="kubelet-configrefs", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        for inf in self.informers.values():
-            inf.stop()
+        self._stop.set()
 
-    def _lookup(self, kind: str, namespace: str, name: str) -> Any | None:
-        cached = self.informers[kind].get(f"{namespace}/{name}")
-        if cached is not None:
-            return cached
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except Exception as exc:  # the API briefly away: the next poll reads again
+                log.warning("reading ConfigMaps and Secrets again failed: %s", exc)
+
+    def _get(self, ref: Ref) -> Any | None:
+        kind, namespace, name = ref
         try:
             return self.client.get(kind, name, namespace)
         except NotFound:
             return None
+
+    def refresh(self) -> None:
+        """Read every object in use again; forget those no pod asked for lately; report the changed ones."""
+        now = time.monotonic()
+        with self._lock:
+            for ref in [r for r, (_o, used) in self._cache.items() if now - used > self.forget_seconds]:
+                del self._cache[ref]
+            refs = list(self._cache)
+        for ref in refs:
+            fresh = self._get(ref)
+            with self._lock:
+                entry = self._cache.get(ref)
+                if entry is None:
+                    continue
+                old = entry[0]
+                self._cache[ref] = (fresh, entry[1])
+            if _version(old) != _version(fresh) and self.on_change is not None:
+                self.on_change(ref)
+
+    def _lookup(self, kind: str, namespace: str, name: str) -> Any | None:
+        ref = (kind, namespace, name)
+        now = time.monotonic()
+        with self._lock:
+            entry = self._cache.get(ref)
+            if entry is not None and entry[0] is not None:
+                self._cache[ref] = (entry[0], now)
+                return entry[0]
+        found = self._get(ref)  # a miss, or missing last time: it may have been created since
+        with self._lock:
+            self._cache[ref] = (found, now)
+        return found
 
     def configmap(self, namespace: str, name: str) -> ConfigMap | None:
         found: ConfigMap | None = self._lookup(CONFIGMAP, namespace, name)
@@ -106,6 +144,10 @@ class ApiConfigObjects:
     def secret(self, namespace: str, name: str) -> Secret | None:
         found: Secret | None = self._lookup(SECRET, namespace, name)
         return found
+
+
+def _version(obj: Any | None) -> str | None:
+    return None if obj is None else str(obj.metadata.resourceVersion)
 
 
 # --- what a pod references ---------------------------------------------------------------------
@@ -119,6 +161,11 @@ def references(pod: Pod) -> set[Ref]:
             refs.add((CONFIGMAP, ns, v.configMap.name))
         if v.secret is not None and v.secret.secretName:
             refs.add((SECRET, ns, v.secret.secretName))
+        for proj in (v.projected.sources or []) if v.projected is not None else []:
+            if proj.configMap is not None and proj.configMap.name:
+                refs.add((CONFIGMAP, ns, proj.configMap.name))
+            if proj.secret is not None and proj.secret.name:
+                refs.add((SECRET, ns, proj.secret.name))
     for c in [*(pod.spec.initContainers or []), *pod.spec.containers]:
         for var in c.env or []:
             src = var.valueFrom

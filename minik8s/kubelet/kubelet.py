@@ -35,7 +35,9 @@ from minik8s.kubelet.node import DEFAULT_MAX_PODS, machine_capacity
 from minik8s.kubelet.probe_actions import ProbeActions
 from minik8s.kubelet.probes import DEFAULT_PROBE_WORKERS, DEFAULT_READINESS_EVENT_SECONDS, Prober
 from minik8s.kubelet.runtime import DEFAULT_GRACE_SECONDS, DockerRuntime
+from minik8s.kubelet.satokens import TokenManager
 from minik8s.kubelet.server import KubeletServer, make_app
+from minik8s.kubelet.serviceenv import MasterServiceEnv
 
 try:
     from minik8s.images.base import PAUSE_IMAGE as _PAUSE_IMAGE
@@ -96,8 +98,11 @@ class KubeletConfig:
     server_port: int = DEFAULT_SERVER_PORT
     #: Where the kubelet server listens; None = ``node_ip``.
     server_host: str | None = None
-    #: Bearer token the kubelet server requires; the server is not started without one.
-    api_token: str | None = None
+    #: The kubelet server's certificate and key (from the cluster CA, naming the node's IP and name) and
+    #: the CA its clients' certificates must chain to; the server is not started without all three.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None
     #: Threads running readiness/liveness/startup probes (a hung probe holds one for its timeout).
     probe_workers: int = DEFAULT_PROBE_WORKERS
     #: At most one "Readiness probe failed" event per container this often.
@@ -119,6 +124,7 @@ class Kubelet:
         self.events = ApiEventSink(client, config.node_name)
         # ConfigMaps and Secrets pods consume, watched so a change reaches their volumes at once
         self.config_objects = ApiConfigObjects(client, config.resync_seconds, on_change=self._config_changed)
+        self.tokens = TokenManager(client)  # projected ServiceAccount tokens, refreshed at 80% of their lifetime
         self.prober = Prober(
             ProbeActions(self.docker),
             on_change=self._enqueue,
@@ -144,6 +150,8 @@ class Kubelet:
             cluster_dns=config.cluster_dns,
             cluster_domain=config.cluster_domain,
             config_objects=self.config_objects,
+            tokens=self.tokens,
+            service_env=MasterServiceEnv(client, config.resync_seconds),
         )
         self.reporter = NodeReporter(
             client,
@@ -250,14 +258,12 @@ class Kubelet:
         self._threads.append(th)
 
     def _start_server(self) -> None:
-        if not self.config.api_token:
-            log.warning("no api_token configured: kubelet server (logs, exec) not started")
+        cfg = self.config
+        if not (cfg.tls_cert and cfg.tls_key and cfg.client_ca):
+            log.warning("no serving certificate configured: kubelet server (logs, exec) not started")
             return
-        self.server = KubeletServer(
-            make_app(self.runtime, self.config.api_token),
-            self.config.server_host or self.config.node_ip,
-            self.config.server_port,
-        )
+        self.server = KubeletServer(make_app(self.runtime), cfg.server_host or cfg.node_ip, cfg.server_port,
+                                    tls_cert=cfg.tls_cert, tls_key=cfg.tls_key, client_ca=cfg.client_ca)
         self.server.start()
 
     def stop(self) -> None:
@@ -360,6 +366,7 @@ class Kubelet:
             if ref.namespace == namespace and ref.name == name and ref.uid != uid:
                 log.info("removing containers of a deleted pod", extra={"pod": key, "uid": ref.uid})
                 self._kill_in_background(ref.uid, ORPHAN_GRACE_SECONDS, key)
+                self.tokens.forget(ref.uid)
         if pod is None:
             return None
         if pod.metadata.deletionTimestamp:

@@ -36,8 +36,15 @@ from minik8s.kubelet.backoff import (
 from minik8s.kubelet.configrefs import ConfigError, ConfigObjects
 from minik8s.kubelet.events import NORMAL, WARNING, EventSink, NullSink
 from minik8s.kubelet.images import ImagePuller, PullFn, PullState
-from minik8s.kubelet.spec import SpecError, VolumePaths, container_kwargs, sandbox_dns_kwargs, sandbox_port_bindings
-from minik8s.kubelet.volumes import has_config_volumes, prepare_volumes
+from minik8s.kubelet.spec import (
+    SpecError,
+    VolumePaths,
+    container_kwargs,
+    image_user_needed,
+    sandbox_dns_kwargs,
+    sandbox_port_bindings,
+)
+from minik8s.kubelet.volumes import Tokens, has_config_volumes, prepare_volumes
 
 #: How soon a pod waiting on an in-flight pull is looked at again.
 PULL_POLL_SECONDS = 2.0
@@ -55,6 +62,8 @@ KILL_WORKERS = 8
 REASON_RUN_ERROR = "RunContainerError"
 REASON_NEVER_PULL = "ErrImageNeverPull"
 REASON_CONFIG_ERROR = "CreateContainerConfigError"
+#: Resync delay after the sandbox was found dead while starting into it (Kubernetes' SandboxChanged path).
+SANDBOX_CHANGED_RESYNC_SECONDS = 0.1
 
 
 def _labels(c: DockerContainer) -> dict[str, str]:
@@ -133,8 +142,14 @@ class DockerRuntime:
         cluster_dns: list[str] | None = None,
         cluster_domain: str = "cluster.local",
         config_objects: ConfigObjects | None = None,
+        tokens: Tokens | None = None,
+        service_env: Callable[[Pod], dict[str, str]] | None = None,
     ) -> None:
         self.docker = docker_client
+        #: ServiceAccount tokens for projected volumes (None: a pod asking for one waits in ContainerCreating).
+        self.tokens = tokens
+        #: Variables every container gets before its own env (KUBERNETES_SERVICE_HOST/PORT, …).
+        self.service_env = service_env
         #: Where ConfigMaps and Secrets the pods consume are read (None: every reference is missing).
         self.config_objects = config_objects
         self.cluster_dns, self.cluster_domain = list(cluster_dns or []), cluster_domain
@@ -254,8 +269,9 @@ class DockerRuntime:
             sandbox = self._ensure_sandbox(pod, ref, sandboxes, apps, waiting, requeue)
             if sandbox is not None:
                 for spec in pod.spec.containers:
-                    if spec.name in to_start:
-                        self._start_container(pod, ref, spec, to_start[spec.name], sandbox, waiting, requeue)
+                    if spec.name in to_start and not self._start_container(
+                            pod, ref, spec, to_start[spec.name], sandbox, waiting, requeue):
+                        break  # the sandbox died under us: the next sync re-creates it
         self._set_waiting(uid, waiting)
         return min(requeue) if requeue else None
 
@@ -263,7 +279,7 @@ class DockerRuntime:
         """Publish changed ConfigMap/Secret contents into a running pod's volumes (what its containers see
         changes without a restart). A required object that went away keeps the last contents, as in Kubernetes."""
         try:
-            prepare_volumes(pod, self.pods_dir, self.config_objects)
+            prepare_volumes(pod, self.pods_dir, self.config_objects, self.tokens)
         except ConfigError as exc:
             self._mount_failed(pod, exc)
         except (SpecError, OSError) as exc:
@@ -378,7 +394,7 @@ class DockerRuntime:
             waiting.pop(L.SANDBOX_NAME, None)
             return None
         try:
-            volumes = prepare_volumes(pod, self.pods_dir, self.config_objects)
+            volumes = prepare_volumes(pod, self.pods_dir, self.config_objects, self.tokens)
             return self._create_sandbox(pod, ref, attempt, volumes)
         except ConfigError as exc:
             # volumes are set up before the sandbox: the pod waits in ContainerCreating (FailedMount events)
@@ -460,6 +476,13 @@ class DockerRuntime:
         requeue.append(result.retry_in)
         return False
 
+    def _image_user(self, image: str) -> str:
+        """The user the image runs as (its config's `User`, "" for root by default)."""
+        try:
+            return str(self.docker.images.get(image).attrs.get("Config", {}).get("User") or "")
+        except docker.errors.ImageNotFound:
+            raise SpecError(f'image "{image}" is not on this node: cannot check its user') from None
+
     def _start_container(
         self,
         pod: Pod,
@@ -469,10 +492,11 @@ class DockerRuntime:
         sandbox: DockerContainer,
         waiting: dict[str, tuple[str, str]],
         requeue: list[float],
-    ) -> None:
+    ) -> bool:
+        """Create and start one container in ``sandbox``; False when the sandbox turned out to be dead."""
         image = spec.image or ""
         if not self._image_ready(pod, ref, spec.name, image, spec.imagePullPolicy, waiting, requeue):
-            return
+            return True
         grace = pod.spec.terminationGracePeriodSeconds or DEFAULT_GRACE_SECONDS
         name = L.docker_name(ref, spec.name, restart_count)
         skipped_env: list[str] = []
@@ -481,12 +505,15 @@ class DockerRuntime:
                 pod,
                 spec,
                 sandbox.id or "",
-                prepare_volumes(pod, self.pods_dir, self.config_objects),
+                prepare_volumes(pod, self.pods_dir, self.config_objects, self.tokens),
                 self._sandbox_ip(pod, sandbox),
                 self.host_ip,
                 self.config_objects,
                 skipped_env,
+                self._image_user(image) if image_user_needed(spec, pod) else "",
             )
+            if self.service_env is not None:  # the container's own env wins, as in Kubernetes
+                kwargs["environment"] = {**self.service_env(pod), **kwargs["environment"]}
             self._remove_named(name)
             created: DockerContainer = self.docker.containers.create(
                 image,
@@ -502,13 +529,15 @@ class DockerRuntime:
             waiting[spec.name] = (REASON_CONFIG_ERROR, message)
             self.events.event(pod, WARNING, "Failed", f"Error: {message}", spec.name)
             requeue.append(self.backoff.base)
-            return
+            return True
         except (docker.errors.APIError, SpecError, OSError) as exc:
+            if isinstance(exc, docker.errors.APIError) and not self._alive(sandbox):
+                return self._sandbox_changed(pod, ref, requeue)
             message = str(exc)
             waiting[spec.name] = (S.REASON_CREATE_ERROR, message)
             self.events.event(pod, WARNING, "Failed", f"Error: {message}", spec.name)
             requeue.append(self.backoff.base)
-            return
+            return True
         if skipped_env:
             self.events.event(pod, WARNING, "InvalidEnvironmentVariableNames",
                               f"Keys [{', '.join(sorted(skipped_env))}] from the EnvFrom of container {spec.name} "
@@ -519,18 +548,38 @@ class DockerRuntime:
         try:
             created.start()
         except docker.errors.APIError as exc:
+            if not self._alive(sandbox):
+                # "cannot join network of a non running container": not the container's failure, so no
+                # back-off and no restart counted; the pod gets a new sandbox at once.
+                self._remove(created)
+                return self._sandbox_changed(pod, ref, requeue)
             message = str(exc)
             waiting[spec.name] = (REASON_RUN_ERROR, message)
             self.events.event(pod, WARNING, "Failed", f"Error: {message}", spec.name)
             if restart_count == 0:
                 self.backoff.restarted((ref.uid, spec.name))
             requeue.append(self.backoff.delay((ref.uid, spec.name)))
-            return
+            return True
         self.events.event(pod, NORMAL, "Started", f"Started container {spec.name}", spec.name)
         log.info(
             "started container",
             extra={"pod": ref.key, "container": spec.name, "restart_count": restart_count},
         )
+        return True
+
+    def _alive(self, sandbox: DockerContainer) -> bool:
+        """Whether ``sandbox`` runs now (the listing a sync works from can be older than its death)."""
+        try:
+            sandbox.reload()
+        except docker.errors.NotFound:
+            return False
+        return bool(sandbox.status == "running")
+
+    def _sandbox_changed(self, pod: Pod, ref: L.PodRef, requeue: list[float]) -> bool:
+        log.info("pod sandbox died while starting containers into it", extra={"pod": ref.key})
+        self.events.event(pod, NORMAL, "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+        requeue.append(SANDBOX_CHANGED_RESYNC_SECONDS)
+        return False
 
     # --- teardown --------------------------------------------------------------------------------
 

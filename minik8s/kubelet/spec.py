@@ -8,6 +8,7 @@ from typing import Any
 
 from minik8s.api.quantity import cpu_millis, memory_bytes
 from minik8s.api.types import Container, Pod
+from minik8s.kubelet import subpath
 from minik8s.kubelet.configrefs import (
     CONFIGMAP,
     SECRET,
@@ -124,27 +125,75 @@ def volume_binds(c: Container, volumes: VolumePaths) -> list[str]:
             )
         host = volumes.paths[m.name]
         if m.subPath:
-            if Path(m.subPath).is_absolute() or ".." in Path(m.subPath).parts:
-                raise SpecError(
-                    f"containers[{c.name}].volumeMounts[{m.name}].subPath: must be a relative path "
-                    "without '..'"
-                )
-            host = host / m.subPath
-            if m.name in volumes.owned:
-                host.mkdir(parents=True, exist_ok=True)
+            try:
+                host = subpath.resolve(host, m.subPath, create=m.name in volumes.owned)
+            except subpath.SubPathError as exc:
+                raise SpecError(f'containers[{c.name}].volumeMounts[{m.name}].subPath "{m.subPath}": {exc}') from None
         read_only = m.readOnly or m.name in volumes.read_only
         binds.append(f"{host}:{m.mountPath}:{'ro' if read_only else 'rw'}")
     return binds
 
 
-def security_kwargs(c: Container, pod: Pod) -> dict[str, Any]:
+def _first(*values: Any) -> Any:
+    """The container's setting, else the pod's (0 and False are settings, not absent)."""
+    return next((v for v in values if v is not None), None)
+
+
+def _security_settings(c: Container, pod: Pod) -> tuple[int | None, int | None, bool | None]:
+    sc, psc = c.securityContext, pod.spec.securityContext
+    return (_first(sc and sc.runAsUser, psc and psc.runAsUser), _first(sc and sc.runAsGroup, psc and psc.runAsGroup),
+            _first(sc and sc.runAsNonRoot, psc and psc.runAsNonRoot))
+
+
+def image_user_needed(c: Container, pod: Pod) -> bool:
+    """Whether the image's configured user decides something (runAsNonRoot, or a group without a user)."""
+    user, group, non_root = _security_settings(c, pod)
+    return bool(non_root) or (user is None and group is not None)
+
+
+def check_non_root(c: Container, pod: Pod, image_user: str) -> None:
+    """The kubelet's runAsNonRoot check: refuse to start a container that would run as uid 0."""
+    user, _group, non_root = _security_settings(c, pod)
+    if not non_root:
+        return
+    where = f'(pod: "{pod.metadata.namespace}/{pod.metadata.name}", container: {c.name})'
+    if user is not None:
+        if user == 0:
+            raise SpecError(f"container's runAsUser breaks non-root policy {where}")
+        return
+    uid = image_user.split(":", 1)[0]
+    if uid in ("", "0", "root"):
+        raise SpecError(f"container has runAsNonRoot and image will run as root {where}")
+    if not uid.isdigit():
+        raise SpecError(f"container has runAsNonRoot and image has non-numeric user ({uid}), cannot verify user "
+                        f"is non-root {where}")
+
+
+def _seccomp_options(c: Container, pod: Pod) -> list[str]:
+    sc, psc = c.securityContext, pod.spec.securityContext
+    profile = _first(sc and sc.seccompProfile, psc and psc.seccompProfile)
+    if profile is None or profile.type == "RuntimeDefault":
+        return []  # Docker's default profile is the runtime default
+    if profile.type == "Unconfined":
+        return ["seccomp=unconfined"]
+    raise SpecError(f'containers[{c.name}].securityContext.seccompProfile: type "{profile.type}" is not supported')
+
+
+def security_kwargs(c: Container, pod: Pod, image_user: str = "") -> dict[str, Any]:
+    """Docker's user, privileges, capabilities and seccomp for the container; `image_user` is the image's
+    configured user (needed when `image_user_needed`)."""
     sc = c.securityContext
     psc = pod.spec.securityContext
     out: dict[str, Any] = {"privileged": bool(sc and sc.privileged)}
-    user = (sc.runAsUser if sc else None) or (psc.runAsUser if psc else None)
-    group = (sc.runAsGroup if sc else None) or (psc.runAsGroup if psc else None)
+    check_non_root(c, pod, image_user)
+    user, group, _non_root = _security_settings(c, pod)
     if user is not None:
         out["user"] = f"{user}:{group}" if group is not None else str(user)
+    elif group is not None:  # a group alone keeps the image's user
+        out["user"] = f"{image_user.split(':', 1)[0] or 0}:{group}"
+    if psc is not None and psc.fsGroup is not None:
+        out["group_add"] = [str(psc.fsGroup)]
+    security_opt = _seccomp_options(c, pod)
     if sc is not None:
         if sc.readOnlyRootFilesystem:
             out["read_only"] = True
@@ -154,13 +203,15 @@ def security_kwargs(c: Container, pod: Pod) -> dict[str, Any]:
             if sc.capabilities.drop:
                 out["cap_drop"] = list(sc.capabilities.drop)
         if sc.allowPrivilegeEscalation is False:
-            out["security_opt"] = ["no-new-privileges"]
+            security_opt.append("no-new-privileges")
+    if security_opt:
+        out["security_opt"] = security_opt
     return out
 
 
 def container_kwargs(
     pod: Pod, c: Container, sandbox_id: str, volumes: VolumePaths, pod_ip: str | None, host_ip: str | None,
-    objects: ConfigObjects | None = None, skipped_env: list[str] | None = None,
+    objects: ConfigObjects | None = None, skipped_env: list[str] | None = None, image_user: str = "",
 ) -> dict[str, Any]:
     """Arguments for ``docker.containers.create`` (image, name and labels are added by the caller);
     envFrom keys left out as invalid variable names are added to ``skipped_env``."""
@@ -181,7 +232,7 @@ def container_kwargs(
     if c.workingDir:
         kwargs["working_dir"] = c.workingDir
     kwargs.update(resource_kwargs(c))
-    kwargs.update(security_kwargs(c, pod))
+    kwargs.update(security_kwargs(c, pod, image_user))
     return kwargs
 
 

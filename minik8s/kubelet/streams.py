@@ -22,8 +22,10 @@ from typing import Any, Protocol
 import anyio
 import docker.errors
 from fastapi import FastAPI
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from minik8s import jsonc
 from minik8s.errors import BadRequest, MiniK8sError
 from minik8s.streaming import channels as ch
 
@@ -220,12 +222,14 @@ async def _refuse(ws: WebSocket, message: str, reason: str = "BadRequest", code:
     await ws.close()
 
 
-def register(app: FastAPI, runtime: Containers, authorized: Any) -> None:
-    """Add `/exec/...` and `/attach/...` WebSocket routes; `authorized(header)` checks the bearer token."""
+def register(app: FastAPI, runtime: Containers, check: Any) -> None:
+    """Add `/exec/...` and `/attach/...` WebSocket routes; `check(scope)` is None or the error refusing the peer."""
 
     async def serve(ws: WebSocket, kind: str) -> None:
-        if not authorized(ws.headers.get("authorization", "")):
-            await ws.close(POLICY_VIOLATION)
+        refused = check(ws.scope)
+        if refused is not None:  # a plain HTTP 401/403 before the upgrade, as the API server's own
+            await ws.send_denial_response(Response(jsonc.dumps(refused.to_status()), refused.code,
+                                                   media_type="application/json"))
             return
         protocol = ch.choose_protocol(ch.offered_protocols(ws.headers.get("sec-websocket-protocol")))
         if protocol is None:

@@ -1,13 +1,24 @@
 """A pod's volumes on the node: emptyDir directories it owns, hostPath directories it borrows, and
-ConfigMap/Secret directories published by the atomic writer (rewritten when the object changes)."""
+ConfigMap/Secret/projected directories published by the atomic writer (rewritten when the object
+changes, or, for a projected ServiceAccount token, when the token is refreshed)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Protocol
 
-from minik8s.api.types import Pod
-from minik8s.kubelet.atomic_writer import PayloadError, write_payload
-from minik8s.kubelet.configrefs import ConfigError, ConfigObjects, NoConfigObjects, configmap_payload, secret_payload
+from minik8s.api.types import ConfigMapVolumeSource, Pod, ProjectedVolumeSource, SecretVolumeSource
+from minik8s.kubelet.atomic_writer import FileProjection, PayloadError, write_payload
+from minik8s.kubelet.configrefs import (
+    DEFAULT_MODE,
+    ConfigError,
+    ConfigObjects,
+    NoConfigObjects,
+    configmap_payload,
+    secret_payload,
+)
+from minik8s.kubelet.satokens import TokenUnavailable
 from minik8s.kubelet.spec import SpecError, VolumePaths
 
 POD_DIR_VOLUMES = "volumes"
@@ -17,24 +28,79 @@ HOST_PATH_DIRECTORY = "Directory"
 HOST_PATH_FILE = "File"
 
 
+class Tokens(Protocol):
+    """Where a projected serviceAccountToken comes from (the kubelet's `TokenManager`)."""
+
+    def token(self, pod: Pod, audience: str | None, expiration_s: int) -> str: ...
+
+
 def has_config_volumes(pod: Pod) -> bool:
-    return any(v.configMap is not None or v.secret is not None for v in pod.spec.volumes or [])
+    return any(v.configMap is not None or v.secret is not None or v.projected is not None
+               for v in pod.spec.volumes or [])
 
 
-def prepare_volumes(pod: Pod, pods_dir: Path, objects: ConfigObjects | None = None) -> VolumePaths:
+def downward_value(pod: Pod, field_path: str) -> str:
+    """A downwardAPI file's contents; labels and annotations as sorted `key="value"` lines, as Kubernetes."""
+    meta = pod.metadata
+    for prefix, values in (("metadata.labels", meta.labels), ("metadata.annotations", meta.annotations)):
+        if field_path == prefix:
+            return "\n".join(f'{key}="{value}"' for key, value in sorted((values or {}).items()))
+        if field_path.startswith(f"{prefix}['") and field_path.endswith("']"):
+            return (values or {}).get(field_path[len(prefix) + 2:-2], "")
+    plain = {"metadata.name": meta.name, "metadata.namespace": meta.namespace or "default", "metadata.uid": meta.uid}
+    if field_path not in plain:
+        raise SpecError(f"downwardAPI fieldRef: unsupported field {field_path!r}")
+    return plain[field_path] or ""
+
+
+def projected_payload(pod: Pod, volume: str, src: ProjectedVolumeSource, objects: ConfigObjects,
+                      tokens: Tokens | None) -> dict[str, FileProjection]:
+    """Every source's files in one directory (Kubernetes' projected volume)."""
+    mode = DEFAULT_MODE if src.defaultMode is None else src.defaultMode
+    out: dict[str, FileProjection] = {}
+    for proj in src.sources or []:
+        if proj.configMap is not None:
+            cm = proj.configMap
+            out.update(configmap_payload(pod, volume, ConfigMapVolumeSource(
+                name=cm.name, items=cm.items, defaultMode=mode, optional=cm.optional), objects))
+        elif proj.secret is not None:
+            sec = proj.secret
+            out.update(secret_payload(pod, volume, SecretVolumeSource(
+                secretName=sec.name, items=sec.items, defaultMode=mode, optional=sec.optional), objects))
+        elif proj.downwardAPI is not None:
+            for item in proj.downwardAPI.items or []:
+                value = downward_value(pod, item.fieldRef.fieldPath)
+                out[item.path] = FileProjection(value.encode(), mode if item.mode is None else item.mode)
+        elif proj.serviceAccountToken is not None:
+            tok = proj.serviceAccountToken
+            if tokens is None:
+                raise ConfigError("no API to request a service account token from", volume)
+            try:
+                value = tokens.token(pod, tok.audience, tok.expirationSeconds or 3600)
+            except TokenUnavailable as exc:
+                raise ConfigError(str(exc), volume) from None
+            out[tok.path] = FileProjection(value.encode(), mode)
+    return out
+
+
+def prepare_volumes(pod: Pod, pods_dir: Path, objects: ConfigObjects | None = None,
+                    tokens: Tokens | None = None) -> VolumePaths:
     """Create the pod's emptyDirs (``pods_dir/<uid>/volumes/<name>``), check its hostPaths, and publish
-    the current contents of its ConfigMap and Secret volumes (written only when they changed).
-    A missing required ConfigMap, Secret or key raises ConfigError naming the volume."""
+    the current contents of its ConfigMap, Secret and projected volumes (written only when they changed).
+    A missing required ConfigMap, Secret or key, or a token the API refuses, raises ConfigError naming
+    the volume."""
     uid = pod.metadata.uid or ""
     paths: dict[str, Path] = {}
     owned: set[str] = set()
     read_only: set[str] = set()
     source = objects or NoConfigObjects()
     for v in pod.spec.volumes or []:
-        if v.configMap is not None or v.secret is not None:
+        if v.configMap is not None or v.secret is not None or v.projected is not None:
             path = pods_dir / uid / POD_DIR_VOLUMES / v.name
             if v.configMap is not None:
                 payload = configmap_payload(pod, v.name, v.configMap, source)
+            elif v.projected is not None:
+                payload = projected_payload(pod, v.name, v.projected, source, tokens)
             else:
                 assert v.secret is not None
                 payload = secret_payload(pod, v.name, v.secret, source)
@@ -48,13 +114,17 @@ def prepare_volumes(pod: Pod, pods_dir: Path, objects: ConfigObjects | None = No
             path = pods_dir / uid / POD_DIR_VOLUMES / v.name
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(0o777)  # like Kubernetes: any container user may write an emptyDir
+            fs_group = pod.spec.securityContext.fsGroup if pod.spec.securityContext else None
+            if fs_group is not None:  # owned by the pod's fsGroup, and new files inherit it (setgid)
+                os.chown(path, -1, fs_group)
+                path.chmod(0o2777)
             paths[v.name] = path
             owned.add(v.name)
         elif v.hostPath is not None:
             paths[v.name] = host_path(v.name, v.hostPath.path, v.hostPath.type or "")
         else:
-            raise SpecError(f"spec.volumes[{v.name}]: only emptyDir, hostPath, configMap and secret volumes "
-                            "are supported")
+            raise SpecError(f"spec.volumes[{v.name}]: only emptyDir, hostPath, configMap, secret and projected "
+                            "volumes are supported")
     return VolumePaths(paths=paths, owned=frozenset(owned), read_only=frozenset(read_only))
 
 

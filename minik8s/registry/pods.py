@@ -135,6 +135,8 @@ class PodStrategy(Strategy):
         node = target.get("name") if isinstance(target, dict) else None
         if not node:
             raise Invalid("Binding", name, [("target.name", "Required value")])
+        if not isinstance(node, str):
+            raise Invalid("Binding", name, [("target.name", f"Invalid value: {node!r}: must be a string")])
         key = info.key(namespace, name)
         pod = self.recent.take(key)
         remembered = pod is not None

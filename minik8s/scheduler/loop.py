@@ -18,8 +18,10 @@ from minik8s.client import Client, Informer, WorkQueue
 from minik8s.client.events import EventRecorder
 from minik8s.errors import Conflict, MiniK8sError, NotFound
 from minik8s.health import WATCHDOG
+from minik8s.scheduler import preemption
 from minik8s.scheduler.cache import SchedulerCache
-from minik8s.scheduler.policy import POLICIES, Placement, Policy
+from minik8s.scheduler.policy import POLICIES, UNRESOLVABLE, Placement, Policy, fits
+from minik8s.scheduler.queue import PriorityWorkQueue
 from minik8s.scheduler.snapshot import pod_key
 
 log = logging.getLogger("minik8s.scheduler")
@@ -47,11 +49,14 @@ class Scheduler:
         if self.config.policy not in POLICIES:
             raise ValueError(f"unknown scheduler policy {self.config.policy!r}: one of {', '.join(POLICIES)}")
         self.policy: Policy = POLICIES[self.config.policy]
-        self.queue = WorkQueue()
         self.cache = SchedulerCache()
         self.pods = Informer(client, "Pod", resync_seconds=self.config.resync_s)
+        self.queue: WorkQueue = PriorityWorkQueue(self._priority_of)
         self.nodes = Informer(client, "Node", resync_seconds=self.config.resync_s)
         self.namespaces = Informer(client, "Namespace", resync_seconds=self.config.resync_s)
+        self.pdbs = Informer(client, "PodDisruptionBudget", resync_seconds=self.config.resync_s)
+        # pending pods that preempted others: key -> the pod, held on its nominated node for pods not above it
+        self._nominated: dict[str, t.Pod] = {}
         # events go out from their own thread, like kube-scheduler's broadcaster: never ahead of a bind
         self.events = EventRecorder(client, self.config.scheduler_name, asynchronous=True,
                                     writers=self.config.event_writers)
@@ -70,12 +75,27 @@ class Scheduler:
         for key in keys:
             self.queue.add(key)
 
+    def _priority_of(self, key: str) -> int:
+        pod = self.pods.get(key)
+        return preemption.priority(pod) if pod is not None else 0
+
+    def _track_nomination(self, pod: t.Pod) -> None:
+        key = pod_key(pod)
+        with self.cache.lock:
+            if not pod.spec.nodeName and pod.status and pod.status.nominatedNodeName and \
+                    not pod.metadata.deletionTimestamp:
+                self._nominated[key] = pod
+            else:
+                self._nominated.pop(key, None)
+
     def _pod_added(self, pod: t.Pod) -> None:
         self.cache.update_pod(pod)
+        self._track_nomination(pod)
         self._enqueue(pod)
 
     def _pod_updated(self, old: t.Pod, new: t.Pod) -> None:
         self.cache.update_pod(new)
+        self._track_nomination(new)
         with self._lock:
             waiting = pod_key(new) in self._unschedulable
         if waiting and old.spec == new.spec and old.metadata.labels == new.metadata.labels:
@@ -87,6 +107,8 @@ class Scheduler:
 
     def _pod_deleted(self, pod: t.Pod) -> None:
         self.cache.remove_pod(pod)
+        with self.cache.lock:
+            self._nominated.pop(pod_key(pod), None)
         if pod.spec.nodeName:
             self._requeue_unschedulable()
 
@@ -114,7 +136,7 @@ class Scheduler:
         self.nodes.add_handler(on_add=self._node_added, on_update=self._node_changed,
                                on_delete=self.cache.remove_node)
         self.pods.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
-        informers = (self.namespaces, self.nodes, self.pods)
+        informers = (self.namespaces, self.nodes, self.pdbs, self.pods)
         for inf in informers:
             inf.start()
         for inf in informers:
@@ -126,7 +148,7 @@ class Scheduler:
     def stop(self) -> None:
         self._stop.set()
         self.queue.shutdown()
-        for inf in (self.namespaces, self.nodes, self.pods):
+        for inf in (self.namespaces, self.nodes, self.pdbs, self.pods):
             inf.stop()
         if self._thread:
             self._thread.join(timeout=5)
@@ -157,11 +179,23 @@ class Scheduler:
         with self.cache.lock:
             if self.cache.is_assumed(key):
                 return  # already decided; the bind is in flight or the informer has not caught up
-            placement = self.policy.schedule(pod, self.cache.snapshot, self._last_node)
+            placement = self._place(pod)
             total = len(self.cache.snapshot.nodes)
+            candidate = None
             if placement.node is not None:
                 self.cache.assume(pod, placement.node)
                 self._last_node = placement.node
+                self._nominated.pop(key, None)
+            elif preemption.eligible(pod, self.cache.snapshot):
+                resolvable = {n: r for n, r in placement.failed.items() if r not in UNRESOLVABLE}
+                candidate = preemption.preempt(pod, self.cache.snapshot, resolvable, fits,
+                                               [b.to_dict() for b in self.pdbs.list()])
+                if candidate is not None:  # hold the node for it at once, before the victims are gone
+                    status = (pod.status or t.PodStatus()).model_copy(update={"nominatedNodeName": candidate.node})
+                    self._nominated[key] = pod.model_copy(update={"status": status})
+        if candidate is not None:
+            self._inflight.acquire()
+            self._submit(self._preempt, pod, candidate)
         self._inflight.acquire()
         if placement.node is None:
             with self._lock:
@@ -171,6 +205,23 @@ class Scheduler:
         else:
             self.queue.forget(key)
             self._submit(self._bind, pod, placement.node)
+
+    def _place(self, pod: t.Pod) -> Placement:
+        """Decide with the pods nominated to nodes (of at least this pod's priority) counted there, as
+        kube-scheduler does, so a lower-priority pod cannot take the room a preemption made. Caller holds
+        the cache lock."""
+        snap = self.cache.snapshot
+        key = pod_key(pod)
+        held = [p for k, p in self._nominated.items() if k != key and
+                preemption.priority(p) >= preemption.priority(pod) and snap.node_of(k) is None]
+        for p in held:
+            node = p.status.nominatedNodeName if p.status else None
+            snap.add_pod(p.model_copy(update={"spec": p.spec.model_copy(update={"nodeName": node})}))
+        try:
+            return self.policy.schedule(pod, snap, self._last_node)
+        finally:
+            for p in held:
+                snap.remove_pod(pod_key(p))
 
     def _submit(self, fn: Any, *args: Any) -> None:
         def run() -> None:
@@ -201,6 +252,32 @@ class Scheduler:
         if self.config.record_scheduled_events:
             self.events.record(pod, "Normal", "Scheduled", f"Successfully assigned {ns}/{name} to {node}")
         log.debug("bound", extra={"pod": pod_key(pod), "node": node})
+
+    def _preempt(self, pod: t.Pod, candidate: preemption.Candidate) -> None:
+        """Nominate the node on the preemptor, then delete the victims gracefully (they get their grace period)."""
+        ns, name = pod.metadata.namespace or "default", pod.metadata.name or ""
+        try:
+            self.client.patch("Pod", name, {"status": {"nominatedNodeName": candidate.node}}, ns,
+                              subresource="status")
+        except NotFound:
+            return
+        except MiniK8sError as exc:
+            log.warning("could not nominate a node", extra={"pod": pod_key(pod), "error": exc.message})
+        for victim in candidate.victims:
+            if victim.metadata.deletionTimestamp:
+                continue
+            try:
+                self.client.delete("Pod", victim.metadata.name or "", victim.metadata.namespace)
+            except NotFound:
+                continue
+            except MiniK8sError as exc:
+                log.warning("could not delete a preemption victim", extra={"pod": pod_key(victim),
+                                                                           "error": exc.message})
+                continue
+            self.events.record(victim, "Normal", "Preempted",
+                               f"Preempted by pod {pod.metadata.uid} on node {candidate.node}")
+        log.info("preempted", extra={"pod": pod_key(pod), "node": candidate.node,
+                                     "victims": [pod_key(v) for v in candidate.victims]})
 
     def _report_unschedulable(self, pod: t.Pod, placement: Placement, total: int) -> None:
         """PodScheduled=False with the reasons, and a FailedScheduling event."""

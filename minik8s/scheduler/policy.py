@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from minik8s.api import types as t
 from minik8s.scheduler import affinity as a
+from minik8s.scheduler import spread
 from minik8s.scheduler.snapshot import NodeInfo, OwnerKey, Snapshot, owner_key, pod_requests
 
 __all__ = ["FILTERS", "POLICIES", "SCORERS", "Cycle", "NodeInfo", "Placement", "Policy", "ScorePlugin", "Snapshot",
@@ -40,6 +41,7 @@ class Cycle:
         self.pod_affinity = aff.podAffinity if aff else None
         self.pod_anti_affinity = aff.podAntiAffinity if aff else None
         self._memo: dict[str, Any] = {}
+        self.feasible: list[NodeInfo] = []  # set before scoring: the nodes that passed every filter
 
     def memo(self, name: str, compute: Callable[[Cycle], T]) -> T:
         if name not in self._memo:
@@ -177,6 +179,27 @@ def pod_anti_affinity(c: Cycle, ni: NodeInfo) -> str | None:
     return None
 
 
+def _affinity_ok(c: Cycle) -> Callable[[NodeInfo], bool]:
+    return lambda ni: node_selector(c, ni) is None and node_affinity(c, ni) is None
+
+
+def _taints_ok(c: Cycle) -> Callable[[NodeInfo], bool]:
+    return lambda ni: taints_tolerated(c, ni) is None
+
+
+def _spread_filter_state(c: Cycle) -> spread.SpreadState:
+    cons = spread.constraints(c.pod, "DoNotSchedule")
+    return spread.count(c.pod, c.snapshot.nodes, cons, _affinity_ok(c), _taints_ok(c))
+
+
+def topology_spread(c: Cycle, ni: NodeInfo) -> str | None:
+    return spread.filter_node(c.memo("spread-filter", _spread_filter_state), ni)
+
+
+def _has_hard_spread(c: Cycle) -> bool:
+    return any(x.whenUnsatisfiable == "DoNotSchedule" for x in c.pod.spec.topologySpreadConstraints or [])
+
+
 def _has_selector(c: Cycle) -> bool:
     return bool(c.pod.spec.nodeSelector)
 
@@ -199,6 +222,7 @@ def _anti_affinity_in_play(c: Cycle) -> bool:
 APPLIES: dict[Filter, Callable[[Cycle], bool]] = {
     node_selector: _has_selector, node_affinity: _has_required_node_affinity,
     pod_affinity: _has_required_pod_affinity, pod_anti_affinity: _anti_affinity_in_play,
+    topology_spread: _has_hard_spread,
 }
 
 # Cheap, common checks first: a node is reported under the first filter it fails.
@@ -206,7 +230,15 @@ FILTERS: dict[str, Filter] = {
     "NodeUnschedulable": node_schedulable, "NodeReady": node_ready, "NodeSelector": node_selector,
     "NodeAffinity": node_affinity, "TaintToleration": taints_tolerated, "NodeResourcesFit": fits_resources,
     "InterPodAffinity": pod_affinity, "InterPodAntiAffinity": pod_anti_affinity,
+    "PodTopologySpread": topology_spread,
 }
+
+# Failing one of these cannot be fixed by removing pods from the node, so preemption skips the node
+# (kube-scheduler's UnschedulableAndUnresolvable).
+UNRESOLVABLE = frozenset({
+    "node(s) were not ready", "node(s) were unschedulable", "node(s) didn't match Pod's node selector",
+    "node(s) didn't match Pod's node affinity/selector", "node(s) had untolerated taint",
+    "node(s) didn't match pod affinity rules", spread.MISSING_LABEL_REASON})
 
 
 # --- scorers ---------------------------------------------------------------------------------
@@ -253,6 +285,31 @@ def prefer_no_schedule(c: Cycle, ni: NodeInfo) -> float:
     return float(sum(1 for taint in ni.taints if taint.effect == "PreferNoSchedule" and _untolerated(c, taint)))
 
 
+NO_SPREAD_KEY = -1.0  # a node missing a ScheduleAnyway constraint's key: 0 after normalizing
+
+
+def _spread_score_state(c: Cycle) -> tuple[spread.SpreadState, list[int]]:
+    cons = spread.constraints(c.pod, "ScheduleAnyway")
+    state = spread.count(c.pod, c.snapshot.nodes, cons, _affinity_ok(c), _taints_ok(c))
+    with_keys = [ni for ni in c.feasible if all(x.key in ni.labels for x in cons)]
+    sizes = [len({ni.labels[x.key] for ni in with_keys}) for x in cons]
+    return state, sizes
+
+
+def spread_score(c: Cycle, ni: NodeInfo) -> float:
+    state, sizes = c.memo("spread-score", _spread_score_state)
+    raw = spread.score_node(state, ni, sizes)
+    return NO_SPREAD_KEY if raw is None else raw
+
+
+def spread_normalize(raw: list[float]) -> list[float]:
+    return spread.normalize([None if s == NO_SPREAD_KEY else s for s in raw])
+
+
+def _no_soft_spread(c: Cycle) -> bool:
+    return not any(x.whenUnsatisfiable == "ScheduleAnyway" for x in c.pod.spec.topologySpreadConstraints or [])
+
+
 def scale_to_max(raw: list[float]) -> list[float]:
     top = max(raw, default=0.0)
     return [MAX_SCORE * s / top for s in raw] if top > 0 else [0.0] * len(raw)
@@ -270,8 +327,8 @@ def min_max(raw: list[float]) -> list[float]:
 
 @dataclass(frozen=True)
 class ScorePlugin:
-    """`uniform`: for a pod it holds for, the plug-in scores every node 0 (before normalizing), so
-    the decision computes the normalized value once instead of calling `score` per node."""
+    """`uniform`: for a pod it holds for, the plug-in gives every node the same score, so the decision
+    skips it (a constant added to every node never changes which node is best)."""
 
     score: Scorer
     weight: float = 1.0
@@ -299,6 +356,7 @@ SCORERS: dict[str, ScorePlugin] = {
     "NodeAffinity": ScorePlugin(preferred_node_affinity, 2.0, scale_to_max, _no_preferred_node_affinity),
     "InterPodAffinity": ScorePlugin(preferred_pod_affinity, 2.0, min_max, _no_preferred_pod_affinity),
     "TaintToleration": ScorePlugin(prefer_no_schedule, 3.0, fewer_is_better, _no_node_tainted),
+    "PodTopologySpread": ScorePlugin(spread_score, 2.0, spread_normalize, _no_soft_spread),
 }
 
 
@@ -308,6 +366,7 @@ SCORERS: dict[str, ScorePlugin] = {
 class Placement:
     node: str | None
     reasons: Counter[str] = field(default_factory=Counter)
+    failed: dict[str, str] = field(default_factory=dict)  # node -> the first filter it failed
 
     def message(self, total: int) -> str:
         detail = ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items()))
@@ -327,21 +386,36 @@ class Policy:
         c = Cycle(pod, snapshot)
         filters = [f for f in self.filters.values() if f not in APPLIES or APPLIES[f](c)]
         reasons: Counter[str] = Counter()
+        failed: dict[str, str] = {}
         feasible: list[NodeInfo] = []
         for ni in snapshot.nodes:
             for f in filters:
                 reason = f(c, ni)
                 if reason:
                     reasons[reason] += 1
+                    failed[ni.name] = reason
                     break
             else:
                 feasible.append(ni)
         if not feasible:
-            return Placement(None, reasons)
+            return Placement(None, reasons, failed)
+        c.feasible = feasible
         if self.round_robin:
             after = next((ni for ni in feasible if last is not None and ni.name > last), feasible[0])
             return Placement(after.name)
         return Placement(feasible[_best(c, feasible, self.scorers)].name)
+
+
+def fits(pod: t.Pod, ni: NodeInfo, snapshot: Snapshot, filters: Mapping[str, Filter] | None = None) -> str | None:
+    """The first filter `ni` fails for `pod` (None: it fits), for preemption's what-if checks."""
+    c = Cycle(pod, snapshot)
+    for f in (FILTERS if filters is None else filters).values():
+        if f in APPLIES and not APPLIES[f](c):
+            continue
+        reason = f(c, ni)
+        if reason:
+            return reason
+    return None
 
 
 def _best(c: Cycle, feasible: list[NodeInfo], scorers: Mapping[str, ScorePlugin]) -> int:
@@ -351,9 +425,8 @@ def _best(c: Cycle, feasible: list[NodeInfo], scorers: Mapping[str, ScorePlugin]
     totals = [0.0] * len(feasible)
     for plugin in scorers.values():
         if plugin.uniform is not None and plugin.uniform(c):
-            raw = [0.0] * len(feasible)
-        else:
-            raw = [plugin.score(c, ni) for ni in feasible]
+            continue  # every node gets the same score: it cannot change which node is best
+        raw = [plugin.score(c, ni) for ni in feasible]
         if plugin.normalize is not None:
             raw = plugin.normalize(raw)
         w = plugin.weight

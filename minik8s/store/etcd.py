@@ -8,10 +8,12 @@ etcd cluster (:mod:`minik8s.store.failover`).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import pyetcd
@@ -52,10 +54,52 @@ def _range_end(prefix: str) -> bytes:
     return bytes(b)
 
 
+class Transformer(Protocol):
+    """What happens to a value on its way to etcd and back (encryption at rest), by its key."""
+
+    def to_storage(self, key: bytes, data: bytes) -> bytes: ...
+
+    def from_storage(self, key: bytes, data: bytes) -> bytes: ...
+
+    def stale(self, key: bytes, data: bytes) -> bool:
+        """Whether a write now would store `data` differently (a rotated key): such objects are rewritten
+        even by an update that changes nothing, so re-writing every object completes a key rotation."""
+        ...
+
+
+class _Plain:
+    def to_storage(self, key: bytes, data: bytes) -> bytes:
+        return data
+
+    def from_storage(self, key: bytes, data: bytes) -> bytes:
+        return data
+
+    def stale(self, key: bytes, data: bytes) -> bool:
+        return False
+
+
+MAX_STALE_KEYS = 100_000  # remembered keys whose stored form is stale; forgetting only costs a rewrite
+
+
 def _decode(value: bytes, revision: int) -> dict[str, Any]:
     obj: dict[str, Any] = jsonc.loads(value)
     obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
     return obj
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Decoding thousands of objects allocates hundreds of thousands of dicts and lists, and the cyclic
+    GC's full passes over them made a 10,000-pod list ~4x slower (measured: 640 ms vs 170 ms of
+    decoding). Decoded JSON has no reference cycles, so pausing collection loses nothing. Threads
+    racing here leave GC enabled (only the one that found it enabled turns it back on)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _encode(obj: dict[str, Any]) -> bytes:
@@ -85,8 +129,10 @@ class EtcdStore:
     """
 
     def __init__(self, endpoints: list[str], timeout: float = DEFAULT_TIMEOUT_S,
-                 failover: FailoverConfig | None = None) -> None:
+                 failover: FailoverConfig | None = None, transformer: Transformer | None = None) -> None:
         self.endpoints = list(endpoints)
+        self.transformer: Transformer = transformer or _Plain()
+        self._stale: set[bytes] = set()  # keys read in a stale stored form (see Transformer.stale)
         cfg = failover or FailoverConfig(window_s=timeout)
         self._members = Members(self.endpoints, cfg)
         self._timeout = cfg.attempt_timeout_s
@@ -98,6 +144,21 @@ class EtcdStore:
 
     def close(self) -> None:
         self._members.close()
+
+    def _load(self, key: bytes, value: bytes, revision: int) -> dict[str, Any]:
+        if self.transformer.stale(key, value):
+            if len(self._stale) >= MAX_STALE_KEYS:
+                self._stale.clear()
+            self._stale.add(key)
+        return _decode(self.transformer.from_storage(key, value), revision)
+
+    def _dump(self, key: str, obj: dict[str, Any]) -> bytes:
+        self._stale.discard(key.encode())
+        return self.transformer.to_storage(key.encode(), _encode(obj))
+
+    def stale(self, key: str) -> bool:
+        """Whether `key` was last read in a form a write would now change (e.g. under a rotated-out key)."""
+        return key.encode() in self._stale
 
     def _txn(self, req: rpc.TxnRequest) -> rpc.TxnResponse:
         """Run `req` on a member. A retry after an attempt that got no answer is safe: every txn here is
@@ -133,11 +194,12 @@ class EtcdStore:
         if not resp.kvs:
             raise NotFound(key)
         kv = resp.kvs[0]
-        return _decode(kv.value, kv.mod_revision)
+        return self._load(kv.key, kv.value, kv.mod_revision)
 
     def list(self, prefix: str) -> tuple[list[dict[str, Any]], int]:
         resp = self._range(prefix, prefix=True)
-        return [_decode(kv.value, kv.mod_revision) for kv in resp.kvs], int(resp.header.revision)
+        with _gc_paused():
+            return [self._load(kv.key, kv.value, kv.mod_revision) for kv in resp.kvs], int(resp.header.revision)
 
     def list_page(self, prefix: str, start: str, limit: int, revision: int | None = None) -> ListPage:
         """Up to `limit` objects under `prefix` from key `start` on, as of `revision` (None: now).
@@ -154,7 +216,8 @@ class EtcdStore:
                 raise
 
         resp = self._members.call("range", attempt)
-        items = [(kv.key.decode(), _decode(kv.value, kv.mod_revision)) for kv in resp.kvs]
+        with _gc_paused():
+            items = [(kv.key.decode(), self._load(kv.key, kv.value, kv.mod_revision)) for kv in resp.kvs]
         return ListPage(items, revision or int(resp.header.revision), bool(resp.more), int(resp.count))
 
     def create(self, key: str, obj: dict[str, Any], unchanged: tuple[str, int] | None = None) -> dict[str, Any]:
@@ -170,7 +233,7 @@ class EtcdStore:
             cmps.append(rpc.Compare(key=unchanged[0].encode(), result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
                                     mod_revision=unchanged[1]))
             failure.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode(), count_only=True)))
-        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=_encode(obj)))
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=self._dump(key, obj)))
         resp = self._txn(rpc.TxnRequest(compare=cmps, success=[put], failure=failure))
         if not resp.succeeded:
             if unchanged is not None and not resp.responses[0].response_range.count:
@@ -186,7 +249,7 @@ class EtcdStore:
         else:
             cmp = rpc.Compare(key=key.encode(), result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
                               mod_revision=expected_revision)
-        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=_encode(obj)))
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key.encode(), value=self._dump(key, obj)))
         get = rpc.RequestOp(request_range=rpc.RangeRequest(key=key.encode()))
         resp = self._txn(rpc.TxnRequest(compare=[cmp], success=[put], failure=[get]))
         if not resp.succeeded:
@@ -211,7 +274,7 @@ class EtcdStore:
         prev = resp.responses[0].response_delete_range.prev_kvs
         if not prev:
             raise NotFound(key)
-        return _decode(prev[0].value, resp.header.revision)
+        return self._load(prev[0].key, prev[0].value, resp.header.revision)
 
     def compact(self, revision: int) -> None:
         req = rpc.CompactionRequest(revision=revision, physical=True)
@@ -239,12 +302,13 @@ class EtcdStore:
             for ev in resp.events:
                 key = ev.key.decode()
                 if isinstance(ev, pyetcd.events.DeleteEvent):
-                    obj = _decode(ev.prev_value, ev.mod_revision) if ev.prev_value else None
+                    obj = self._load(ev.key, ev.prev_value, ev.mod_revision) if ev.prev_value else None
                     callback(StoreEvent("DELETED", key, obj, ev.mod_revision))
                 else:
                     etype = "ADDED" if ev.version == 1 else "MODIFIED"
-                    prev = _decode(ev.prev_value, ev.prev_mod_revision) if ev.prev_value else None
-                    callback(StoreEvent(etype, key, _decode(ev.value, ev.mod_revision), ev.mod_revision, prev))
+                    prev = self._load(ev.key, ev.prev_value, ev.prev_mod_revision) if ev.prev_value else None
+                    callback(StoreEvent(etype, key, self._load(ev.key, ev.value, ev.mod_revision), ev.mod_revision,
+                                        prev))
 
         def on_end(revision: int) -> None:
             if not revision:

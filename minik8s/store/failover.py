@@ -42,8 +42,18 @@ REQUIRE_LEADER = (("hasleader", "true"),)
 ETCD_SERVER_PREFIX = "etcdserver:"
 #: Cap on gRPC's reconnect backoff, so a member that comes back is usable again within about this long.
 RECONNECT_BACKOFF_MAX_MS = 1000
+#: Largest answer taken from etcd. gRPC's default (4 MiB) fails a range over a few thousand pods; etcd's
+#: own server side sends up to math.MaxInt32, and kube-apiserver's etcd client takes as much.
+MAX_RECEIVE_MESSAGE_BYTES = 2**31 - 1
 CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
-                   ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS)]
+                   ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+                   ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES)]
+
+
+#: How long a watch create may wait for etcd's answer. Longer than a request's attempt: a create that
+#: times out costs the whole shared stream (see Member.drop_watcher), and a dead member fails the
+#: stream at once anyway; only a member that hangs without failing waits this long.
+WATCH_CREATE_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,11 @@ def normalize_endpoints(text: str) -> list[str]:
     return urls
 
 
+#: a member that timed out a request itself (a read waiting for a quorum that is gone) answers with these,
+#: under any gRPC code: busy, as a client-side deadline is
+SERVER_TIMEOUTS = ("context deadline exceeded", "etcdserver: request timed out")
+
+
 def classify(exc: BaseException) -> str | None:
     """`None`: not a member failure (raise it). `"down"`: the member is unreachable. `"busy"`: the
     member, or the cluster behind it, cannot serve right now but may soon (election, overload)."""
@@ -100,10 +115,10 @@ def classify(exc: BaseException) -> str | None:
     if not isinstance(exc, grpc.RpcError):
         return None
     code = exc.code() if callable(getattr(exc, "code", None)) else None
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    details = exc.details() if callable(getattr(exc, "details", None)) else ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED or any(t in (details or "") for t in SERVER_TIMEOUTS):
         return "busy"
     if code == grpc.StatusCode.UNAVAILABLE:
-        details = exc.details() if callable(getattr(exc, "details", None)) else ""
         return "busy" if (details or "").startswith(ETCD_SERVER_PREFIX) else "down"
     return None
 
@@ -128,9 +143,21 @@ class Member:
     def watcher(self) -> Watcher:
         with self._lock:
             if self._watcher is None:
-                self._watcher = Watcher(etcdrpc.WatchStub(self.channel), timeout=self._attempt_timeout_s,
+                self._watcher = Watcher(etcdrpc.WatchStub(self.channel),
+                                        timeout=max(self._attempt_timeout_s, WATCH_CREATE_TIMEOUT_S),
                                         metadata=REQUIRE_LEADER)
             return self._watcher
+
+    def drop_watcher(self, stale: Watcher) -> None:
+        """End the shared watch stream `stale` (if still the current one) after a create on it timed out:
+        pyetcd pairs "created" answers with create requests in order, so that create's late answer would
+        be taken for the next watch's. Every watch on the stream resumes on a new one (ResumableWatch)."""
+        with self._lock:
+            current = self._watcher
+            if current is None or current is not stale:
+                return
+            self._watcher = None
+        current.close()
 
     def close(self) -> None:
         with self._lock:
@@ -213,6 +240,10 @@ class Members:
             m.close()
 
 
+#: a watch creation slower than this is logged: the member, or this client's shared stream, is backed up
+SLOW_CREATE_S = 2.0
+
+
 class Compacted(Exception):
     def __init__(self, revision: int) -> None:
         super().__init__(f"revision compacted at {revision}")
@@ -234,7 +265,7 @@ class ResumableWatch:
         self._deliver, self._fail = deliver, fail
         self._lock = threading.Lock()
         self._generation = 0
-        self._member: Member | None = None
+        self._watcher: Watcher | None = None  # the stream the watch is on (a dropped one is not the member's)
         self._member_index = 0
         self._watch_id: int | None = None
         self._cancelled = False
@@ -252,26 +283,32 @@ class ResumableWatch:
         def on_response(resp: Any) -> None:
             self._on_response(generation, resp)
 
-        def attempt(member: Member) -> tuple[Member, int]:
+        def attempt(member: Member) -> tuple[Watcher, int]:
             with self._lock:  # before the stream can break, so its break is charged to this member
                 self._member_index = self._members.members.index(member)
+            watcher = member.watcher()
             try:
-                watch_id = member.watcher().add_callback(self._key, on_response, range_end=self._range_end,
-                                                         start_revision=start, prev_kv=True)
+                watch_id = watcher.add_callback(self._key, on_response, range_end=self._range_end,
+                                                start_revision=start, prev_kv=True)
             except etcd_exc.RevisionCompactedError as exc:
                 raise Compacted(exc.compacted_revision) from exc
             except etcd_exc.WatchTimedOut as exc:
+                member.drop_watcher(watcher)
                 raise MemberUnavailable("watch creation timed out", busy=True) from exc
             except TypeError as exc:  # pyetcd raises None when the stream ended without a gRPC error
                 raise MemberUnavailable("watch stream closed", busy=False) from exc
-            return member, int(watch_id)
+            return watcher, int(watch_id)
 
-        member, watch_id = self._members.call("watch", attempt)
+        began = time.monotonic()
+        watcher, watch_id = self._members.call("watch", attempt)
+        if time.monotonic() - began > SLOW_CREATE_S:
+            log.warning("etcd watch creation took %.1fs", time.monotonic() - began,
+                        extra={"key": self._key.decode(errors="replace"), "revision": start})
         with self._lock:
-            self._member, self._watch_id = member, watch_id
+            self._watcher, self._watch_id = watcher, watch_id
             cancelled = self._cancelled
         if cancelled:
-            member.watcher().cancel(watch_id)
+            watcher.cancel(watch_id)
 
     def _on_response(self, generation: int, resp: Any) -> None:
         with self._lock:
@@ -290,10 +327,35 @@ class ResumableWatch:
             self._members.failed(self._member_index)
             threading.Thread(target=self._resume, name="etcd-watch-resume", daemon=True).start()
             return
+        if any(not self._covers(ev.key) for ev in resp.events):
+            self._misrouted()
+            return
         self._deliver(resp)
         if resp.events:
             with self._lock:
                 self._next_revision = int(resp.events[-1].mod_revision) + 1
+
+    def _covers(self, key: bytes) -> bool:
+        if not self._range_end:
+            return key == self._key
+        return self._key <= key and (self._range_end == b"\0" or key < self._range_end)
+
+    def _misrouted(self) -> None:
+        """pyetcd pairs a stream's "created" answers with create requests in order: the answer to a request
+        that timed out on a busy member can be taken for the next one, made by another watch, which then
+        gets the first watch's key range. Such a watch is made again, from the revision after the last
+        event it delivered, and the stray stream is cancelled."""
+        with self._lock:
+            watcher, watch_id = self._watcher, self._watch_id
+            self._generation += 1  # whatever else the stray stream sends is dropped
+        log.warning("etcd watch got events of another key range: making it again",
+                    extra={"key": self._key.decode(errors="replace"), "revision": self._next_revision})
+        if watcher is not None and watch_id is not None:
+            try:
+                watcher.cancel(watch_id)
+            except Exception as exc:  # noqa: BLE001 - the stream may already be gone with its member
+                log.debug("cancel watch failed: %s", exc)
+        threading.Thread(target=self._resume, name="etcd-watch-remake", daemon=True).start()
 
     def _resume(self) -> None:
         try:
@@ -317,9 +379,9 @@ class ResumableWatch:
     def cancel(self) -> None:
         with self._lock:
             self._cancelled = True
-            member, watch_id = self._member, self._watch_id
-        if member is not None and watch_id is not None:
+            watcher, watch_id = self._watcher, self._watch_id
+        if watcher is not None and watch_id is not None:
             try:
-                member.watcher().cancel(watch_id)
+                watcher.cancel(watch_id)
             except Exception as exc:  # noqa: BLE001 - the stream may already be gone with its member
                 log.debug("cancel watch failed: %s", exc)

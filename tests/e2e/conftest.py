@@ -133,16 +133,22 @@ def kubeconfig(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def leave_ray() -> None:
+    """Tests that talk to actors connect a Ray driver in this process: it must leave before the head goes
+    (`down`, a kill), or the next test that asks for an actor talks to a head that is no more."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[None]:
     if os.geteuid() != 0:
         pytest.fail("e2e tests need root (network namespaces, dockerd)")
     run(*UP_ARGS, timeout=UP_TIMEOUT_S)
     yield
-    import ray
-
-    if ray.is_initialized():  # tests that talk to actors connect a driver: leave before the head goes
-        ray.shutdown()
+    leave_ray()
     if os.environ.get("MINIK8S_E2E_KEEP") != "1":
         run("down", timeout=UP_TIMEOUT_S)
 

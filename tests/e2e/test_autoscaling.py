@@ -11,6 +11,7 @@ from minik8s import Client
 from tests.e2e.conftest import REPO, run, unique, wait_for, wait_running
 
 HPA_EXAMPLE = Path(REPO) / "examples" / "hpa" / "hpa.yaml"
+LOAD_EXAMPLE = Path(REPO) / "examples" / "hpa" / "load.yaml"
 
 
 def hpa_replicas(client: Client, name: str) -> int:
@@ -50,20 +51,7 @@ def test_cpu_hpa_scales_out_under_load_and_back_in(client: Client) -> None:
     manifest = HPA_EXAMPLE.read_text().replace("stabilizationWindowSeconds: 60", "stabilizationWindowSeconds: 10")
     run("apply", "-f", "-", input=manifest)
     wait_for("the burner ready", lambda: client.get("Deployment", "burner").status.readyReplicas == 1, timeout=120)
-    load = unique("load")
-    script = ("end=$(( $(date +%s) + 150 )); while [ ! -f /tmp/stop ] && [ $(date +%s) -lt $end ]; do "
-              "wget -qO- http://burner/ >/dev/null 2>&1; done")
-    run("apply", "-f", "-", input=textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Pod
-        metadata: {{name: {load}}}
-        spec:
-          terminationGracePeriodSeconds: 0
-          restartPolicy: Never
-          containers:
-          - {{name: a, image: busybox, command: [sh, -c, '{script}']}}
-          - {{name: b, image: busybox, command: [sh, -c, '{script}']}}
-        """))
+    run("apply", "-f", str(LOAD_EXAMPLE))  # the example's own load generator: pod `load`, 4 clients
     seen: list[int] = []
     stop = threading.Event()
 
@@ -79,13 +67,12 @@ def test_cpu_hpa_scales_out_under_load_and_back_in(client: Client) -> None:
         assert "burner" in run("get", "hpa").stdout
         described = run("describe", "hpa", "burner").stdout
         assert "SuccessfulRescale" in described
-        for c in ("a", "b"):
-            run("exec", load, "-c", c, "--", "touch", "/tmp/stop")
+        run("delete", "pod", "load", "--grace-period", "0")  # as the example says, to stop early
         wait_for("the scale-in back to 1", lambda: hpa_replicas(client, "burner") == 1, timeout=150, interval=2)
     finally:
         stop.set()
         th.join(5)
-        run("delete", "pod", load, "--grace-period", "0", check=False)
+        run("delete", "pod", "load", "--grace-period", "0", check=False)
         run("delete", "-f", str(HPA_EXAMPLE), check=False)
     assert max(seen) <= 4, seen
 

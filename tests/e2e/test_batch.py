@@ -143,7 +143,11 @@ def test_cronjob_fires_and_trims_history(client: Client, kubeconfig: Path) -> No
     assert status.lastScheduleTime and not status.active
     wait_for("the finished job trimmed", lambda: not [j for j in client.list("Job", "default").items
                                                       if j.metadata.name.startswith(f"{name}-")], timeout=60)
-    reasons = {e.reason for e in client.list("Event", "default").items
-               if e.involvedObject.name == name and e.involvedObject.kind == "CronJob"}
-    assert {"SuccessfulCreate", "SuccessfulDelete"} <= reasons
+
+    def reasons() -> set[str]:
+        return {e.reason for e in client.list("Event", "default").items
+                if e.involvedObject.name == name and e.involvedObject.kind == "CronJob"}
+
+    wait_for("the CronJob's SuccessfulCreate and SuccessfulDelete events",
+             lambda: {"SuccessfulCreate", "SuccessfulDelete"} <= reasons(), timeout=30)
     assert kubectl(kubeconfig, "delete", "cronjob", name).returncode == 0

@@ -1,15 +1,17 @@
 """The platform verbs on the real cluster: label, annotate, get --show-labels / -L, wait, and status
-(every component healthy as JSON, and a component whose process stops answering is reported)."""
+(every component healthy as JSON, a component whose process stops answering is reported, the memory of
+each with --resources, and README's "What runs where" table naming exactly status's rows)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from typing import Any
 
 from minik8s import Client
-from tests.e2e.conftest import pod_on, run, unique, wait_for, web_app
+from tests.e2e.conftest import REPO, pod_on, run, unique, wait_for, web_app
 
 PODS_READY_S = "120s"
 
@@ -114,6 +116,31 @@ def test_status_json_lists_every_component_healthy(cluster: None) -> None:
         assert rows[name]["healthy"] and rows[name]["kind"] == "component" and rows[name]["pid"] > 0, rows[name]
     assert rows["dns"]["scope"] == "control-plane" and rows["kubelet-node-2"]["node"] == "node-2"
     assert {"etcd", "registry", "ray-head"} <= set(rows)
+
+
+def test_readme_table_names_exactly_the_rows_of_status(cluster: None) -> None:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## What runs where"):]
+    section = section[:section.index("\n## ")]
+    names = re.findall(r"^\| `([^`]+)` \|", section, re.M)
+    documented = {n.replace("node-i", f"node-{i}") for n in names for i in (1, 2, 3)}
+    _code, doc = _status()
+    assert documented == set(_rows(doc)), (sorted(documented - set(_rows(doc))), sorted(set(_rows(doc)) - documented))
+
+
+def test_status_resources_splits_the_memory_of_everything_up_started(cluster: None) -> None:
+    proc = run("status", "--resources", "-o", "json", check=False, timeout=180)
+    usage = json.loads(proc.stdout)["resources"]
+    processes = {p["name"]: p for p in usage["processes"]}
+    assert {"etcd", "registry", "builder", "ray-head", "node-1/docker", "node-3/raylet"} <= set(processes)
+    assert all(p["pss_bytes"] > 0 and p["processes"] >= 1 for p in processes.values()), processes
+    assert usage["total_bytes"] == sum(p["pss_bytes"] for p in processes.values())
+    # a raylet's tree holds its node's actors (their workers); the head's holds the control plane's
+    assert processes["node-1/raylet"]["processes"] >= 4 and processes["ray-head"]["processes"] >= 6
+    actors = {a["name"]: a for a in usage["actors"]}
+    assert {"apiserver", "kubelet-node-2"} <= set(actors) and all(a["pss_bytes"] > 0 for a in actors.values())
+    table = run("status", "--resources", check=False, timeout=180).stdout
+    assert "memory (PSS; containers not counted):" in table and "GB budget" in table
 
 
 def test_a_component_that_stops_answering_is_reported_unhealthy(cluster: None) -> None:

@@ -9,6 +9,7 @@ import docker
 import ray
 
 from minik8s import Client
+from minik8s.cluster import raytoken
 from minik8s.cluster.config import ClusterConfig
 from tests.e2e.conftest import run, unique, wait_for, wait_running
 
@@ -35,6 +36,7 @@ def test_node_registered_with_capacity_and_lease(client: Client) -> None:
 def _kubelet_pid() -> int:
     cfg = ClusterConfig()
     if not ray.is_initialized():
+        raytoken.use(cfg.ray_token_path)
         ray.init(address=cfg.ray_address, namespace=cfg.ray_namespace, log_to_driver=False)
     return int(ray.get(ray.get_actor("kubelet-node-1").health.remote(), timeout=30)["pid"])
 

@@ -176,7 +176,7 @@ def test_optional_missing_references_do_not_block(client: Client) -> None:
 
 def test_tables_bad_input_and_default_service_account(client: Client, kubeconfig: Path) -> None:
     cm, secret, ns = unique("tbl-cm"), unique("tbl-sec"), unique("cfg-ns")
-    # manifests, not `kubectl create configmap`: kubectl's generators send protobuf, which the API does not speak
+    # a manifest here; the generators (`kubectl create configmap`, protobuf bodies) are test_kubectl_generators'
     kubectl(kubeconfig, "apply", "-f", "-", input=f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {cm}}}\n"
                                                   "data: {a: '1', b: '2'}\n")
     run("apply", "-f", "-", input=textwrap.dedent(f"""\

@@ -256,7 +256,8 @@ def test_suspend_and_resume(client: Client, ns: str) -> None:
     assert not job_pods(client, ns, "sus")
     patch_retrying(client, "sus", {"spec": {"suspend": False}}, ns)
     wait_for("2 pods", lambda: len(job_pods(client, ns, "sus")) == 2)
-    assert not condition(client, ns, "sus", "Suspended")
+    # the controller creates the pods, then writes the status that clears Suspended: wait for that write
+    wait_for("Suspended cleared", lambda: not condition(client, ns, "sus", "Suspended"))
     patch_retrying(client, "sus", {"spec": {"suspend": True}}, ns)
     wait_for("pods deleted", lambda: not job_pods(client, ns, "sus"))
     assert client.get("Job", "sus", ns).status.active is None

@@ -19,14 +19,10 @@ from actors import cluster as boot
 from minik8s.cluster import etcd_choice, local
 from minik8s.cluster.config import ClusterConfig
 from minik8s.errors import BadRequest
-from tests.conftest import free_port, start_etcd, wait_etcd_healthy
+from tests.conftest import free_port, requires, start_etcd, wait_etcd_healthy
 
 REQUIRED_BINARIES = ("etcd", "dockerd", "docker-registry")
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bridge, dockerd)"),
-    pytest.mark.skipif(any(shutil.which(b) is None for b in REQUIRED_BINARIES),
-                       reason=f"needs {', '.join(REQUIRED_BINARIES)}"),
-]
+pytestmark = requires(*REQUIRED_BINARIES)
 
 
 @pytest.fixture

@@ -20,19 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from minik8s.cluster import local, netns
+from minik8s.cluster import local, netns, raytoken
 from minik8s.cluster.config import ClusterConfig
 from minik8s.cluster.procs import pid_alive, pids_in_cgroups
-from tests.conftest import free_port
+from tests.conftest import free_port, requires
 
-REQUIRED_BINARIES = ("etcd", "dockerd", "docker-registry", "nsenter")
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, bridge, dockerd)"),
-    pytest.mark.skipif(
-        any(shutil.which(b) is None for b in REQUIRED_BINARIES),
-        reason=f"needs {', '.join(REQUIRED_BINARIES)}",
-    ),
-]
+REQUIRED_BINARIES = ("etcd", "dockerd", "docker-registry", "nsenter", "busybox")  # busybox: a test image
+pytestmark = requires(*REQUIRED_BINARIES)
 
 BUSYBOX = Path("/bin/busybox")
 RAY_CHECK_TIMEOUT_S = 60
@@ -70,7 +64,8 @@ def cfg() -> Iterator[ClusterConfig]:
     state = Path(tempfile.mkdtemp(prefix="mk8st", dir="/tmp"))
     c = ClusterConfig(
         state_dir=state, nodes=1, underlay_bridge="mk8stest0", underlay_cidr="10.201.0.0/24",
-        netns_prefix="mk8stest-", pod_cidr="10.245.0.0/16", service_cidr="10.97.0.0/16",
+        netns_prefix="mk8stest-", lockdown_table="mk8stest-lockdown", pod_cidr="10.245.0.0/16",
+        service_cidr="10.97.0.0/16",
         etcd_client_port=free_port(), etcd_peer_port=free_port(), registry_port=free_port(),
         ray_port=free_port(), ray_client_server_port=free_port(), ray_dashboard_agent_port=free_port(),
         ray_dashboard_port=free_port(), ray_head_cpus=1, ray_node_cpus=1,
@@ -127,7 +122,8 @@ def test_node_dockerd_answers_with_the_node_pod_bridge(cfg: ClusterConfig) -> No
 def test_raylet_joined_the_head(cfg: ClusterConfig) -> None:
     out = subprocess.run(
         [sys.executable, "-c", RAY_NODES_SCRIPT, cfg.ray_address, cfg.head_ip, cfg.ray_namespace],
-        capture_output=True, text=True, timeout=RAY_CHECK_TIMEOUT_S, env={**os.environ, **local.RAY_ENV},
+        capture_output=True, text=True, timeout=RAY_CHECK_TIMEOUT_S,
+        env={**os.environ, **local.RAY_ENV, **raytoken.env(cfg.ray_token_path)},
     )
     assert out.returncode == 0, out.stderr[-2000:]
     nodes = {n["ip"]: n["resources"] for n in json.loads(out.stdout.strip().splitlines()[-1])}
@@ -158,7 +154,6 @@ def _busybox_tar() -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.skipif(not BUSYBOX.exists(), reason="needs a static /bin/busybox to make an image")
 def test_node_runs_a_container_on_its_pod_subnet(cfg: ClusterConfig) -> None:
     """Also leaves a running container behind, for the last test to prove that ``down`` stops it."""
     import docker

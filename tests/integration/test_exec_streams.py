@@ -17,15 +17,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from minik8s import errors
+from minik8s.auth import x509
 from minik8s.client.streams import PodStream, open_pod_stream
 from minik8s.kubelet.kubelet import Kubelet, KubeletConfig
 from minik8s.streaming import channels as ch
-from tests.conftest import TEST_TOKEN, free_port
+from tests.conftest import TEST_TOKEN, apiserver_pki_config, free_port, kubelet_tls, seed_service_account_objects
 from tests.integration.test_kubelet_apiserver import until
 from tests.integration.test_kubelet_runtime import IMAGE, PAUSE_COMMAND, dockerd, pytestmark  # noqa: F401
 
@@ -33,15 +35,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def kubelet(dockerd: Any, apiserver: str) -> Iterator[Kubelet]:  # noqa: F811 (the fixture imported above)
-    """A kubelet holding the API server's token, as in a cluster (the API server calls it with that)."""
+def kubelet(dockerd: Any, apiserver: str, test_pki: Any) -> Iterator[Kubelet]:  # noqa: F811 (the fixture above)
+    """A kubelet serving TLS from the cluster CA, as in a cluster (the API server calls it with its client cert)."""
     from minik8s import Client
 
     node = f"ex-{uuid.uuid4().hex[:6]}"
     cfg = KubeletConfig(node_name=node, node_ip="127.0.0.1", pod_cidr="10.246.3.0/24", pods_dir=dockerd.root / "kx",
                         pause_image=IMAGE, pause_command=PAUSE_COMMAND, heartbeat_seconds=1, resync_seconds=5,
-                        server_port=free_port(), api_token=TEST_TOKEN)
-    k = Kubelet(cfg, Client(apiserver, TEST_TOKEN), dockerd)
+                        server_port=free_port(), **kubelet_tls(test_pki, dockerd.root, node))
+    api = Client(apiserver, TEST_TOKEN)
+    seed_service_account_objects(api)  # pods get a token volume: the controllers' part
+    k = Kubelet(cfg, api, dockerd)
     th = threading.Thread(target=k.run, daemon=True)
     th.start()
     yield k
@@ -120,7 +124,7 @@ def test_attach_to_main_process(kubelet: Kubelet, client: Any) -> None:  # noqa:
 
 
 def test_official_python_client(kubelet: Kubelet, client: Any, apiserver: str) -> None:  # noqa: F811
-    kubernetes = pytest.importorskip("kubernetes")
+    import kubernetes
     from kubernetes.stream import stream
 
     name = _pod(client, kubelet.config.node_name)
@@ -171,16 +175,16 @@ def test_cli_exec_stdin_and_cp(kubelet: Kubelet, client: Any, apiserver: str, tm
 
 
 @pytest.fixture(scope="module")
-def tls_apiserver(etcd_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def tls_apiserver(etcd_endpoint: str, test_pki: Any) -> Iterator[tuple[str, Path]]:
     """A second API server on the same etcd, serving TLS: kubectl sends its token over TLS only."""
     from minik8s.apiserver.app import ApiServer, ApiServerConfig
     from minik8s.apiserver.server import ServerThread
-    from minik8s.pki import ensure_pki
 
-    pki = ensure_pki(tmp_path_factory.mktemp("pki"), ["127.0.0.1"], ["localhost"])
+    pki = test_pki
     port = free_port()
     api = ApiServer(ApiServerConfig(etcd_endpoints=[etcd_endpoint], token=TEST_TOKEN, port=port,
-                                    pod_cidr="10.0.0.0/8", tls_cert=str(pki.server_cert), tls_key=str(pki.server_key)))
+                                    pod_cidr="10.0.0.0/8", tls_cert=str(pki.server_cert), tls_key=str(pki.server_key),
+                                    **apiserver_pki_config(pki)))
     server = ServerThread(api.app, ["127.0.0.1"], port, name="test-tls-apiserver", tls_cert=str(pki.server_cert),
                           tls_key=str(pki.server_key))
     server.start()
@@ -200,7 +204,7 @@ def _kubeconfig(path: Path, server: str, ca: Path) -> Path:
 def test_kubectl_exec_and_cp(kubelet: Kubelet, client: Any, tls_apiserver: tuple[str, Path],  # noqa: F811
                              tmp_path: Path) -> None:
     if shutil.which("kubectl") is None:
-        pytest.fail("kubectl is missing: every kubectl test needs it (a fresh Debian lacks it; see issue 19)")
+        pytest.fail("kubectl is missing: `make install` puts one in .venv/bin")
     name = _pod(client, kubelet.config.node_name)
     kc = _kubeconfig(tmp_path / "kc", *tls_apiserver)
 
@@ -225,7 +229,7 @@ def test_exec_tty_in_tmux(kubelet: Kubelet, client: Any, tls_apiserver: tuple[st
                           tmp_path: Path) -> None:
     """kubectl exec -it and minik8s exec -it on a real terminal: keys in, screen out, resizes, exit code."""
     if shutil.which("tmux") is None or shutil.which("kubectl") is None:
-        pytest.fail("tmux and kubectl are needed: scripts/install.sh installs tmux")
+        pytest.fail("tmux and kubectl are needed: `make install` installs both")
     name = _pod(client, kubelet.config.node_name)
     kc = _kubeconfig(tmp_path / "kc", *tls_apiserver)
     config = tmp_path / "config.json"
@@ -264,7 +268,7 @@ def _drive_shell(tool: str, pod: str, done: Path) -> None:
 def test_kubectl_attach(kubelet: Kubelet, client: Any, tls_apiserver: tuple[str, Path],  # noqa: F811
                         tmp_path: Path) -> None:
     if shutil.which("kubectl") is None:
-        pytest.fail("kubectl is missing: every kubectl test needs it (a fresh Debian lacks it; see issue 19)")
+        pytest.fail("kubectl is missing: `make install` puts one in .venv/bin")
     name = _pod(client, kubelet.config.node_name, command=["sh", "-c", "while read l; do echo got:$l; done"],
                 stdin=True)
     kc = _kubeconfig(tmp_path / "kc", *tls_apiserver)
@@ -278,3 +282,36 @@ def test_kubectl_attach(kubelet: Kubelet, client: Any, tls_apiserver: tuple[str,
     finally:
         attach.kill()
         attach.wait()
+
+
+def test_pod_gets_a_token_of_its_service_account(kubelet: Kubelet, client: Any, test_pki: Any) -> None:
+    """The kubelet asks the API for a token bound to the pod and projects it, read-only, with the CA and the
+    namespace; the token authenticates as the pod's ServiceAccount until the pod is deleted."""
+    name = f"sa-{uuid.uuid4().hex[:6]}"
+    client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                   "spec": {"nodeName": kubelet.config.node_name, "terminationGracePeriodSeconds": 1,
+                            "containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}})
+    until(lambda: client.get("Pod", name).status.phase == "Running")
+    base = f"https://127.0.0.1:{kubelet.config.server_port}"
+    # the kubelet API takes only the API server's client certificate
+    as_apiserver = x509.client_context(Path(test_pki.ca_cert).read_text(), str(test_pki.kubelet_client_cert),
+                                       str(test_pki.kubelet_client_key))
+
+    def sh(script: str) -> dict:
+        return httpx.post(f"{base}/exec/default/{name}/main", json={"command": ["sh", "-c", script]},
+                          verify=as_apiserver).json()
+
+    d = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert sh(f"cat {d}/namespace")["output"] == "default"
+    assert sh(f"cat {d}/ca.crt")["output"] == client.get("ConfigMap", "kube-root-ca.crt").data["ca.crt"]
+    assert sh(f"echo x > {d}/token")["exitCode"] != 0  # read-only
+    token = sh(f"cat {d}/token")["output"]
+    review = httpx.post(f"{client.server}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                        headers={"Authorization": f"Bearer {token}"}, json={}).json()
+    info = review["status"]["userInfo"]
+    assert info["username"] == "system:serviceaccount:default:default"
+    assert info["extra"]["authentication.kubernetes.io/pod-name"] == [name]
+    client.delete("Pod", name, grace_period_seconds=1)
+    until(lambda: not [p for p in client.list("Pod", "default").items if p.metadata.name == name])
+    assert httpx.post(f"{client.server}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                      headers={"Authorization": f"Bearer {token}"}, json={}).status_code == 401

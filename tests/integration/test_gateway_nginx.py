@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,10 +18,9 @@ import pytest
 
 from minik8s.gateway import config as gw
 from minik8s.gateway.localrun import LocalNginx
-from tests.conftest import free_port
+from tests.conftest import free_port, requires
 
-pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root (runs nginx)"),
-              pytest.mark.skipif(LocalNginx.binary() is None, reason="nginx is not installed (nginx-light)")]
+pytestmark = requires("nginx")
 
 
 class Echo(BaseHTTPRequestHandler):

@@ -108,10 +108,13 @@ def test_hpa_scales_out_at_policy_rate_caps_at_max_and_back_in(client: Client, n
         scaled_at = [t for t, _ in seen[1:]]  # seen[0] is the initial observation, not a scale
         for t0, t1 in zip(scaled_at, scaled_at[1:], strict=False):
             assert t1 - t0 >= UP_PERIOD_S - 1, f"scale-up faster than 1 pod per {UP_PERIOD_S}s: {seen}"
-        h = client.get("HorizontalPodAutoscaler", "web", ns).to_dict()
+        def capped() -> dict[str, Any] | None:  # the first sync at max replicas says why it stops there
+            h = client.get("HorizontalPodAutoscaler", "web", ns).to_dict()
+            conds = {c["type"]: c for c in h["status"].get("conditions") or []}
+            return h if conds.get("ScalingLimited", {}).get("reason") == "TooManyReplicas" else None
+
+        h = wait_for("ScalingLimited: TooManyReplicas", capped, timeout=30)
         assert h["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"] == 150
-        conds = {c["type"]: c for c in h["status"]["conditions"]}
-        assert conds["ScalingLimited"]["reason"] == "TooManyReplicas"
         assert h["status"]["lastScaleTime"]
 
         load.millicores = 5  # 5% of request: back to min after the 2 s stabilization window

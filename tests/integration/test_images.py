@@ -8,7 +8,6 @@ the kubelet do. Everything is stopped by PID at teardown.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -17,10 +16,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
 import pytest
+from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from dnslib.server import BaseResolver, DNSServer
 
 from minik8s.images import ImageError
 from minik8s.images.base import BUSYBOX_IMAGE, BUSYBOX_VERSION_TAG, PAUSE_IMAGE, ensure_base_images
@@ -32,17 +34,15 @@ from minik8s.images.daemons import (
 )
 from minik8s.images.registry import ensure_image, missing_image_message, resolve_image, wait_ready
 from minik8s.images.user import build_image, list_images, push_image
-from tests.conftest import free_port
+from tests.conftest import free_port, requires
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("docker-registry") is None,
-    reason="needs root, dockerd and docker-registry",
-)
+pytestmark = requires("dockerd", "docker-registry")
 
 DOCKERD_START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 POLL_S = 0.1
 LOOPBACK = "127.0.0.1"
+DNS_TEST_ADDRESS = "127.83.0.1"  # port 53 of an address no resolver on the machine uses
 
 
 def _start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -146,6 +146,7 @@ APPLET_CHECKS = {
 }
 APPLET_EXPECT = {"wget -T": "root:x:0:", "wget -T timeout": "rc=1", "nc -w": "HTTP/1.1 200 OK",
                  "timeout": "rc=143"}
+# `nc -z` is missing: Debian builds busybox-static without NC_EXTRA (its nc has no -z); see the closing note
 
 
 @pytest.mark.parametrize("check", list(APPLET_CHECKS))
@@ -154,6 +155,31 @@ def test_busybox_applets_work(image_env: ImageEnv, bases: list[str], check: str)
     out = image_env.builder.containers.run(ref, ["sh", "-c", APPLET_CHECKS[check]], remove=True,
                                            network_mode="none")
     assert out.decode().strip().splitlines()[-1] == APPLET_EXPECT[check]
+
+
+class _OneName(BaseResolver):
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
+        reply = request.reply()
+        if str(request.q.qname) == "web.test." and request.q.qtype == QTYPE.A:
+            reply.add_answer(RR("web.test.", QTYPE.A, rdata=A("10.1.2.3"), ttl=5))
+        else:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+
+def test_busybox_nslookup_asks_the_named_server(image_env: ImageEnv, bases: list[str]) -> None:
+    """`nslookup NAME SERVER`, as Kubernetes' DNS debugging guide runs it (the server on port 53 of a loopback
+    address of its own; the container shares the host's network)."""
+    server = DNSServer(_OneName(), address=DNS_TEST_ADDRESS, port=53)
+    server.start_thread()
+    try:
+        ref = ensure_image(image_env.builder, "busybox", image_env.registry)
+        script = f"nslookup web.test {DNS_TEST_ADDRESS} | tail -n +3; nslookup nope.test {DNS_TEST_ADDRESS}; echo rc=$?"
+        out = image_env.builder.containers.run(ref, ["sh", "-c", script], remove=True, network_mode="host").decode()
+        assert "Address: 10.1.2.3" in out and "NXDOMAIN" in out, out
+        assert out.strip().splitlines()[-1] == "rc=1", out
+    finally:
+        server.stop()
 
 
 def test_pause_exits_zero_on_sigterm(image_env: ImageEnv, bases: list[str]) -> None:

@@ -8,7 +8,6 @@ auth on the shared etcd (the e2e test tests/e2e/test_apply.py covers the same ov
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port, uniq
+from tests.conftest import open_apiserver, uniq, write_kubeconfig
 
 EVENTS = 120
 CHUNK = 50
@@ -26,23 +25,8 @@ CHUNK = 50
 
 @pytest.fixture(scope="module")
 def kubeconfig(etcd_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from minik8s.apiserver.app import ApiServer, ApiServerConfig
-    from minik8s.apiserver.server import ServerThread
-
-    if not shutil.which("kubectl"):
-        pytest.fail("kubectl is not installed (expected at /usr/bin/kubectl)")
-    port = free_port()
-    api = ApiServer(ApiServerConfig(etcd_endpoints=[etcd_endpoint], token=None, port=port, pod_cidr="10.0.0.0/8"))
-    server = ServerThread(api.app, ["127.0.0.1"], port, name="kubectl-apiserver")
-    server.start()
-    path = tmp_path_factory.mktemp("kubectl") / "kc"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "t",
-        "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-        "users": [{"name": "t", "user": {}}],
-        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}))
-    yield path
-    server.stop()
+    with open_apiserver(etcd_endpoint, "kubectl-apiserver") as url:
+        yield write_kubeconfig(tmp_path_factory.mktemp("kubectl") / "kc", url)
 
 
 def kubectl(kc: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -146,9 +130,44 @@ def test_kubectl_get_in_chunks(kubeconfig: Path) -> None:
     assert bad.returncode != 0 and "field label not supported: spec.nodeName" in bad.stderr
 
 
-def test_binary_bodies_are_refused_with_415(kubeconfig: Path) -> None:
-    """`kubectl create namespace` (a generator) sends protobuf, which minik8s does not decode: the
-    answer is Kubernetes' 415 naming the accepted types, not a JSON parse error."""
-    refused = kubectl(kubeconfig, "create", "namespace", uniq("proto"))
-    assert refused.returncode != 0
-    assert "UnsupportedMediaType" in refused.stderr and "application/json" in refused.stderr
+def test_generator_protobuf_body_is_read(kubeconfig: Path) -> None:
+    """`kubectl create namespace` (a generator) sends protobuf: the namespace is created as asked."""
+    name = uniq("proto")
+    assert ok(kubectl(kubeconfig, "create", "namespace", name)).strip() == f"namespace/{name} created"
+    assert get(kubeconfig, "namespace", name)["metadata"]["name"] == name
+
+
+def test_binary_bodies_minik8s_cannot_read_are_refused_with_415(kubeconfig: Path) -> None:
+    """Protobuf of a kind without a decoding table, and CBOR: Kubernetes' 415 naming what is accepted,
+    not a JSON parse error."""
+    from minik8s.apiserver import protobuf
+
+    server = json.loads(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    type_meta = b"\x0a\x02v1\x12\x03Pod"
+    pod = protobuf.MAGIC + b"\x0a" + bytes([len(type_meta)]) + type_meta + b"\x12\x00"
+    for content_type, body in ((protobuf.MEDIA_TYPE, pod), ("application/cbor", b"\xa0")):
+        answer = httpx.post(f"{server}/api/v1/namespaces/default/pods", content=body,
+                            headers={"Content-Type": content_type}, timeout=10)
+        assert answer.status_code == 415, answer.text
+        assert answer.json()["reason"] == "UnsupportedMediaType"
+        assert "application/json" in answer.json()["message"]
+
+
+def server_of(kc: Path) -> str:
+    return str(json.loads(kc.read_text())["clusters"][0]["cluster"]["server"])
+
+
+def test_kubectl_create_token(kubeconfig: Path) -> None:
+    """`kubectl create token` posts a TokenRequest and prints the token (a JWT naming the account)."""
+    import base64
+
+    name = uniq("robot")
+    httpx.post(f"{server_of(kubeconfig)}/api/v1/namespaces/default/serviceaccounts",
+               json={"metadata": {"name": name}}).raise_for_status()
+    token = ok(kubectl(kubeconfig, "create", "token", name, "--duration", "15m", "--audience", "minik8s")).strip()
+    body = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    assert claims["sub"] == f"system:serviceaccount:default:{name}" and claims["aud"] == ["minik8s"]
+    assert claims["exp"] - claims["iat"] == 900
+    missing = kubectl(kubeconfig, "create", "token", uniq("nosuch"))
+    assert missing.returncode != 0 and "not found" in missing.stderr

@@ -6,14 +6,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from minik8s import errors
+from minik8s.auth import x509
 from minik8s.kubelet.kubelet import Kubelet, KubeletConfig
-from tests.conftest import free_port
+from minik8s.pki import issue
+from tests.conftest import free_port, kubelet_tls, seed_service_account_objects
 from tests.integration.test_kubelet_runtime import IMAGE, PAUSE_COMMAND, dockerd, pytestmark  # noqa: F401
 
 TOKEN = "kubelet-test-token"
@@ -35,11 +38,13 @@ def until(fn: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
 
 
 @pytest.fixture
-def kubelet(dockerd: Any, client: Any) -> Iterator[Kubelet]:  # noqa: F811 (the fixture imported above)
+def kubelet(dockerd: Any, client: Any, test_pki: Any) -> Iterator[Kubelet]:  # noqa: F811 (the fixture above)
     node = f"kl-{uuid.uuid4().hex[:6]}"
     cfg = KubeletConfig(node_name=node, node_ip="127.0.0.1", pod_cidr="10.246.2.0/24", pods_dir=dockerd.root / "kp",
                         pause_image=IMAGE, pause_command=PAUSE_COMMAND, heartbeat_seconds=1, resync_seconds=5,
-                        backoff_base_seconds=0.5, backoff_cap_seconds=2, server_port=free_port(), api_token=TOKEN)
+                        backoff_base_seconds=0.5, backoff_cap_seconds=2, server_port=free_port(),
+                        **kubelet_tls(test_pki, dockerd.root, node))
+    seed_service_account_objects(client)  # pods get a token volume: the controllers' part
     k = Kubelet(cfg, client, dockerd)
     th = threading.Thread(target=k.run, daemon=True)
     th.start()
@@ -48,7 +53,7 @@ def kubelet(dockerd: Any, client: Any) -> Iterator[Kubelet]:  # noqa: F811 (the 
     th.join(10)
 
 
-def test_kubelet_runs_pod_and_reports(kubelet: Kubelet, client: Any) -> None:
+def test_kubelet_runs_pod_and_reports(kubelet: Kubelet, client: Any, test_pki: Any) -> None:
     node_name = kubelet.config.node_name
     node = until(lambda: client.get("Node", node_name, None))
     assert node.spec.podCIDR == "10.246.2.0/24"
@@ -68,16 +73,30 @@ def test_kubelet_runs_pod_and_reports(kubelet: Kubelet, client: Any) -> None:
     assert pod.status.podIP.startswith("10.246.2.")
     assert {c.type: c.status for c in pod.status.conditions}["Ready"] == "True"
 
-    base = f"http://127.0.0.1:{kubelet.config.server_port}"
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    assert httpx.get(f"{base}/containerLogs/default/{name}/main").status_code == 401
-    assert httpx.get(f"{base}/healthz").status_code == 200
-    logs = httpx.get(f"{base}/containerLogs/default/{name}/main", headers=headers, params={"tailLines": 10})
+    base = f"https://127.0.0.1:{kubelet.config.server_port}"
+    ca = test_pki.ca_pem()
+    anonymous = httpx.Client(verify=x509.client_context(ca))
+    as_apiserver = httpx.Client(verify=x509.client_context(ca, str(test_pki.kubelet_client_cert),
+                                                           str(test_pki.kubelet_client_key)))
+    # a node's client certificate from the same CA: verified, but not the API server's identity
+    node_key, node_cert = Path(kubelet.config.pods_dir) / "node.key", Path(kubelet.config.pods_dir) / "node.crt"
+    issue(test_pki, node_key, node_cert, f"system:node:{node_name}", ["system:nodes"])
+    as_node = httpx.Client(verify=x509.client_context(ca, str(node_cert), str(node_key)))
+    logs_url = f"{base}/containerLogs/default/{name}/main"
+    assert anonymous.get(logs_url).status_code == 401
+    assert anonymous.get(logs_url, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 401
+    refused = as_node.get(logs_url)
+    assert refused.status_code == 403 and f"system:node:{node_name}" in refused.json()["message"]
+    assert anonymous.get(f"{base}/healthz").status_code == 200
+    logs = as_apiserver.get(logs_url, params={"tailLines": 10})
     assert logs.status_code == 200 and logs.text == "started\n"
-    ex = httpx.post(f"{base}/exec/default/{name}/main", headers=headers,
-                    json={"command": ["sh", "-c", "echo $HOSTNAME"]})
+    ex = as_apiserver.post(f"{base}/exec/default/{name}/main", json={"command": ["sh", "-c", "echo $HOSTNAME"]})
     assert ex.json() == {"exitCode": 0, "output": f"{name}\n"}
-    assert httpx.get(f"{base}/containerLogs/default/nosuch/main", headers=headers).status_code == 404
+    assert as_apiserver.get(f"{base}/containerLogs/default/nosuch/main").status_code == 404
+    # and through the API server, which calls the kubelet over TLS with its client certificate
+    via_api = httpx.get(f"{client.server}/api/v1/namespaces/default/pods/{name}/log",
+                        headers={"Authorization": f"Bearer {client.token}"})
+    assert via_api.status_code == 200 and via_api.text == "started\n"
 
     events = until(lambda: [e.reason for e in client.list("Event", "default").items
                             if e.involvedObject.name == name and e.reason == "Started"])
@@ -87,3 +106,4 @@ def test_kubelet_runs_pod_and_reports(kubelet: Kubelet, client: Any) -> None:
     until(lambda: not [p for p in client.list("Pod", "default").items if p.metadata.name == name])
     uid = pod.metadata.uid
     assert uid not in kubelet.runtime.list_pod_uids()
+

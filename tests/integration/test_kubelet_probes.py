@@ -15,7 +15,15 @@ from typing import Any
 from minik8s.api.types import Pod, PodStatus
 from minik8s.kubelet.probe_actions import ProbeActions
 from minik8s.kubelet.probes import Prober
-from tests.integration.test_kubelet_runtime import NETNS, cleanup, cstatus, dockerd, make_pod, make_runtime
+from tests.integration.test_kubelet_runtime import (
+    NETNS,
+    Recorder,
+    cleanup,
+    cstatus,
+    dockerd,
+    make_pod,
+    make_runtime,
+)
 
 __all__ = ["dockerd"]  # the module-scoped fixture, shared with test_kubelet_runtime
 
@@ -31,14 +39,6 @@ def enter_test_netns() -> None:
             raise OSError(ctypes.get_errno(), "setns failed")
     finally:
         os.close(fd)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, str | None]] = []
-
-    def event(self, pod: Pod, event_type: str, reason: str, message: str, container: str | None = None) -> None:
-        self.seen.append((reason, message, container))
 
 
 def drive(rt: Any, pod: Pod, predicate: Any, timeout: float) -> PodStatus:

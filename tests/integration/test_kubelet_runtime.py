@@ -1,6 +1,6 @@
 """DockerRuntime against a real dockerd (its own netns, data root and socket) and a busybox image.
 
-Root only; skipped when not root or when dockerd / busybox-static are missing.
+Root, dockerd and busybox-static (`make install`): without them the tests fail.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from minik8s.api.types import ContainerStatus, Pod, PodStatus
+from minik8s.kubelet.runtime import DockerRuntime
+from tests.conftest import requires
 
-docker = pytest.importorskip("docker")
-
-from minik8s.kubelet.runtime import DockerRuntime  # noqa: E402
-
-NETNS = "kltestint"
+NETNS = f"kltest{os.getpid()}"  # per process: several test runs share this machine
 BRIDGE_IP = "10.246.2.1/24"
 POD_NET_PREFIX = "10.246.2."
 IMAGE = "busybox:latest"
@@ -33,10 +32,7 @@ DOCKERD_START_SECONDS = 30.0
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 2.0
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("nsenter") is None,
-    reason="needs root, dockerd and nsenter",
-)
+pytestmark = requires("dockerd", "nsenter", "busybox")
 
 
 def _busybox() -> Path | None:
@@ -49,8 +45,7 @@ def _busybox() -> Path | None:
 @pytest.fixture(scope="module")
 def dockerd() -> Iterator[Any]:
     busybox = _busybox()
-    if busybox is None:
-        pytest.skip("busybox-static is not installed")
+    assert busybox is not None, "busybox-static is not installed: run `make install`"
     root = Path(tempfile.mkdtemp(prefix="kltest-"))
     subprocess.run(["ip", "netns", "add", NETNS], check=True)
     proc: subprocess.Popen[bytes] | None = None
@@ -296,3 +291,111 @@ def test_graceful_kill_and_sigkill_after_grace(dockerd: Any) -> None:
     finally:
         cleanup(rt, polite)
         cleanup(rt, stubborn)
+
+
+def test_security_context_is_applied_by_docker(dockerd: Any) -> None:
+    rt = make_runtime(dockerd)
+    pod = make_pod("hardened", [
+        {"name": "c", "image": "busybox", "command": ["sh", "-c", "while :; do sleep 1; done"],
+         "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}},
+    ], volumes=[{"name": "scratch", "emptyDir": {}}],
+        securityContext={"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 3000,
+                         "seccompProfile": {"type": "RuntimeDefault"}})
+    try:
+        status = wait_for(rt, pod, lambda s: s.phase == "Running", 20)
+        code, out = rt.exec("default", "hardened", "c", ["sh", "-c", "id -u; id -G; cat /proc/self/status; "
+                                                         "touch /scratch/f && stat -c %g /scratch/f"])
+        assert code == 0, out
+        lines = out.decode().splitlines()
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        assert lines[0] == "1000" and "3000" in lines[1].split()  # runAsUser; fsGroup as a supplementary group
+        assert fields["CapEff"].strip() == "0000000000000000" and fields["NoNewPrivs"].strip() == "1"
+        assert fields["Seccomp"].strip() == "2"
+        assert lines[-1] == "3000"  # files in the emptyDir belong to the fsGroup
+        assert cstatus(status, "c").ready
+    finally:
+        cleanup(rt, pod)
+
+
+def test_run_as_non_root_and_symlinked_subpath_are_refused(dockerd: Any) -> None:
+    rt = make_runtime(dockerd)
+    # a container of the pod plants `evil -> /` in the shared emptyDir (replacing the directory a first start
+    # may have made); the other one mounts subPath `evil` and exits, so its restart resolves the symlink
+    plant = "while :; do [ -L /d/evil ] || { rm -rf /d/evil; ln -s / /d/evil; }; sleep 0.2; done"
+    pod = make_pod("refusals", [
+        {"name": "rootimage", "image": "busybox", "command": ["sleep", "60"],
+         "securityContext": {"runAsNonRoot": True}},
+        {"name": "plant", "image": "busybox", "command": ["sh", "-c", plant],
+         "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
+        {"name": "escape", "image": "busybox", "command": ["sh", "-c", "sleep 1; exit 1"],
+         "volumeMounts": [{"name": "data", "mountPath": "/host", "subPath": "evil"}]},
+    ], volumes=[{"name": "data", "emptyDir": {}}])
+
+    def settled(s: PodStatus) -> bool:
+        states = {c.name: c.state for c in s.containerStatuses or []}
+        escape, root = states.get("escape"), states.get("rootimage")
+        return bool(escape and escape.waiting and "subPath" in (escape.waiting.message or "")
+                    and root and root.waiting)
+
+    try:
+        status = wait_for(rt, pod, settled, 40)
+        escape = cstatus(status, "escape").state.waiting  # type: ignore[union-attr]
+        assert escape is not None and escape.reason == "CreateContainerError"
+        assert 'subPath "evil": escapes its volume through symlink "evil" -> "/"' in (escape.message or "")
+        root = cstatus(status, "rootimage").state.waiting  # type: ignore[union-attr]
+        assert root is not None and "runAsNonRoot and image will run as root" in (root.message or "")
+    finally:
+        cleanup(rt, pod)
+
+
+class Recorder:
+    """An EventSink that keeps (reason, message, container) of each event, for tests to read."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str | None]] = []
+
+    def event(self, pod: Pod, event_type: str, reason: str, message: str, container: str | None = None) -> None:
+        self.seen.append((reason, message, container))
+
+    @property
+    def reasons(self) -> list[str]:
+        return [reason for reason, _, _ in self.seen]
+
+
+def test_sandbox_that_died_under_a_sync_is_recreated_without_back_off(dockerd: Any) -> None:
+    """The listing a sync works from says the sandbox runs, but it died since: docker refuses to start a
+    container into it ("cannot join network of a non running container"). That is SandboxChanged, not the
+    container's failure: no CrashLoopBackOff, a quick resync, and the next sync gives the pod a new sandbox."""
+    events = Recorder()
+    rt = make_runtime(dockerd, events=events)
+    pod = make_pod("sbx", [{"name": "c", "image": "busybox", "command": ["sleep", "300"]}])
+    uid = pod.metadata.uid or ""
+    try:
+        wait_for(rt, pod, lambda s: s.phase == "Running", 20)
+        app = dockerd.containers.list(filters={"label": [
+            f"io.kubernetes.pod.uid={uid}", "io.minik8s.container.type=container"]})[0]
+        app.kill()
+        app.wait()
+        stale = rt._containers(uid=uid)  # app exited, sandbox still running
+        sandbox = next(c for c in stale if c.labels.get("io.minik8s.container.type") == "sandbox")
+        dockerd.api.kill(sandbox.id)
+        dockerd.api.wait(sandbox.id)
+        real = rt._containers
+        rt._containers = lambda sparse=False, **selector: stale if selector.get("uid") == uid else real(  # type: ignore[method-assign]
+            sparse=sparse, **selector)
+        delay = rt.sync_pod(pod)
+        rt._containers = real  # type: ignore[method-assign]
+        assert delay == pytest.approx(0.1)
+        assert "SandboxChanged" in events.reasons
+        waiting = cstatus(rt.pod_status(pod), "c").state.waiting  # type: ignore[union-attr]
+        assert waiting is None or waiting.reason != "RunContainerError"
+        status = wait_for(rt, pod, lambda s: s.phase == "Running" and cstatus(s, "c").ready is not False
+                          and cstatus(s, "c").state.running is not None, 20)  # type: ignore[union-attr]
+        assert "Failed" not in events.reasons
+        sandboxes = dockerd.containers.list(filters={"label": [
+            f"io.kubernetes.pod.uid={uid}", "io.minik8s.container.type=sandbox"]})
+        assert len(sandboxes) == 1 and sandboxes[0].id != sandbox.id
+        assert cstatus(status, "c").restartCount >= 1
+    finally:
+        cleanup(rt, pod)

@@ -7,8 +7,6 @@ so it runs beside a real cluster and beside test_network_vxlan.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,12 +21,9 @@ from minik8s.network import vxlan as vx
 from minik8s.network.agent import NetworkAgent, NetworkAgentConfig
 from minik8s.network.plan import PUBLIC_IP_ANNOTATION, VTEP_MAC_ANNOTATION
 from minik8s.network.testbed import PEER_CLIENT, PEER_SERVER, Testbed, TestbedConfig
-from tests.conftest import TEST_TOKEN
+from tests.conftest import TEST_TOKEN, requires
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, bridge, vxlan)"),
-    pytest.mark.skipif(any(shutil.which(b) is None for b in ("nft", "nsenter")), reason="needs nft and nsenter"),
-]
+pytestmark = requires("nft", "nsenter")
 PORT = 8081
 CONVERGE_TIMEOUT_S = 20.0
 

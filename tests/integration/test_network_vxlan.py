@@ -8,7 +8,6 @@ the last one tears it down and checks nothing is left.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,11 +17,9 @@ import pytest
 from minik8s.network import nft
 from minik8s.network import vxlan as vx
 from minik8s.network.testbed import PEER_CLIENT, PEER_SERVER, PING, BedNode, Testbed
+from tests.conftest import requires
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, bridge, vxlan)"),
-    pytest.mark.skipif(any(shutil.which(b) is None for b in ("nft", "nsenter")), reason="needs nft and nsenter"),
-]
+pytestmark = requires("nft", "nsenter")
 PORT = 8080
 
 

@@ -48,7 +48,7 @@ def test_silent_node_goes_unknown_then_its_pods_are_evicted_and_it_recovers(clie
                                    clock=lambda: now[0])
     for inf in (ctrl.nodes, ctrl.leases, ctrl.pods):
         inf.start()
-        inf.wait_synced(5)
+        assert inf.wait_synced(30)
     try:
         wait_cached(ctrl, name, lambda n: True)
         ctrl.reconcile()  # fresh heartbeat: nothing happens
@@ -91,7 +91,7 @@ def test_pods_of_deleted_nodes_are_collected(client: Client) -> None:
     ctrl = NodeLifecycleController(client)
     for inf in (ctrl.nodes, ctrl.leases, ctrl.pods):
         inf.start()
-        inf.wait_synced(5)
+        assert inf.wait_synced(30)
     try:
         ctrl.reconcile()
         names = [p.metadata.name for p in client.list("Pod", "default").items]

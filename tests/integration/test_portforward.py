@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import TEST_TOKEN, free_port, uniq, wait_for
+from tests.conftest import TEST_TOKEN, apiserver_pki_config, free_port, kubelet_tls, uniq, wait_for
 
 BIG = bytes(range(256)) * 4096  # 1 MiB, every byte value
 PAGE = b"hello from the pod\n"
@@ -56,35 +57,33 @@ def pod_server() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def kubelet_port() -> Iterator[int]:
+def kubelet_port(test_pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     from minik8s.kubelet import portforward
-    from minik8s.kubelet.server import KubeletServer
+    from minik8s.kubelet.server import ClientCheck, KubeletServer
 
     app = FastAPI()
-    portforward.register(app, _OurselvesAsSandbox(), TEST_TOKEN)
+    portforward.register(app, _OurselvesAsSandbox(), ClientCheck())
     port = free_port()
-    server = KubeletServer(app, "127.0.0.1", port)
+    server = KubeletServer(app, "127.0.0.1", port, **kubelet_tls(test_pki, tmp_path_factory.mktemp("kubelet"), "pf"))
     server.start()
     yield port
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """kubectl never sends a token over plain HTTP: this API server speaks TLS, with a CA of its own."""
-    from minik8s.pki import ensure_pki
-
-    return ensure_pki(tmp_path_factory.mktemp("pki"), ["127.0.0.1"], ["localhost"]).dir
+def tls(test_pki: Any) -> Path:
+    """kubectl never sends a token over plain HTTP: this API server speaks TLS, with the cluster CA."""
+    return Path(test_pki.dir)
 
 
 @pytest.fixture(scope="module")
-def apiserver(etcd_endpoint: str, tls: Path) -> Iterator[str]:
+def apiserver(etcd_endpoint: str, tls: Path, test_pki: Any) -> Iterator[str]:
     from minik8s.apiserver.app import ApiServer, ApiServerConfig
     from minik8s.apiserver.server import ServerThread
 
     port = free_port()
     api = ApiServer(ApiServerConfig(etcd_endpoints=[etcd_endpoint], token=TEST_TOKEN, port=port,
-                                    pod_cidr="10.0.0.0/8"))
+                                    pod_cidr="10.0.0.0/8", **apiserver_pki_config(test_pki)))
     server = ServerThread(api.app, ["127.0.0.1"], port, name="test-apiserver-tls",
                           tls_cert=str(tls / "apiserver.crt"), tls_key=str(tls / "apiserver.key"))
     server.start()
@@ -130,7 +129,7 @@ def _fetch(port: int, path: str = "/") -> bytes:
 def _kubectl_port_forward(kubeconfig: Path, *args: str, websockets: bool = True) -> subprocess.Popen[str]:
     """kubectl port-forward; ``websockets=False``: the plain HTTP ``Upgrade: SPDY/3.1`` of kubectl < 1.31."""
     if not shutil.which("kubectl"):
-        pytest.fail("kubectl is missing: every kubectl test needs it (a fresh Debian lacks it; see issue 19)")
+        pytest.fail("kubectl is missing: `make install` puts one in .venv/bin")
     env = {**os.environ, "KUBECTL_PORT_FORWARD_WEBSOCKETS": "true" if websockets else "false"}
     return subprocess.Popen(["kubectl", "--kubeconfig", str(kubeconfig), "port-forward", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -305,3 +304,86 @@ def test_minik8s_port_forward_to_a_missing_pod_fails(apiserver: str, tls: Path, 
                           capture_output=True, text=True, timeout=60, env={**os.environ, "MINIK8S_CONFIG": str(config)})
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip() == 'error: pods "no-such-pod" not found'
+
+
+def _kubelet_target(kubelet_port: int, pki: Any, as_apiserver: bool = True) -> Any:
+    """The kubelet hop as the API server dials it: TLS to the cluster CA, with (or without) its client certificate."""
+    from minik8s.apiserver.portforward import PodTarget
+    from minik8s.auth import x509
+
+    cert, key = (str(pki.kubelet_client_cert), str(pki.kubelet_client_key)) if as_apiserver else (None, None)
+    ctx = x509.client_context(Path(pki.ca_cert).read_text(), cert, key)
+    return PodTarget("default", "any-pod", "uid-1", f"wss://127.0.0.1:{kubelet_port}", ctx)
+
+
+def test_kubelet_hop_streams_both_ways_and_keeps_reading_after_half_close(kubelet_port: int, pod_server: int,
+                                                                           test_pki: Any) -> None:
+    import asyncio
+
+    from minik8s.apiserver.portforward import Upstream
+
+    async def scenario() -> bytes:
+        upstream = await Upstream.open(_kubelet_target(kubelet_port, test_pki), pod_server)
+        await upstream.send_parts([b"GET /big HTTP/1.0\r\n", memoryview(b"\r\n")])
+        await upstream.close_write()  # the pod answers after our half-close, as HTTP/1.0 servers do
+        received = b""
+        while (chunk := await upstream.recv()) is not None:
+            assert isinstance(chunk, bytes), chunk
+            received += chunk
+        await upstream.close()
+        return received
+
+    response = asyncio.run(scenario())
+    assert response.startswith(b"HTTP/1.0 200") and response.endswith(BIG)
+
+
+@pytest.mark.parametrize(("as_apiserver", "port", "reason"), [
+    (False, None, "Unauthorized: the kubelet API needs the API server's client certificate"),
+    (True, 1, "dial tcp4 127.0.0.1:1: connect: connection refused"),
+], ids=["no-client-certificate", "closed-port"])
+def test_kubelet_hop_refusals_carry_the_reason(kubelet_port: int, pod_server: int, test_pki: Any, as_apiserver: bool,
+                                               port: int | None, reason: str) -> None:
+    import asyncio
+
+    from minik8s.apiserver.portforward import Upstream
+    from minik8s.errors import Unavailable
+
+    with pytest.raises(Unavailable) as refused:
+        asyncio.run(Upstream.open(_kubelet_target(kubelet_port, test_pki, as_apiserver), port or pod_server))
+    assert refused.value.message == reason
+
+
+def test_kubelet_drops_the_pod_connection_when_the_api_server_leaves_after_half_close(kubelet_port: int,
+                                                                                     test_pki: Any) -> None:
+    """A pod that keeps talking after our half-close must not stream to nobody once the API server is gone."""
+    import asyncio
+
+    from minik8s.apiserver.portforward import Upstream
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    dropped = threading.Event()
+
+    def chatty_pod() -> None:
+        conn, _ = listener.accept()
+        while conn.recv(65536):
+            pass  # until our half-close arrives
+        try:
+            while True:
+                conn.sendall(b"x" * 1024)
+                time.sleep(0.02)
+        except OSError:
+            dropped.set()
+        conn.close()
+
+    threading.Thread(target=chatty_pod, daemon=True).start()
+
+    async def scenario() -> None:
+        upstream = await Upstream.open(_kubelet_target(kubelet_port, test_pki), listener.getsockname()[1])
+        await upstream.send(b"hi")
+        await upstream.close_write()
+        assert isinstance(await upstream.recv(), bytes)  # the pod talks on after the half-close
+        await upstream.close()
+
+    asyncio.run(scenario())
+    assert dropped.wait(10), "the kubelet kept the pod's connection after the API server left"
+    listener.close()

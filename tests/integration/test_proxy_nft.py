@@ -7,8 +7,6 @@ Uses netns ``mk8ssv-*``, bridge ``mk8ssv0`` (10.204.0.0/24), pods 10.248.0.0/16,
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -22,11 +20,9 @@ from minik8s.proxy import nft
 from minik8s.proxy.proxy import Proxier, ensure_root_route
 from minik8s.proxy.rules import ServiceRules, render_all
 from minik8s.proxy.testbed import RULES, SERVICE_CIDR, ServiceBed, endpoints, service
+from tests.conftest import requires
 
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (netns, bridge, nft)"),
-    pytest.mark.skipif(any(shutil.which(b) is None for b in ("nft", "nsenter")), reason="needs nft and nsenter"),
-]
+pytestmark = requires("nft", "nsenter")
 CIP, OTHER_CIP, NODE_PORT = "10.205.0.5", "10.205.0.6", 30080
 
 

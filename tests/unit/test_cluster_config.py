@@ -13,7 +13,7 @@ def test_defaults_match_the_design() -> None:
     cfg = ClusterConfig(state_dir=Path("/s"))
     assert cfg.head_ip == "10.200.0.1"
     assert cfg.underlay_bridge == "mk8s0"
-    assert cfg.etcd_endpoints == ["http://127.0.0.1:12379", "http://10.200.0.1:12379"]
+    assert cfg.etcd_endpoints == ["http://127.0.0.1:12379"]  # loopback only: nothing off-host talks to etcd
     assert cfg.etcd_peer_url == "http://127.0.0.1:12380"
     assert cfg.registry_addr == "10.200.0.1:5000"
     assert cfg.registry_url == "http://10.200.0.1:5000"
@@ -59,7 +59,7 @@ def test_custom_ranges_move_every_address() -> None:
     )
     assert cfg.head_ip == "10.201.0.1"
     assert cfg.registry_addr == "10.201.0.1:5001"
-    assert cfg.etcd_endpoints[1] == "http://10.201.0.1:22379"
+    assert cfg.etcd_endpoints == ["http://127.0.0.1:22379"]
     n = cfg.node(1)
     assert (n.ip, n.pod_cidr, n.pod_gateway) == ("10.201.0.11", "10.245.1.0/24", "10.245.1.1")
     assert n.netns == "mk8stest-node-1" and n.veth_host == "mk8stest0n1"

@@ -3,6 +3,7 @@ certificate's names, node.yaml for host mode, and the address a machine joins wi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -69,13 +70,29 @@ def test_cluster_view_takes_the_heads_addresses_from_the_join_reply(tmp_path: Pa
 def test_join_record_round_trips_with_mode_0600(tmp_path: Path) -> None:
     cfg = ClusterConfig(state_dir=tmp_path)
     record = host.HostNodeRecord("metal-1", "192.168.56.11", 24, "enp1s0", "10.244.7.0/24",
-                                 "https://192.168.56.10:6443", "192.168.56.10:6379", "192.168.56.10:5000", "CA", "tok")
+                                 "https://192.168.56.10:6443", "192.168.56.10:6379", "192.168.56.10:5000", "CA",
+                                 ray_token="raytok")
     path = record.save(cfg)
     assert path.stat().st_mode & 0o777 == 0o600
     assert host.load_record(cfg, "metal-1") == record and host.recorded_nodes(cfg) == ["metal-1"]
+    assert "token" not in json.loads(path.read_text())  # no API credential (the node's are in pki/)
     assert record.node(cfg).ip == "192.168.56.11" and record.cluster(cfg).ray_address == "192.168.56.10:6379"
+    # The raylet and drivers of this node read the cluster's Ray token from the node dir, 0600.
+    token_file = record.cluster(cfg).ray_token_path
+    assert token_file == tmp_path / "nodes" / "metal-1" / "ray-auth-token"
+    assert token_file.read_text() == "raytok" and token_file.stat().st_mode & 0o777 == 0o600
     host.forget(cfg, "metal-1")
     assert host.load_record(cfg, "metal-1") is None and host.recorded_nodes(cfg) == []
+    assert not token_file.exists()
+
+
+def test_join_record_without_a_ray_token_is_refused(tmp_path: Path) -> None:
+    cfg = ClusterConfig(state_dir=tmp_path)
+    record = host.HostNodeRecord("metal-1", "192.168.56.11", 24, "enp1s0", "10.244.7.0/24",
+                                 "https://192.168.56.10:6443", "192.168.56.10:6379", "192.168.56.10:5000", "CA")
+    with pytest.raises(BadRequest, match="no Ray token"):
+        record.save(cfg)
+    assert host.recorded_nodes(cfg) == []
 
 
 def test_serving_cert_is_issued_again_for_a_new_address_by_the_same_ca(tmp_path: Path) -> None:
@@ -124,3 +141,16 @@ def test_the_address_a_machine_joins_with() -> None:
         host.resolve_address("127.0.0.1", "192.0.2.250", "lo")
     with pytest.raises(BadRequest, match="leaves through lo, not nosuch0"):
         host.resolve_address("127.0.0.1", None, "nosuch0")
+
+
+def test_serving_cert_names_the_kubernetes_service_as_pods_reach_it(tmp_path: Path) -> None:
+    """Pods verify the API at the `kubernetes` Service's ClusterIP or `kubernetes.default.svc`."""
+    from minik8s.cluster import bootstrap
+
+    cfg = ClusterConfig(state_dir=tmp_path)
+    sans = cert_sans(bootstrap.pki(cfg).server_cert)
+    assert {"IP:10.96.0.1", "DNS:kubernetes", "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
+            "DNS:kubernetes.default.svc.cluster.local", "IP:10.200.0.1", "IP:127.0.0.1"} <= sans
+    api = bootstrap.control_plane_settings(cfg, bootstrap.ControlPlaneOptions())["apiserver"]["config"]
+    assert api["advertise_address"] == "10.200.0.1"
+    assert api["service_account_key_file"] == str(tmp_path / "pki" / "sa.key")

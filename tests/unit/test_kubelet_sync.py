@@ -100,6 +100,7 @@ def test_deleting_pod_is_killed_with_its_grace_then_deleted_for_real() -> None:
     assert k.sync("ns/p") is None
     assert rt.calls == [("kill", ("u1", 3)), ("remove", "u1")]
     assert client.deleted == [("Pod", "p", "ns", 0)]
+    assert k.events.recorder.flush(5)  # events are sent by the recorder's writer thread
     assert any(e["reason"] == "Killing" for e in client.created)
 
 

@@ -82,3 +82,12 @@ def test_limit_must_be_a_number() -> None:
     with pytest.raises(BadRequest, match="invalid limit"):
         ListOptions.from_query({"limit": "ten"})
     assert ListOptions.from_query({"limit": "10", "continue": "t"}).limit == 10
+
+
+def test_negative_limit_and_bad_resource_version_are_refused() -> None:
+    with pytest.raises(BadRequest, match='invalid limit "-1": must be at least 0'):
+        ListOptions.from_query({"limit": "-1"})
+    with pytest.raises(BadRequest, match='invalid resourceVersion "abc"'):
+        ListOptions.from_query({"resourceVersion": "abc"})
+    with pytest.raises(BadRequest, match="out of the int64 range"):
+        ListOptions.from_query({"limit": "9" * 30})

@@ -76,6 +76,9 @@ class _FakeUpstream:
     async def send(self, data: bytes) -> None:
         await self.queue.put(data.upper())
 
+    async def send_parts(self, parts: list[bytes | memoryview]) -> None:
+        await self.send(b"".join(parts))
+
     async def close_write(self) -> None:
         await self.queue.put(None)
 
@@ -158,3 +161,25 @@ def test_server_frames_are_unmasked_and_final() -> None:
     assert ws_frame(OP_BINARY, b"abc") == b"\x82\x03abc"
     assert ws_frame(OP_BINARY, b"a" * 300)[:4] == b"\x82\x7e\x01\x2c"
     assert ws_frame(OP_BINARY, b"a" * 70000)[:10] == b"\x82\x7f" + (70000).to_bytes(8, "big")
+
+
+def test_frames_cut_at_every_boundary_come_out_whole() -> None:
+    codec = spdy.HeaderCodec()
+    stream = (spdy.syn_stream(codec, 1, {"port": ["80"]}) + spdy.data_frames(1, bytes(range(256)) * 40)
+              + spdy.data_frames(1, b"") + spdy.ping(7) + spdy.data_frames(3, b"tail", fin=True))
+    expected = [(type(f).__name__, bytes(getattr(f, "data", b"")), f.flags) for f in spdy.FrameReader().feed(stream)]
+    assert len(expected) == 5
+    for size in (1, 3, 7, 8, 9, 4096, 10239, len(stream)):
+        reader = spdy.FrameReader()
+        frames: list[spdy.Frame] = []
+        for start in range(0, len(stream), size):
+            frames += reader.feed(stream[start:start + size])
+        assert [(type(f).__name__, bytes(getattr(f, "data", b"")), f.flags) for f in frames] == expected, size
+
+
+def test_a_payload_that_arrives_whole_is_not_copied() -> None:
+    frame = spdy.data_frames(5, b"x" * 1000)
+    reader = spdy.FrameReader()
+    assert reader.feed(frame[:8]) == []
+    (data,) = reader.feed(frame[8:])
+    assert isinstance(data, spdy.DataFrame) and isinstance(data.data, memoryview) and data.data == b"x" * 1000

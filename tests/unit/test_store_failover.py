@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -114,6 +115,7 @@ def test_errors_are_classified() -> None:
     assert classify(FakeRpcError(grpc.StatusCode.UNAVAILABLE, "Socket closed")) == "down"
     assert classify(no_leader()) == "busy"
     assert classify(FakeRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")) == "busy"
+    assert classify(FakeRpcError(grpc.StatusCode.UNKNOWN, "context deadline exceeded")) == "busy"  # etcd's own timeout
     assert classify(FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, "bad")) is None
     assert classify(ValueError("x")) is None
 
@@ -220,3 +222,104 @@ def test_a_first_attempt_that_fails_its_condition_is_not_second_guessed() -> Non
     with pytest.raises(AlreadyExists):
         store.create("/registry/pods/default/p", {"metadata": {"name": "p", "uid": "u1"}})
     assert first.kv.calls == ["txn"]
+
+
+class FakeWatcher:
+    """pyetcd's Watcher as ResumableWatch uses it: add_callback hands out ids, cancel records them."""
+
+    def __init__(self) -> None:
+        self.callbacks: dict[int, Callable[[Any], None]] = {}
+        self.cancelled: list[int] = []
+        self.starts: list[int] = []
+        self.made = threading.Event()
+
+    def add_callback(self, key: bytes, callback: Callable[[Any], None], **kw: Any) -> int:
+        watch_id = len(self.callbacks) + 1
+        self.callbacks[watch_id] = callback
+        self.starts.append(kw["start_revision"])
+        if watch_id > 1:
+            self.made.set()
+        return watch_id
+
+    def cancel(self, watch_id: int) -> None:
+        self.cancelled.append(watch_id)
+
+
+class WatchingMember(FakeMember):
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        super().__init__(endpoint, timeout)
+        self._watcher = FakeWatcher()
+
+    def watcher(self) -> FakeWatcher:
+        return self._watcher
+
+
+class Event:
+    def __init__(self, key: bytes, revision: int) -> None:
+        self.key, self.mod_revision = key, revision
+
+
+class Response:
+    def __init__(self, *events: Event) -> None:
+        self.events = list(events)
+
+
+def test_a_watch_handed_another_ranges_stream_is_made_again_from_where_it_was() -> None:
+    """pyetcd pairs "created" answers with create requests in order, so after a timed-out create on a busy
+    member a watch can get another watch's stream: its events are not delivered, it is made again."""
+    from minik8s.store.failover import ResumableWatch
+
+    delivered: list[Any] = []
+    group = Members([URLS[0]], member=WatchingMember)
+    watcher = group.members[0].watcher()
+    watch = ResumableWatch(group, b"/registry/services/", b"/registry/services0", 7, delivered.append,
+                           lambda rev: None)
+    watch.start()
+    watcher.callbacks[1](Response(Event(b"/registry/services/default/web", 8)))
+    assert len(delivered) == 1  # its own range: delivered
+    watcher.callbacks[1](Response(Event(b"/registry/replicasets/default/web-1", 9)))
+    assert len(delivered) == 1 and watcher.cancelled == [1]
+    assert watcher.made.wait(5)  # made again, from the revision after the last event it delivered
+    watcher.callbacks[1](Response(Event(b"/registry/services/default/late", 10)))  # the stray stream: dropped
+    watcher.callbacks[2](Response(Event(b"/registry/services/default/api", 10)))
+    assert [r.events[0].key for r in delivered] == [b"/registry/services/default/web",
+                                                    b"/registry/services/default/api"]
+    assert watcher.starts == [7, 9]
+    watch.cancel()
+
+
+def test_a_watch_create_that_timed_out_costs_its_stream() -> None:
+    """Its late "created" answer would be paired with the next create on the stream: the stream goes."""
+    from pyetcd import exceptions as etcd_exc
+
+    from minik8s.store.failover import Member, ResumableWatch
+
+    member = Member("http://127.0.0.1:1", 3.0)  # no connection is made until a watch starts
+    first = member.watcher()
+    member.drop_watcher(first)
+    second = member.watcher()
+    assert second is not first
+    member.drop_watcher(first)  # a stale stream: the current one stays
+    assert member.watcher() is second
+    member.close()
+
+    class TimingOut(FakeWatcher):
+        def add_callback(self, key: bytes, callback: Callable[[Any], None], **kw: Any) -> int:
+            raise etcd_exc.WatchTimedOut()
+
+    dropped: list[Any] = []
+
+    class SlowMember(WatchingMember):
+        def __init__(self, endpoint: str, timeout: float) -> None:
+            super().__init__(endpoint, timeout)
+            self._watcher = TimingOut()
+
+        def drop_watcher(self, stale: Any) -> None:
+            dropped.append(stale)
+
+    t = FakeTime()
+    group = Members([URLS[0]], FailoverConfig(window_s=1.0), clock=t.clock, sleep=t.sleep, member=SlowMember)
+    watch = ResumableWatch(group, b"/registry/pods/", b"/registry/pods0", 1, lambda r: None, lambda rev: None)
+    with pytest.raises(Unavailable):
+        watch.start()
+    assert dropped and all(w is group.members[0].watcher() for w in dropped)

@@ -28,7 +28,7 @@ from tests.e2e.chaos.common import (
     served_app,
     summary,
 )
-from tests.e2e.conftest import UP_ARGS, UP_TIMEOUT_S, run, wait_for
+from tests.e2e.conftest import UP_ARGS, UP_TIMEOUT_S, leave_ray, run, wait_for
 
 OUTAGE_S = 20.0
 #: From the start of `minik8s up` to the Service answering by DNS name again (the slowest of the three).
@@ -44,6 +44,7 @@ def test_killing_the_whole_control_plane_never_hurts_running_pods(client: Client
         traffic = Traffic(app, cfg).start()
         time.sleep(1)
         killed = time.monotonic()
+        leave_ray()  # a driver whose GCS is killed exits its whole process once Ray gives up reconnecting
         kill_control_plane(cfg)
         assert run("get", "pods", check=False).returncode == 1  # the API is really gone
         time.sleep(OUTAGE_S)
