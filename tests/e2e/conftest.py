@@ -173,3 +173,23 @@ def wait_running(client: Client, name: str, timeout: float = 90.0) -> Any:
         return pod if ok else None
 
     return wait_for(f"pod {name} running and ready", ready, timeout)
+
+
+@pytest.fixture
+def ns(cluster: None) -> Iterator[str]:
+    """A namespace of the test's own, deleted afterwards: a module's objects never meet another's."""
+    name = unique("e2e")
+    run("apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
+    yield name
+    run("delete", "namespace", name, check=False)
+
+
+def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+    """`kubectl --kubeconfig KC ARGS…` with output captured as text (the venv's kubectl, as make install puts it)."""
+    exe = str(Path(sys.executable).parent / "kubectl")
+    proc = subprocess.run([exe, "--kubeconfig", str(kubeconfig), *args], input=input, capture_output=True,
+                          text=True, timeout=CMD_TIMEOUT_S, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
