@@ -90,6 +90,22 @@ def test_service_account_is_refused_until_a_role_binding_grants_it(namespace: st
                              namespace).returncode == 1)
 
 
+def test_service_account_token_is_refused_until_a_role_binding_grants_it(namespace: str, kubeconfig: Path) -> None:
+    """The account's own bearer token, as a pod would send it (no impersonation): 403, then a grant, then 200."""
+    made = kubectl(kubeconfig, "create", "token", "default", "-n", namespace)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    refused = kubectl(kubeconfig, "--token", token, "get", "pods", "-n", namespace)
+    assert refused.returncode == 1
+    assert (f'User "system:serviceaccount:{namespace}:default" cannot list resource "pods"') in refused.stderr
+
+    run("apply", "-f", "-", input=grant(namespace))
+    wait_for("the grant to reach the authorizer",
+             lambda: kubectl(kubeconfig, "--token", token, "get", "pods", "-n", namespace).returncode == 0)
+    assert kubectl(kubeconfig, "--token", token, "get", "pods", "-n", "default").returncode == 1
+    assert kubectl(kubeconfig, "--token", token, "get", "secrets", "-n", namespace).returncode == 1
+
+
 def test_kubectl_creates_roles_and_bindings(namespace: str, kubeconfig: Path) -> None:
     made = kubectl(kubeconfig, "create", "role", "cm-editor", "--verb=get,create", "--resource=configmaps",
                    "-n", namespace)
