@@ -193,6 +193,23 @@ class Probe(Model):
     terminationGracePeriodSeconds: int | None = None
 
 
+class SleepAction(Model):
+    seconds: int
+
+
+class LifecycleHandler(Model):
+    exec: ExecAction | None = None
+    httpGet: HTTPGetAction | None = None
+    #: Kept on the wire as Kubernetes does (for old manifests); validation refuses it, since nothing runs it.
+    tcpSocket: TCPSocketAction | None = None
+    sleep: SleepAction | None = None
+
+
+class Lifecycle(Model):
+    postStart: LifecycleHandler | None = None
+    preStop: LifecycleHandler | None = None
+
+
 class Capabilities(Model):
     add: list[str] | None = None
     drop: list[str] | None = None
@@ -234,6 +251,7 @@ class Container(Model):
     tty: bool | None = None
     terminationMessagePath: str | None = None
     terminationMessagePolicy: str | None = None
+    lifecycle: Lifecycle | None = None
 
 
 class EmptyDirVolumeSource(Model):

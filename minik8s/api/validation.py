@@ -315,6 +315,7 @@ def _check_container(c: t.Container, path: str, volumes: set[str], causes: Cause
                 causes.append((f"{path}.ports[{i}].name", f'Duplicate value: "{p.name}"'))
             port_names.add(p.name)
     _check_security_context(c.securityContext, f"{path}.securityContext", causes)
+    _check_termination_message(c, path, causes)
     for i, m in enumerate(c.volumeMounts or []):
         if m.name not in volumes:
             causes.append((f"{path}.volumeMounts[{i}].name", f'Not found: "{m.name}" (no such volume in the pod)'))
@@ -323,6 +324,73 @@ def _check_container(c: t.Container, path: str, volumes: set[str], causes: Cause
         if m.subPath and (m.subPath.startswith("/") or ".." in m.subPath.split("/")):
             causes.append((f"{path}.volumeMounts[{i}].subPath",
                            f"Invalid value: \"{m.subPath}\": must be a relative path without '..'"))
+
+
+TERMINATION_MESSAGE_POLICIES = ("File", "FallbackToLogsOnError")
+LIFECYCLE_HANDLERS = ("exec", "httpGet", "sleep")
+#: An IANA service name: what a named port may be (Kubernetes' validatePortNumOrName).
+PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+MAX_PORT_NAME = 15
+#: Kubernetes' default terminationGracePeriodSeconds, the bound of a sleep hook when the pod sets none.
+DEFAULT_GRACE_SECONDS = 30
+
+
+def _check_termination_message(c: t.Container, path: str, causes: Causes) -> None:
+    """The kubelet mounts the message file at the path and reads it per the policy: both must be usable."""
+    policy = c.terminationMessagePolicy
+    if policy is not None and policy not in TERMINATION_MESSAGE_POLICIES:
+        causes.append((f"{path}.terminationMessagePolicy",
+                       f'Unsupported value: "{policy}": supported values: "File", "FallbackToLogsOnError"'))
+    message_path = c.terminationMessagePath
+    if message_path is not None and not message_path.startswith("/"):
+        causes.append((f"{path}.terminationMessagePath", f'Invalid value: "{message_path}": must be an absolute path'))
+
+
+def _check_port_num_or_name(port: int | str, path: str, causes: Causes) -> None:
+    if isinstance(port, int) or port.isdigit():
+        if not 1 <= int(port) <= MAX_PORT:
+            causes.append((path, f"Invalid value: {port}: must be between 1 and {MAX_PORT}, inclusive"))
+    elif len(port) > MAX_PORT_NAME or not PORT_NAME.match(port) or "--" in port:
+        causes.append((path, f'Invalid value: "{port}": must be a port number or an IANA service name '
+                             f"(at most {MAX_PORT_NAME} lowercase letters, digits and '-', with a letter)"))
+
+
+def _check_lifecycle_handler(h: t.LifecycleHandler, grace: int, path: str, causes: Causes) -> None:
+    """Exactly one of exec, httpGet, sleep (Kubernetes' validateLifecycleHandler); tcpSocket is never run."""
+    if h.tcpSocket is not None:
+        causes.append((f"{path}.tcpSocket", "Forbidden: tcpSocket is not supported in lifecycle hooks (Kubernetes "
+                                            "keeps it only for compatibility and never runs it): use exec, httpGet "
+                                            "or sleep"))
+    chosen = [name for name in LIFECYCLE_HANDLERS if getattr(h, name) is not None]
+    if not chosen and h.tcpSocket is None:
+        causes.append((path, "Required value: must specify a handler type (exec, httpGet or sleep)"))
+    for extra in chosen[1:]:
+        causes.append((f"{path}.{extra}", "Forbidden: may not specify more than 1 handler type"))
+    if h.exec is not None and not h.exec.command:
+        causes.append((f"{path}.exec.command", "Required value"))
+    if h.httpGet is not None:
+        _check_port_num_or_name(h.httpGet.port, f"{path}.httpGet.port", causes)
+    if h.sleep is not None and not 0 <= h.sleep.seconds <= grace:
+        causes.append((f"{path}.sleep.seconds", f"Invalid value: {h.sleep.seconds}: must be non-negative and not "
+                                                f"more than terminationGracePeriodSeconds ({grace})"))
+
+
+def _check_lifecycles(spec: t.PodSpec, path: str, causes: Causes) -> None:
+    """postStart/preStop handlers; an init container has none unless it is a sidecar (restartPolicy Always)."""
+    grace = spec.terminationGracePeriodSeconds
+    grace = DEFAULT_GRACE_SECONDS if grace is None else grace
+    for group, containers in (("initContainers", spec.initContainers or []), ("containers", spec.containers)):
+        for i, c in enumerate(containers):
+            if c.lifecycle is None:
+                continue
+            lpath = f"{path}.{group}[{i}].lifecycle"
+            if group == "initContainers" and getattr(c, "restartPolicy", None) != "Always":
+                causes.append((lpath, "Forbidden: may not be set for init containers without restartPolicy Always"))
+                continue
+            for hook in ("postStart", "preStop"):
+                handler = getattr(c.lifecycle, hook)
+                if handler is not None:
+                    _check_lifecycle_handler(handler, grace, f"{lpath}.{hook}", causes)
 
 
 def _check_seccomp(profile: t.SeccompProfile | None, path: str, causes: Causes) -> None:
@@ -368,6 +436,7 @@ def validate_pod_spec(spec: t.PodSpec, path: str, causes: Causes) -> None:
             _check_container(c, cpath, volumes, causes)
     if spec.terminationGracePeriodSeconds is not None and spec.terminationGracePeriodSeconds < 0:
         causes.append((f"{path}.terminationGracePeriodSeconds", "Invalid value: must be >= 0"))
+    _check_lifecycles(spec, path, causes)
     if spec.affinity:
         validate_affinity(spec.affinity, f"{path}.affinity", causes)
     validate_spread(spec.topologySpreadConstraints or [], f"{path}.topologySpreadConstraints", causes)

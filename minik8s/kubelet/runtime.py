@@ -25,6 +25,7 @@ from minik8s.api.types import Container, Pod, PodStatus
 from minik8s.errors import BadRequest, NotFound
 from minik8s.kubelet import labels as L
 from minik8s.kubelet import status as S
+from minik8s.kubelet import termination
 from minik8s.kubelet.backoff import (
     DEFAULT_BASE_SECONDS,
     DEFAULT_CAP_SECONDS,
@@ -36,6 +37,7 @@ from minik8s.kubelet.backoff import (
 from minik8s.kubelet.configrefs import ConfigError, ConfigObjects
 from minik8s.kubelet.events import NORMAL, WARNING, EventSink, NullSink
 from minik8s.kubelet.images import ImagePuller, PullFn, PullState
+from minik8s.kubelet.lifecycle import DockerHookActions, LifecycleHooks, pre_stop_labels
 from minik8s.kubelet.spec import (
     SpecError,
     VolumePaths,
@@ -85,19 +87,32 @@ def record_of(c: DockerContainer) -> S.ContainerRecord:
     if status == "exited" and finished is None:
         finished = S.docker_time(c.attrs.get("Created"))
     labels = _labels(c)
+    exit_code = int(state.get("ExitCode") or 0)
+    message = termination.exited_message(c.id or "", labels, exit_code, lambda: _log_tail(c)) \
+        if status in ("exited", "dead") else ""
     return S.ContainerRecord(
         id=c.id or "",
         name=labels.get(L.CONTAINER_NAME, ""),
         restart_count=L.restart_count_of(labels),
         image_id=str(c.attrs.get("Image", "")),
         status=status,
-        exit_code=int(state.get("ExitCode") or 0),
+        exit_code=exit_code,
         oom_killed=bool(state.get("OOMKilled")),
         error=error,
         started_at=started,
         finished_at=finished,
         spec_hash=labels.get(L.SPEC_HASH, ""),
+        termination_message=message,
     )
+
+
+def _log_tail(c: DockerContainer) -> bytes:
+    """The container's last log lines (stdout and stderr) for a FallbackToLogsOnError message."""
+    try:
+        return bytes(c.logs(stdout=True, stderr=True, tail=termination.MAX_LOG_LINES))
+    except docker.errors.APIError as exc:
+        log.warning("reading logs for a termination message failed", extra={"container_id": c.id, "error": str(exc)})
+        return b""
 
 
 class ProbeHooks(Protocol):
@@ -162,6 +177,7 @@ class DockerRuntime:
         self.events: EventSink = events or NullSink()
         self.readiness = readiness
         self.prober = prober
+        self.hooks = LifecycleHooks(DockerHookActions(docker_client), self.events)
         self.backoff = Backoff(backoff_base, backoff_cap, backoff_reset, self.clock)
         self.puller = ImagePuller(
             docker_client,
@@ -514,13 +530,19 @@ class DockerRuntime:
             )
             if self.service_env is not None:  # the container's own env wins, as in Kubernetes
                 kwargs["environment"] = {**self.service_env(pod), **kwargs["environment"]}
+            message_bind, message_labels = termination.prepare(self.pods_dir, ref.uid, spec, restart_count)
+            kwargs["volumes"] = [*kwargs["volumes"], message_bind]
             self._remove_named(name)
             created: DockerContainer = self.docker.containers.create(
                 image,
                 name=name,
-                labels=L.container_labels(
-                    ref, self.node_name, spec.name, restart_count, L.spec_hash(spec.to_dict()), grace
-                ),
+                labels={
+                    **L.container_labels(
+                        ref, self.node_name, spec.name, restart_count, L.spec_hash(spec.to_dict()), grace
+                    ),
+                    **message_labels,
+                    **pre_stop_labels(spec, self._sandbox_ip(pod, sandbox)),
+                },
                 **kwargs,
             )
         except ConfigError as exc:
@@ -561,6 +583,11 @@ class DockerRuntime:
             requeue.append(self.backoff.delay((ref.uid, spec.name)))
             return True
         self.events.event(pod, NORMAL, "Started", f"Started container {spec.name}", spec.name)
+        if self.hooks.post_start(pod, spec, created.id or "", self._sandbox_ip(pod, sandbox)) is not None:
+            # as the kubelet: the container is killed (preStop included) and restartPolicy/back-off take over
+            self._stop(created, grace)
+            requeue.append(self.backoff.base)
+            return True
         log.info(
             "started container",
             extra={"pod": ref.key, "container": spec.name, "restart_count": restart_count},
@@ -584,6 +611,8 @@ class DockerRuntime:
     # --- teardown --------------------------------------------------------------------------------
 
     def _stop(self, c: DockerContainer, grace: int) -> None:
+        """Stop a running container: its preStop hook, SIGTERM, what is left of ``grace``, SIGKILL."""
+        grace = self.hooks.pre_stop(c.id or "", _labels(c), grace)
         try:
             c.stop(timeout=max(0, grace))
         except docker.errors.NotFound:

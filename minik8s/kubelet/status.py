@@ -60,6 +60,8 @@ class ContainerRecord:
     started_at: str | None = None  # RFC 3339 (seconds) or None
     finished_at: str | None = None
     spec_hash: str = ""
+    #: What the container left at its terminationMessagePath (or its log tail), once it exited.
+    termination_message: str = ""
 
     @property
     def running(self) -> bool:
@@ -79,7 +81,8 @@ class ContainerRecord:
         return ContainerStateTerminated(
             exitCode=self.exit_code,
             reason=reason,
-            message=self.error or None,
+            # as the kubelet: the runtime's own message, then what the container left
+            message=": ".join(m for m in (self.error, self.termination_message) if m) or None,
             startedAt=self.started_at,
             finishedAt=self.finished_at,
             containerID=RUNTIME_SCHEME + self.id,
