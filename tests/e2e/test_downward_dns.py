@@ -164,8 +164,9 @@ def test_hostname_and_subdomain_resolve_through_a_headless_service(kubeconfig: P
     assert f"{ip}\t{fqdn}\thost-0\n" in in_pod(kubeconfig, ns, target, "cat", "/etc/hosts")
 
     def lookup(name: str) -> str:
-        proc = kubectl(kubeconfig, "exec", "-n", ns, asker, "--", "nslookup", name, check=False)
-        return proc.stdout if proc.returncode == 0 else ""
+        """busybox nslookup's answer section (its own resolver: the pod's resolv.conf names the server)."""
+        proc = kubectl(kubeconfig, "exec", "-n", ns, asker, "--", "nslookup", "-type=a", name, check=False)
+        return proc.stdout.split("Name:", 1)[1] if "Name:" in proc.stdout else ""
 
     assert wait_for(f"{fqdn} to resolve to {ip}", lambda: ip in lookup(fqdn), timeout=DNS_TIMEOUT_S)
     service_name = f"{sub}.{ns}.svc.cluster.local"
