@@ -43,7 +43,7 @@ def _quoted(values: tuple[str, ...]) -> str:
 
 def check_field_ref(ref: t.ObjectFieldSelector, allowed: tuple[str, ...], path: str, causes: Causes) -> None:
     """`fieldPath` is one of `allowed` or a labels/annotations subscript with a valid key."""
-    from minik8s.api.validation import DNS1123_SUBDOMAIN, LABEL_NAME, MAX_LABEL
+    from minik8s.api.validation import DNS1123_SUBDOMAIN, LABEL_NAME, MAX_LABEL  # validation imports this module
 
     if ref.apiVersion not in (None, FIELD_API_VERSION):
         causes.append((f"{path}.apiVersion", f'Unsupported value: "{ref.apiVersion}": supported values: "v1"'))

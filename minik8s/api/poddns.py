@@ -37,7 +37,7 @@ def _check_dns_config(spec: t.PodSpec, path: str, causes: Causes) -> None:
                                                             "nameserver when `dnsPolicy` is None"))
     if conf is None:
         return
-    from minik8s.api.validation import DNS1123_SUBDOMAIN, MAX_SUBDOMAIN
+    from minik8s.api.validation import DNS1123_SUBDOMAIN, MAX_SUBDOMAIN  # validation imports this module
 
     cpath = f"{path}.dnsConfig"
     servers = conf.nameservers or []
@@ -65,7 +65,7 @@ def _check_dns_config(spec: t.PodSpec, path: str, causes: Causes) -> None:
 
 
 def _check_host_aliases(spec: t.PodSpec, path: str, causes: Causes) -> None:
-    from minik8s.api.validation import DNS1123_SUBDOMAIN, MAX_SUBDOMAIN
+    from minik8s.api.validation import DNS1123_SUBDOMAIN, MAX_SUBDOMAIN  # validation imports this module
 
     for i, alias in enumerate(spec.hostAliases or []):
         apath = f"{path}.hostAliases[{i}]"
@@ -79,7 +79,7 @@ def _check_host_aliases(spec: t.PodSpec, path: str, causes: Causes) -> None:
 
 def check_pod_dns(spec: t.PodSpec, path: str, causes: Causes) -> None:
     """dnsPolicy, dnsConfig, hostAliases, hostname and subdomain of one pod spec."""
-    from minik8s.api.validation import check_name
+    from minik8s.api.validation import check_name  # validation imports this module
 
     if spec.dnsPolicy is not None and spec.dnsPolicy not in DNS_POLICIES:
         supported = ", ".join(f'"{p}"' for p in DNS_POLICIES)

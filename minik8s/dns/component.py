@@ -38,7 +38,7 @@ class ClusterDns:
         for inf in self.informers[:-1]:
             inf.add_handler(on_add=self._changed, on_update=self._changed2, on_delete=self._changed)
         self.endpoints.add_handler(on_add=self._endpoints_changed, on_delete=self._endpoints_changed,
-                                   on_update=lambda old, new: self._endpoints_changed(new))
+                                   on_update=self._endpoints_updated)
 
     def _changed(self, _obj: Any) -> None:
         self._stale.set()
@@ -52,6 +52,10 @@ class ClusterDns:
         svc = self.services.get(f"{ep.metadata.namespace or 'default'}/{ep.metadata.name}")
         if svc is not None and svc.spec.clusterIP == "None":
             self._stale.set()
+
+    def _endpoints_updated(self, old: Any, new: Any) -> None:
+        if old is None or old.metadata.resourceVersion != new.metadata.resourceVersion:
+            self._endpoints_changed(new)
 
     def ingress_hosts(self) -> list[str]:
         classes = [c.to_dict() for c in self.classes.list()]
