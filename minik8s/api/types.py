@@ -109,8 +109,17 @@ class SecretKeySelector(Model):
     optional: bool | None = None
 
 
+class ResourceFieldSelector(Model):
+    """A container's request or limit as a number of `divisor`s (the downward API's resourceFieldRef)."""
+
+    resource: str
+    containerName: str | None = None
+    divisor: Quantity | None = None
+
+
 class EnvVarSource(Model):
     fieldRef: ObjectFieldSelector | None = None
+    resourceFieldRef: ResourceFieldSelector | None = None
     configMapKeyRef: ConfigMapKeySelector | None = None
     secretKeyRef: SecretKeySelector | None = None
 
@@ -305,9 +314,14 @@ class SecretProjection(Model):
 
 class DownwardAPIVolumeFile(Model):
     path: str
-    #: resourceFieldRef is not served: a manifest that names it is refused by the unknown-field check.
-    fieldRef: ObjectFieldSelector
+    fieldRef: ObjectFieldSelector | None = None
+    resourceFieldRef: ResourceFieldSelector | None = None
     mode: int | None = None
+
+
+class DownwardAPIVolumeSource(Model):
+    items: list[DownwardAPIVolumeFile] | None = None
+    defaultMode: int | None = None
 
 
 class DownwardAPIProjection(Model):
@@ -333,6 +347,7 @@ class Volume(Model):
     configMap: ConfigMapVolumeSource | None = None
     secret: SecretVolumeSource | None = None
     projected: ProjectedVolumeSource | None = None
+    downwardAPI: DownwardAPIVolumeSource | None = None
 
 
 class Toleration(Model):
@@ -436,6 +451,26 @@ class TopologySpreadConstraint(Model):
     matchLabelKeys: list[str] | None = None
 
 
+class PodDNSConfigOption(Model):
+    name: str | None = None
+    value: str | None = None
+
+
+class PodDNSConfig(Model):
+    """Merged into the resolv.conf the pod's dnsPolicy gives it (the only source with dnsPolicy None)."""
+
+    nameservers: list[str] | None = None
+    searches: list[str] | None = None
+    options: list[PodDNSConfigOption] | None = None
+
+
+class HostAlias(Model):
+    """Extra lines of the pod's /etc/hosts."""
+
+    ip: str
+    hostnames: list[str] | None = None
+
+
 class PodSpec(Model):
     containers: list[Container]
     initContainers: list[Container] | None = None
@@ -463,6 +498,8 @@ class PodSpec(Model):
     preemptionPolicy: Literal["PreemptLowerPriority", "Never"] | None = None
     topologySpreadConstraints: list[TopologySpreadConstraint] | None = None
     enableServiceLinks: bool | None = None
+    dnsConfig: PodDNSConfig | None = None
+    hostAliases: list[HostAlias] | None = None
 
 
 class ContainerStateWaiting(Model):

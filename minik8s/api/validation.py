@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from minik8s.api import downward, poddns
 from minik8s.api import types as t
 from minik8s.api.quantity import QuantityError, parse_quantity
 
@@ -27,10 +28,8 @@ KNOWN_RESOURCES = {"cpu", "memory", "ephemeral-storage", "pods"}
 CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 ENV_VAR_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 MAX_FILE_MODE = 0o777
-VOLUME_SOURCES = ("emptyDir", "hostPath", "configMap", "secret", "projected")
+VOLUME_SOURCES = ("emptyDir", "hostPath", "configMap", "secret", "projected", "downwardAPI")
 PROJECTION_SOURCES = ("secret", "configMap", "downwardAPI", "serviceAccountToken")
-#: What a downwardAPI volume file may hold (plus metadata.labels['k'] and metadata.annotations['k']).
-DOWNWARD_API_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels", "metadata.annotations")
 MIN_TOKEN_EXPIRATION_S = 600
 MAX_TOKEN_EXPIRATION_S = 1 << 32
 INT32 = (-(2**31), 2**31 - 1)
@@ -161,11 +160,12 @@ def _check_env(c: t.Container, path: str, causes: Causes) -> None:
             continue
         if var.value:
             causes.append((f"{vpath}.valueFrom", 'Invalid value: "": may not be specified when `value` is not empty'))
-        refs = [(n, r) for n, r in (("fieldRef", src.fieldRef), ("configMapKeyRef", src.configMapKeyRef),
+        refs = [(n, r) for n, r in (("fieldRef", src.fieldRef), ("resourceFieldRef", src.resourceFieldRef),
+                                    ("configMapKeyRef", src.configMapKeyRef),
                                     ("secretKeyRef", src.secretKeyRef)) if r is not None]
         if len(refs) != 1:
             causes.append((f"{vpath}.valueFrom", 'Invalid value: "": must specify exactly one of: `fieldRef`, '
-                                                 "`configMapKeyRef` or `secretKeyRef`"))
+                                                 "`resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"))
         for ref_name, ref in refs:
             if isinstance(ref, (t.ConfigMapKeySelector, t.SecretKeySelector)):
                 if not ref.name:
@@ -213,13 +213,6 @@ def _check_projection(source: t.ConfigMapVolumeSource | t.SecretVolumeSource | t
         _check_mode(item.mode, f"{ipath}.mode", causes)
 
 
-def downward_api_path_ok(field_path: str) -> bool:
-    if field_path in DOWNWARD_API_PATHS:
-        return True
-    return any(field_path.startswith(f"{m}['") and field_path.endswith("']") for m in
-               ("metadata.labels", "metadata.annotations"))
-
-
 def _check_projected(src: t.ProjectedVolumeSource, path: str, causes: Causes) -> None:
     """Each source names exactly one kind; no two files share a path (Kubernetes' validateProjectionSources)."""
     _check_mode(src.defaultMode, f"{path}.defaultMode", causes)
@@ -248,11 +241,7 @@ def _check_projected(src: t.ProjectedVolumeSource, path: str, causes: Causes) ->
                 ipath = f"{spath}.downwardAPI.items[{j}]"
                 _check_file_path(item.path, f"{ipath}.path", causes)
                 _check_mode(item.mode, f"{ipath}.mode", causes)
-                if not downward_api_path_ok(item.fieldRef.fieldPath):
-                    causes.append((f"{ipath}.fieldRef.fieldPath",
-                                   f'Unsupported value: "{item.fieldRef.fieldPath}": supported values: '
-                                   f"{', '.join(DOWNWARD_API_PATHS)}, metadata.labels['<KEY>'], "
-                                   "metadata.annotations['<KEY>']"))
+                downward.check_volume_file(item, ipath, causes)
                 claim(item.path, f"{ipath}.path")
         token = proj.serviceAccountToken
         if token is not None:
@@ -284,6 +273,21 @@ def _check_volume(v: t.Volume, path: str, causes: Causes) -> None:
         _check_projection(v.secret, f"{path}.secret", causes)
     if v.projected is not None:
         _check_projected(v.projected, f"{path}.projected", causes)
+    if v.downwardAPI is not None:
+        _check_downward_volume(v.downwardAPI, f"{path}.downwardAPI", causes)
+
+
+def _check_downward_volume(src: t.DownwardAPIVolumeSource, path: str, causes: Causes) -> None:
+    _check_mode(src.defaultMode, f"{path}.defaultMode", causes)
+    paths: set[str] = set()
+    for i, item in enumerate(src.items or []):
+        ipath = f"{path}.items[{i}]"
+        _check_file_path(item.path, f"{ipath}.path", causes)
+        _check_mode(item.mode, f"{ipath}.mode", causes)
+        downward.check_volume_file(item, ipath, causes)
+        if item.path in paths:
+            causes.append((f"{ipath}.path", f'Invalid value: "{item.path}": conflicting duplicate paths'))
+        paths.add(item.path)
 
 
 def _check_container(c: t.Container, path: str, volumes: set[str], causes: Causes) -> None:
@@ -444,6 +448,8 @@ def validate_pod_spec(spec: t.PodSpec, path: str, causes: Causes) -> None:
         check_name(spec.priorityClassName, f"{path}.priorityClassName", causes)
     if spec.securityContext is not None:
         _check_seccomp(spec.securityContext.seccompProfile, f"{path}.securityContext.seccompProfile", causes)
+    downward.check_pod_downward(spec, path, causes)
+    poddns.check_pod_dns(spec, path, causes)
 
 
 def check_label_selector(sel: t.LabelSelector, path: str, causes: Causes) -> None:

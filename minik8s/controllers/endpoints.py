@@ -4,7 +4,9 @@ Like kube-controller-manager's endpoints controller: Ready pods (Ready condition
 no deletionTimestamp) go to `addresses`, the others with a podIP to `notReadyAddresses`; each
 port's targetPort is resolved per pod (a number, or a container port name looked up in the
 pod's containers; a pod without that named port is left out and a Warning event names it).
-Pods whose ports resolve the same way share a subset. Writes only when the subsets changed.
+Pods whose ports resolve the same way share a subset; a headless Service without ports lists its pods
+in one subset without ports. An address carries the pod's `hostname` when the pod's `subdomain` names
+the Service (cluster DNS then answers `<hostname>.<service>.<ns>.svc`). Writes only when the subsets changed.
 """
 
 from __future__ import annotations
@@ -85,10 +87,12 @@ def compute_subsets(svc: Service, pods: list[t.Pod]) -> tuple[list[Obj], list[tu
                 missing.append((meta.name or "", str(sp.targetPort)))
                 continue
             ports.append((sp.name or "", number, proto))
-        if not ports:
-            continue
+        if not ports and (svc.spec.ports or svc.spec.clusterIP != "None"):
+            continue  # a headless Service without ports still lists its pods (their DNS records)
         addr: Obj = {"ip": ip, "targetRef": {"kind": "Pod", "namespace": meta.namespace, "name": meta.name,
                                              "uid": meta.uid}}
+        if pod.spec.hostname and pod.spec.subdomain == svc.metadata.name:
+            addr["hostname"] = pod.spec.hostname  # cluster DNS answers <hostname>.<service>.<ns>.svc
         if pod.spec.nodeName:
             addr["nodeName"] = pod.spec.nodeName
         bucket = groups.setdefault(tuple(sorted(ports)), {"addresses": [], "notReadyAddresses": []})
@@ -101,8 +105,9 @@ def compute_subsets(svc: Service, pods: list[t.Pod]) -> tuple[list[Obj], list[tu
             if bucket[field]:
                 subset[field] = sorted(bucket[field], key=lambda a: (tuple(int(x) for x in a["ip"].split(".")),
                                                                      a["targetRef"]["name"]))
-        subset["ports"] = [{**({"name": n} if n else {}), "port": num, "protocol": proto}
-                           for n, num, proto in ports_key]
+        if ports_key:
+            subset["ports"] = [{**({"name": n} if n else {}), "port": num, "protocol": proto}
+                               for n, num, proto in ports_key]
         subsets.append(subset)
     return subsets, missing
 

@@ -1,4 +1,4 @@
-"""ClusterDns: informers on Services, DNS objects and Ingresses push a fresh snapshot to the server.
+"""ClusterDns: informers on Services, Endpoints, DNS objects and Ingresses push a fresh snapshot to the server.
 
 Every informer event only marks the records stale; one builder thread rebuilds from the caches
 and swaps the snapshot in, so a burst (the initial list of 1000 Services) costs one rebuild,
@@ -28,13 +28,17 @@ class ClusterDns:
         # hosts of the Ingresses the gateway serves resolve to it too (their class decides which)
         self.ingresses = Informer(client, "Ingress", resync_seconds=self.config.resync_s)
         self.classes = Informer(client, "IngressClass", resync_seconds=self.config.resync_s)
-        self.informers = (self.services, self.dnses, self.ingresses, self.classes)
+        # a headless Service answers with its ready endpoints (and their pods' hostnames)
+        self.endpoints = Informer(client, "Endpoints", resync_seconds=self.config.resync_s)
+        self.informers = (self.services, self.dnses, self.ingresses, self.classes, self.endpoints)
         self._stale = threading.Event()
         self._stop = threading.Event()
         self._builder: threading.Thread | None = None
         self.generation = 0  # snapshots pushed so far
-        for inf in self.informers:
+        for inf in self.informers[:-1]:
             inf.add_handler(on_add=self._changed, on_update=self._changed2, on_delete=self._changed)
+        self.endpoints.add_handler(on_add=self._endpoints_changed, on_delete=self._endpoints_changed,
+                                   on_update=self._endpoints_updated)
 
     def _changed(self, _obj: Any) -> None:
         self._stale.set()
@@ -43,6 +47,16 @@ class ClusterDns:
         if old is None or old.metadata.resourceVersion != new.metadata.resourceVersion:
             self._stale.set()
 
+    def _endpoints_changed(self, ep: Any) -> None:
+        """Only a headless Service's endpoints are records: the others' churn costs no rebuild."""
+        svc = self.services.get(f"{ep.metadata.namespace or 'default'}/{ep.metadata.name}")
+        if svc is not None and svc.spec.clusterIP == "None":
+            self._stale.set()
+
+    def _endpoints_updated(self, old: Any, new: Any) -> None:
+        if old is None or old.metadata.resourceVersion != new.metadata.resourceVersion:
+            self._endpoints_changed(new)
+
     def ingress_hosts(self) -> list[str]:
         classes = [c.to_dict() for c in self.classes.list()]
         wired = [i.to_dict() for i in self.ingresses.list()]
@@ -50,8 +64,10 @@ class ClusterDns:
                 for r in (i.get("spec") or {}).get("rules") or [] if r.get("host")]
 
     def rebuild(self) -> None:
+        headless = {(s.metadata.namespace, s.metadata.name) for s in self.services.list() if s.spec.clusterIP == "None"}
+        endpoints = [ep for ep in self.endpoints.list() if (ep.metadata.namespace, ep.metadata.name) in headless]
         snap = build_snapshot(self.services.list(), self.dnses.list(), self.config.domain, self.config.ttl,
-                              self.config.gateway_service, self.ingress_hosts())
+                              self.config.gateway_service, self.ingress_hosts(), endpoints)
         self.server.set_snapshot(snap)
         self.generation += 1
         log.debug("dns snapshot pushed", extra={"names": len(snap.a) + len(snap.srv), "generation": self.generation})

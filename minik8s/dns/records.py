@@ -141,22 +141,54 @@ def _add_name(snap: Snapshot, name: str) -> None:
         snap.names.add(name)
 
 
-def build_snapshot(services: Iterable[Any], dnses: Iterable[Any], domain: str = "cluster.local", ttl: int = 5,
-                   gateway: str = "kube-system/gateway", ingress_hosts: Iterable[str] = ()) -> Snapshot:
-    """Records from typed Service and DNS objects.
+def _dashed(ip: str) -> str:
+    """An endpoint without a hostname is named by its address, `10-1-2-3` (as CoreDNS names it)."""
+    return ip.replace(".", "-").replace(":", "-")
 
-    - `<svc>.<ns>.svc.<domain>` A → the ClusterIP (headless Services get no record here);
+
+def _add_headless(snap: Snapshot, fqdn: str, endpoints: Any) -> None:
+    """A headless Service's records from its Endpoints' ready addresses: the Service's name → every address,
+    `<hostname>.<svc>…` → that address (a pod with `hostname` and `subdomain: <svc>`; else the dashed IP),
+    and SRV per named port → those per-endpoint names."""
+    ips: list[str] = []
+    for subset in endpoints.subsets or []:
+        for addr in subset.addresses or []:
+            own = f"{(addr.hostname or _dashed(addr.ip)).lower()}.{fqdn}"
+            if addr.ip not in snap.a.setdefault(own, []):
+                snap.a[own].append(addr.ip)
+            _add_name(snap, own)
+            if addr.ip not in ips:
+                ips.append(addr.ip)
+            for port in subset.ports or []:
+                if port.name:
+                    srv_name = f"_{port.name}._{(port.protocol or 'TCP').lower()}.{fqdn}"
+                    snap.srv.setdefault(srv_name, []).append(SrvTarget(port.port, own))
+                    _add_name(snap, srv_name)
+    if ips:
+        snap.a[fqdn] = ips
+
+
+def build_snapshot(services: Iterable[Any], dnses: Iterable[Any], domain: str = "cluster.local", ttl: int = 5,
+                   gateway: str = "kube-system/gateway", ingress_hosts: Iterable[str] = (),
+                   endpoints: Iterable[Any] = ()) -> Snapshot:
+    """Records from typed Service, Endpoints and DNS objects.
+
+    - `<svc>.<ns>.svc.<domain>` A → the ClusterIP; for a headless Service → its ready endpoints' addresses,
+      and `<hostname>.<svc>.<ns>.svc.<domain>` → one endpoint's (see `_add_headless`);
     - `_<port name>._<proto>.<svc>.<ns>.svc.<domain>` SRV → port + the Service's name, for named ports;
     - each DNS object's `spec.host` A → the ClusterIP of the `gateway` Service, when it has one;
     - so is each host of the Ingresses the gateway serves (`ingress_hosts`; `*.x` answers one label below x)."""
     snap = Snapshot(domain=domain.lower().rstrip("."), ttl=ttl)
     snap.names.add(snap.domain)
     ips: dict[str, str] = {}
+    by_service = {f"{ep.metadata.namespace or 'default'}/{ep.metadata.name}": ep for ep in endpoints}
     for svc in services:
         ns, name = svc.metadata.namespace or "default", svc.metadata.name
         ip = svc.spec.clusterIP
-        fqdn = f"{name}.{ns}.svc.{snap.domain}"
+        fqdn = f"{name}.{ns}.svc.{snap.domain}".lower()
         _add_name(snap, fqdn)
+        if ip == "None" and f"{ns}/{name}" in by_service:
+            _add_headless(snap, fqdn, by_service[f"{ns}/{name}"])
         if not ip or ip == "None":
             continue
         ips[f"{ns}/{name}"] = ip

@@ -26,18 +26,20 @@ from minik8s.health import WATCHDOG
 from minik8s.kubelet import labels as L
 from minik8s.kubelet.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS, DEFAULT_RESET_AFTER_SECONDS
 from minik8s.kubelet.configrefs import ApiConfigObjects, Ref, references
+from minik8s.kubelet.downward import EPHEMERAL_STORAGE, ephemeral_storage_capacity
 from minik8s.kubelet.events import NORMAL, ApiEventSink
 from minik8s.kubelet.heartbeat import NodeReporter
 from minik8s.kubelet.images import PullFn
 from minik8s.kubelet.metrics import DEFAULT_INTERVAL_S as DEFAULT_METRICS_INTERVAL_S
 from minik8s.kubelet.metrics import MetricsSampler
 from minik8s.kubelet.node import DEFAULT_MAX_PODS, machine_capacity
+from minik8s.kubelet.podnet import ETC_RESOLV_CONF, NodeFiles
 from minik8s.kubelet.probe_actions import ProbeActions
 from minik8s.kubelet.probes import DEFAULT_PROBE_WORKERS, DEFAULT_READINESS_EVENT_SECONDS, Prober
 from minik8s.kubelet.runtime import DEFAULT_GRACE_SECONDS, DockerRuntime
 from minik8s.kubelet.satokens import TokenManager
 from minik8s.kubelet.server import KubeletServer, make_app
-from minik8s.kubelet.serviceenv import MasterServiceEnv
+from minik8s.kubelet.serviceenv import ServiceEnv
 
 try:
     from minik8s.images.base import PAUSE_IMAGE as _PAUSE_IMAGE
@@ -110,6 +112,8 @@ class KubeletConfig:
     #: Nameservers ClusterFirst pods get (the kube-dns Service's ClusterIP); [] leaves Docker's resolv.conf.
     cluster_dns: list[str] = field(default_factory=lambda: ["10.96.0.10"])
     cluster_domain: str = "cluster.local"
+    #: The node's resolver settings, for dnsPolicy Default (and ClusterFirst on the host network).
+    resolv_conf: Path = Path(ETC_RESOLV_CONF)
     #: How often container usage is sampled from cgroups and pushed to the API (metrics.k8s.io); 0 disables.
     metrics_interval_s: float = DEFAULT_METRICS_INTERVAL_S
 
@@ -151,7 +155,9 @@ class Kubelet:
             cluster_domain=config.cluster_domain,
             config_objects=self.config_objects,
             tokens=self.tokens,
-            service_env=MasterServiceEnv(client, config.resync_seconds),
+            service_env=ServiceEnv(client),
+            allocatable=self._allocatable(),
+            node_files=NodeFiles(resolv_conf=Path(config.resolv_conf)),
         )
         self.reporter = NodeReporter(
             client,
@@ -196,6 +202,15 @@ class Kubelet:
             pull_image(self.docker, image, registry)
 
         return pull
+
+    def _allocatable(self) -> dict[str, str | int | float]:
+        """What a downward API limit a container does not set resolves to: the node's allocatable amount."""
+        found = machine_capacity(self.config.cpu, self.config.memory, self.config.max_pods).as_dict()
+        try:
+            found[EPHEMERAL_STORAGE] = ephemeral_storage_capacity(Path(self.config.pods_dir))
+        except OSError as exc:
+            log.warning("cannot size the node's ephemeral storage", extra={"error": str(exc)})
+        return found
 
     @staticmethod
     def key_of(pod: Pod) -> str:

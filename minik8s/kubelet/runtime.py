@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,12 +38,12 @@ from minik8s.kubelet.configrefs import ConfigError, ConfigObjects
 from minik8s.kubelet.events import NORMAL, WARNING, EventSink, NullSink
 from minik8s.kubelet.images import ImagePuller, PullFn, PullState
 from minik8s.kubelet.lifecycle import DockerHookActions, LifecycleHooks, pre_stop_labels
+from minik8s.kubelet.podnet import NodeFiles, etc_binds, pod_hostname
 from minik8s.kubelet.spec import (
     SpecError,
     VolumePaths,
     container_kwargs,
     image_user_needed,
-    sandbox_dns_kwargs,
     sandbox_port_bindings,
 )
 from minik8s.kubelet.volumes import Tokens, has_config_volumes, prepare_volumes
@@ -159,8 +159,14 @@ class DockerRuntime:
         config_objects: ConfigObjects | None = None,
         tokens: Tokens | None = None,
         service_env: Callable[[Pod], dict[str, str]] | None = None,
+        allocatable: Mapping[str, str | int | float] | None = None,
+        node_files: NodeFiles | None = None,
     ) -> None:
         self.docker = docker_client
+        #: The node's allocatable resources: a downward API limit a container does not set.
+        self.allocatable = dict(allocatable or {})
+        #: The node's resolv.conf and hosts file (dnsPolicy Default, host-network pods).
+        self.node_files = node_files or NodeFiles()
         #: ServiceAccount tokens for projected volumes (None: a pod asking for one waits in ContainerCreating).
         self.tokens = tokens
         #: Variables every container gets before its own env (KUBERNETES_SERVICE_HOST/PORT, …).
@@ -295,7 +301,7 @@ class DockerRuntime:
         """Publish changed ConfigMap/Secret contents into a running pod's volumes (what its containers see
         changes without a restart). A required object that went away keeps the last contents, as in Kubernetes."""
         try:
-            prepare_volumes(pod, self.pods_dir, self.config_objects, self.tokens)
+            prepare_volumes(pod, self.pods_dir, self.config_objects, self.tokens, self.allocatable)
         except ConfigError as exc:
             self._mount_failed(pod, exc)
         except (SpecError, OSError) as exc:
@@ -410,7 +416,7 @@ class DockerRuntime:
             waiting.pop(L.SANDBOX_NAME, None)
             return None
         try:
-            volumes = prepare_volumes(pod, self.pods_dir, self.config_objects, self.tokens)
+            volumes = prepare_volumes(pod, self.pods_dir, self.config_objects, self.tokens, self.allocatable)
             return self._create_sandbox(pod, ref, attempt, volumes)
         except ConfigError as exc:
             # volumes are set up before the sandbox: the pod waits in ContainerCreating (FailedMount events)
@@ -433,7 +439,7 @@ class DockerRuntime:
         kwargs: dict[str, Any] = {
             "name": L.docker_name(ref, L.SANDBOX_NAME, attempt),
             "labels": L.container_labels(ref, self.node_name, L.SANDBOX_NAME, attempt, "", grace),
-            "hostname": pod.spec.hostname or pod.name,
+            "hostname": pod_hostname(pod),
             "ipc_mode": "shareable",
             "detach": True,
         }
@@ -446,7 +452,6 @@ class DockerRuntime:
                 kwargs["ports"] = ports
         if self.pause_command is not None:
             kwargs["command"] = list(self.pause_command)
-        kwargs.update(sandbox_dns_kwargs(pod, self.cluster_dns, self.cluster_domain))
         sandbox: DockerContainer = self.docker.containers.create(self.pause_image, **kwargs)
         sandbox.start()
         sandbox.reload()
@@ -521,13 +526,15 @@ class DockerRuntime:
                 pod,
                 spec,
                 sandbox.id or "",
-                prepare_volumes(pod, self.pods_dir, self.config_objects, self.tokens),
+                prepare_volumes(pod, self.pods_dir, self.config_objects, self.tokens, self.allocatable),
                 self._sandbox_ip(pod, sandbox),
                 self.host_ip,
                 self.config_objects,
                 skipped_env,
                 self._image_user(image) if image_user_needed(spec, pod) else "",
+                self.allocatable,
             )
+            kwargs["volumes"] += self._etc_binds(pod, spec, sandbox)
             if self.service_env is not None:  # the container's own env wins, as in Kubernetes
                 kwargs["environment"] = {**self.service_env(pod), **kwargs["environment"]}
             message_bind, message_labels = termination.prepare(self.pods_dir, ref.uid, spec, restart_count)
@@ -593,6 +600,17 @@ class DockerRuntime:
             extra={"pod": ref.key, "container": spec.name, "restart_count": restart_count},
         )
         return True
+
+    def _etc_binds(self, pod: Pod, spec: Container, sandbox: DockerContainer) -> list[str]:
+        """The pod's kubelet-written /etc/hosts and /etc/resolv.conf (hostAliases, hostname/subdomain, dnsPolicy,
+        dnsConfig) for one container; a dnsConfig over glibc's limits is trimmed with a DNSConfigForming event."""
+        warnings: list[str] = []
+        binds = etc_binds(self.pods_dir / (pod.metadata.uid or ""), pod, self._sandbox_ip(pod, sandbox),
+                          self.cluster_dns, self.cluster_domain, self.node_files,
+                          {m.mountPath for m in spec.volumeMounts or []}, warnings)
+        for message in warnings:
+            self.events.event(pod, WARNING, "DNSConfigForming", message)
+        return binds
 
     def _alive(self, sandbox: DockerContainer) -> bool:
         """Whether ``sandbox`` runs now (the listing a sync works from can be older than its death)."""

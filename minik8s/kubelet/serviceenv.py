@@ -1,7 +1,7 @@
-"""The environment every container gets for the API: the `default/kubernetes` Service as docker-link style
-variables (KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT, KUBERNETES_PORT_443_TCP…), which is what
-in-cluster clients (`config.load_incluster_config()`) read. Kubernetes adds these for the master Service
-to every pod, whatever its enableServiceLinks says."""
+"""The Services every container learns from its environment, as docker-link style variables
+(`FOO_SERVICE_HOST`, `FOO_SERVICE_PORT`, `FOO_PORT_80_TCP`…): those of its namespace unless the pod says
+`enableServiceLinks: false`, and always the `default/kubernetes` Service's (KUBERNETES_SERVICE_HOST…),
+which is what in-cluster clients (`config.load_incluster_config()`) read."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from minik8s.errors import MiniK8sError
 log = logging.getLogger(__name__)
 
 MASTER_NAMESPACE, MASTER_NAME = "default", "kubernetes"
+#: How long a namespace's Service list is reused: a Service created a moment before a container starts
+#: should reach its env, as with Kubernetes' informer, without a list per container start in a burst.
+DEFAULT_TTL_S = 2.0
 
 
 def service_env_vars(name: str, spec: dict[str, Any]) -> dict[str, str]:
@@ -42,24 +45,41 @@ def service_env_vars(name: str, spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-class MasterServiceEnv:
-    """The variables for `default/kubernetes`, read from the API at most once per `ttl_s`; the last
-    answer is kept while the API cannot be reached."""
+class ServiceEnv:
+    """Kubernetes' service links for one pod: the `default/kubernetes` variables always, and unless the pod
+    says `enableServiceLinks: false`, those of every Service of its namespace that has a ClusterIP (a
+    namespace's own `kubernetes` Service wins over the master's). Each namespace's Services are listed at
+    most once per `ttl_s`; the last answer is kept while the API cannot be reached."""
 
-    def __init__(self, client: Any, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, client: Any, ttl_s: float = DEFAULT_TTL_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.client, self.ttl_s, self.clock = client, ttl_s, clock
-        self._env: dict[str, str] = {}
-        self._read_at: float | None = None
+        self._services: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}  # namespace -> (read at, specs)
         self._lock = threading.Lock()
 
-    def __call__(self, pod: Pod) -> dict[str, str]:
+    def _namespace(self, namespace: str) -> dict[str, dict[str, Any]]:
+        """Service name -> spec (wire form) in `namespace`."""
         with self._lock:
             now = self.clock()
-            if self._read_at is None or now - self._read_at >= self.ttl_s:
-                try:
-                    svc = self.client.get("Service", MASTER_NAME, MASTER_NAMESPACE)
-                    self._env = service_env_vars(MASTER_NAME, svc.to_dict().get("spec") or {})
-                    self._read_at = now
-                except MiniK8sError as exc:
-                    log.warning("cannot read the kubernetes service", extra={"error": str(exc)})
-            return dict(self._env)
+            cached = self._services.get(namespace)
+            if cached is not None and now - cached[0] < self.ttl_s:
+                return cached[1]
+            try:
+                found = {svc.metadata.name: svc.to_dict().get("spec") or {}
+                         for svc in self.client.list("Service", namespace=namespace).items}
+            except MiniK8sError as exc:
+                log.warning("cannot list services", extra={"namespace": namespace, "error": str(exc)})
+                return cached[1] if cached is not None else {}
+            self._services[namespace] = (now, found)
+            return found
+
+    def __call__(self, pod: Pod) -> dict[str, str]:
+        services: dict[str, dict[str, Any]] = {}
+        master = self._namespace(MASTER_NAMESPACE).get(MASTER_NAME)
+        if master is not None:
+            services[MASTER_NAME] = master
+        if pod.spec.enableServiceLinks is not False:
+            services.update(self._namespace(pod.metadata.namespace or "default"))
+        env: dict[str, str] = {}
+        for name in sorted(services):
+            env.update(service_env_vars(name, services[name]))
+        return env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,22 +18,13 @@ from minik8s.kubelet.configrefs import (
     env_from_sources,
     key_ref_value,
 )
+from minik8s.kubelet.downward import DownwardError, env_field_value, resource_value
 
 NANO_CPUS_PER_MILLI = 1_000_000
 CPU_SHARES_PER_CPU = 1024
 MILLIS_PER_CPU = 1000
 #: Docker rejects cpu_shares below 2 (the kernel minimum).
 MIN_CPU_SHARES = 2
-#: Field paths a container's env may read through ``valueFrom.fieldRef``.
-FIELD_REF_PATHS = (
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-    "spec.nodeName",
-    "spec.serviceAccountName",
-    "status.podIP",
-    "status.hostIP",
-)
 
 
 class SpecError(ValueError):
@@ -50,30 +42,13 @@ class VolumePaths:
     read_only: frozenset[str] = frozenset()
 
 
-def field_ref_value(pod: Pod, path: str, pod_ip: str | None, host_ip: str | None) -> str:
-    values = {
-        "metadata.name": pod.metadata.name,
-        "metadata.namespace": pod.metadata.namespace,
-        "metadata.uid": pod.metadata.uid,
-        "spec.nodeName": pod.spec.nodeName,
-        "spec.serviceAccountName": pod.spec.serviceAccountName,
-        "status.podIP": pod_ip,
-        "status.hostIP": host_ip,
-    }
-    if path in values:
-        return values[path] or ""
-    if path.startswith("metadata.labels['") and path.endswith("']"):
-        return (pod.metadata.labels or {}).get(path[len("metadata.labels['") : -2], "")
-    raise SpecError(
-        f"valueFrom.fieldRef.fieldPath: unsupported field {path!r} (supported: {FIELD_REF_PATHS})"
-    )
-
-
 def environment(pod: Pod, c: Container, pod_ip: str | None, host_ip: str | None,
-                objects: ConfigObjects | None = None, skipped: list[str] | None = None) -> dict[str, str]:
+                objects: ConfigObjects | None = None, skipped: list[str] | None = None,
+                allocatable: Mapping[str, str | int | float] | None = None) -> dict[str, str]:
     """envFrom first (later sources win), then env, as the kubelet does; a missing required ConfigMap,
     Secret or key raises ConfigError. envFrom keys that are no valid variable names are left out and
-    added to `skipped` (the caller reports them, as the kubelet's InvalidEnvironmentVariableNames event)."""
+    added to `skipped` (the caller reports them, as the kubelet's InvalidEnvironmentVariableNames event).
+    `allocatable` is the node's, for a resourceFieldRef to a limit the container does not set."""
     source = objects or NoConfigObjects()
     env, invalid = env_from_sources(pod, c, source)
     if skipped is not None:
@@ -83,13 +58,19 @@ def environment(pod: Pod, c: Container, pod_ip: str | None, host_ip: str | None,
         if var.value is not None or src is None:
             env[var.name] = var.value or ""
             continue
-        if src.fieldRef is not None:
-            env[var.name] = field_ref_value(pod, src.fieldRef.fieldPath, pod_ip, host_ip)
-            continue
+        try:
+            if src.fieldRef is not None:
+                env[var.name] = env_field_value(pod, src.fieldRef.fieldPath, pod_ip, host_ip)
+                continue
+            if src.resourceFieldRef is not None:
+                env[var.name] = resource_value(pod, c, src.resourceFieldRef, allocatable or {})
+                continue
+        except DownwardError as exc:
+            raise SpecError(f"containers[{c.name}].env[{i}].valueFrom.{exc}") from None
         selector = src.configMapKeyRef or src.secretKeyRef
         if selector is None:
-            raise SpecError(f"containers[{c.name}].env[{i}].valueFrom: one of fieldRef, configMapKeyRef or "
-                            "secretKeyRef is required")
+            raise SpecError(f"containers[{c.name}].env[{i}].valueFrom: one of fieldRef, resourceFieldRef, "
+                            "configMapKeyRef or secretKeyRef is required")
         kind = CONFIGMAP if src.configMapKeyRef is not None else SECRET
         value = key_ref_value(pod, kind, selector.name or "", selector.key, bool(selector.optional), source)
         if value is not None:
@@ -212,13 +193,14 @@ def security_kwargs(c: Container, pod: Pod, image_user: str = "") -> dict[str, A
 def container_kwargs(
     pod: Pod, c: Container, sandbox_id: str, volumes: VolumePaths, pod_ip: str | None, host_ip: str | None,
     objects: ConfigObjects | None = None, skipped_env: list[str] | None = None, image_user: str = "",
+    allocatable: Mapping[str, str | int | float] | None = None,
 ) -> dict[str, Any]:
     """Arguments for ``docker.containers.create`` (image, name and labels are added by the caller);
     envFrom keys left out as invalid variable names are added to ``skipped_env``."""
     kwargs: dict[str, Any] = {
         "network_mode": f"container:{sandbox_id}",
         "ipc_mode": f"container:{sandbox_id}",
-        "environment": environment(pod, c, pod_ip, host_ip, objects, skipped_env),
+        "environment": environment(pod, c, pod_ip, host_ip, objects, skipped_env, allocatable),
         "volumes": volume_binds(c, volumes),
         "detach": True,
         "stdin_open": bool(c.stdin),
@@ -245,20 +227,3 @@ def sandbox_port_bindings(pod: Pod) -> dict[str, Any]:
                 key = f"{p.containerPort}/{(p.protocol or 'TCP').lower()}"
                 ports[key] = (p.hostIP, p.hostPort) if p.hostIP else p.hostPort
     return ports
-
-
-def sandbox_dns_kwargs(pod: Pod, cluster_dns: list[str], cluster_domain: str) -> dict[str, Any]:
-    """Docker's dns/dns_search/dns_opt for the pause container, which owns the pod's resolv.conf.
-
-    dnsPolicy ClusterFirst (the default) points the pod at cluster DNS with its namespace first in
-    the search path (ndots is explained in `minik8s.dns.resolver`); a hostNetwork pod keeps the
-    node's resolver unless it asks for ClusterFirstWithHostNet, and Default/None keep Docker's."""
-    from minik8s.dns.resolver import ResolverConf
-
-    policy = pod.spec.dnsPolicy or "ClusterFirst"
-    if not cluster_dns or policy not in ("ClusterFirst", "ClusterFirstWithHostNet"):
-        return {}
-    if pod.spec.hostNetwork and policy != "ClusterFirstWithHostNet":
-        return {}
-    conf = ResolverConf.for_pod(pod.metadata.namespace or "default", cluster_domain, cluster_dns)
-    return {"dns": conf.nameservers, "dns_search": conf.search, "dns_opt": [f"ndots:{conf.ndots}"]}

@@ -1,14 +1,23 @@
 """A pod's volumes on the node: emptyDir directories it owns, hostPath directories it borrows, and
-ConfigMap/Secret/projected directories published by the atomic writer (rewritten when the object
-changes, or, for a projected ServiceAccount token, when the token is refreshed)."""
+ConfigMap/Secret/projected/downwardAPI directories published by the atomic writer (rewritten when the
+object changes, when the pod's labels or annotations change, or, for a projected ServiceAccount token,
+when the token is refreshed)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from minik8s.api.types import ConfigMapVolumeSource, Pod, ProjectedVolumeSource, SecretVolumeSource
+from minik8s.api.types import (
+    ConfigMapVolumeSource,
+    DownwardAPIVolumeFile,
+    Pod,
+    ProjectedVolumeSource,
+    SecretVolumeSource,
+    Volume,
+)
 from minik8s.kubelet.atomic_writer import FileProjection, PayloadError, write_payload
 from minik8s.kubelet.configrefs import (
     DEFAULT_MODE,
@@ -18,6 +27,7 @@ from minik8s.kubelet.configrefs import (
     configmap_payload,
     secret_payload,
 )
+from minik8s.kubelet.downward import DownwardError, resource_value, volume_field_value
 from minik8s.kubelet.satokens import TokenUnavailable
 from minik8s.kubelet.spec import SpecError, VolumePaths
 
@@ -34,27 +44,37 @@ class Tokens(Protocol):
     def token(self, pod: Pod, audience: str | None, expiration_s: int) -> str: ...
 
 
+def _published(v: Volume) -> bool:
+    """A volume the atomic writer publishes (and a sync refreshes)."""
+    return v.configMap is not None or v.secret is not None or v.projected is not None or v.downwardAPI is not None
+
+
 def has_config_volumes(pod: Pod) -> bool:
-    return any(v.configMap is not None or v.secret is not None or v.projected is not None
-               for v in pod.spec.volumes or [])
+    return any(_published(v) for v in pod.spec.volumes or [])
 
 
-def downward_value(pod: Pod, field_path: str) -> str:
-    """A downwardAPI file's contents; labels and annotations as sorted `key="value"` lines, as Kubernetes."""
-    meta = pod.metadata
-    for prefix, values in (("metadata.labels", meta.labels), ("metadata.annotations", meta.annotations)):
-        if field_path == prefix:
-            return "\n".join(f'{key}="{value}"' for key, value in sorted((values or {}).items()))
-        if field_path.startswith(f"{prefix}['") and field_path.endswith("']"):
-            return (values or {}).get(field_path[len(prefix) + 2:-2], "")
-    plain = {"metadata.name": meta.name, "metadata.namespace": meta.namespace or "default", "metadata.uid": meta.uid}
-    if field_path not in plain:
-        raise SpecError(f"downwardAPI fieldRef: unsupported field {field_path!r}")
-    return plain[field_path] or ""
+def downward_payload(pod: Pod, volume: str, items: list[DownwardAPIVolumeFile], mode: int,
+                     allocatable: Mapping[str, str | int | float]) -> dict[str, FileProjection]:
+    """The files of a downwardAPI volume (or projected source): rewritten when the pod's labels or annotations
+    change, since each sync publishes the current values."""
+    out: dict[str, FileProjection] = {}
+    for item in items:
+        try:
+            if item.fieldRef is not None:
+                value = volume_field_value(pod, item.fieldRef.fieldPath)
+            elif item.resourceFieldRef is not None:
+                value = resource_value(pod, None, item.resourceFieldRef, allocatable)
+            else:
+                raise DownwardError("one of fieldRef and resourceFieldRef is required")
+        except DownwardError as exc:
+            raise SpecError(f"spec.volumes[{volume}].downwardAPI.items[{item.path}]: {exc}") from None
+        out[item.path] = FileProjection(value.encode(), mode if item.mode is None else item.mode)
+    return out
 
 
 def projected_payload(pod: Pod, volume: str, src: ProjectedVolumeSource, objects: ConfigObjects,
-                      tokens: Tokens | None) -> dict[str, FileProjection]:
+                      tokens: Tokens | None,
+                      allocatable: Mapping[str, str | int | float] | None = None) -> dict[str, FileProjection]:
     """Every source's files in one directory (Kubernetes' projected volume)."""
     mode = DEFAULT_MODE if src.defaultMode is None else src.defaultMode
     out: dict[str, FileProjection] = {}
@@ -68,9 +88,7 @@ def projected_payload(pod: Pod, volume: str, src: ProjectedVolumeSource, objects
             out.update(secret_payload(pod, volume, SecretVolumeSource(
                 secretName=sec.name, items=sec.items, defaultMode=mode, optional=sec.optional), objects))
         elif proj.downwardAPI is not None:
-            for item in proj.downwardAPI.items or []:
-                value = downward_value(pod, item.fieldRef.fieldPath)
-                out[item.path] = FileProjection(value.encode(), mode if item.mode is None else item.mode)
+            out.update(downward_payload(pod, volume, proj.downwardAPI.items or [], mode, allocatable or {}))
         elif proj.serviceAccountToken is not None:
             tok = proj.serviceAccountToken
             if tokens is None:
@@ -84,9 +102,11 @@ def projected_payload(pod: Pod, volume: str, src: ProjectedVolumeSource, objects
 
 
 def prepare_volumes(pod: Pod, pods_dir: Path, objects: ConfigObjects | None = None,
-                    tokens: Tokens | None = None) -> VolumePaths:
+                    tokens: Tokens | None = None,
+                    allocatable: Mapping[str, str | int | float] | None = None) -> VolumePaths:
     """Create the pod's emptyDirs (``pods_dir/<uid>/volumes/<name>``), check its hostPaths, and publish
-    the current contents of its ConfigMap, Secret and projected volumes (written only when they changed).
+    the current contents of its ConfigMap, Secret, projected and downwardAPI volumes (written only when they
+    changed; `allocatable` is the node's, for a resourceFieldRef to a limit a container does not set).
     A missing required ConfigMap, Secret or key, or a token the API refuses, raises ConfigError naming
     the volume."""
     uid = pod.metadata.uid or ""
@@ -95,12 +115,15 @@ def prepare_volumes(pod: Pod, pods_dir: Path, objects: ConfigObjects | None = No
     read_only: set[str] = set()
     source = objects or NoConfigObjects()
     for v in pod.spec.volumes or []:
-        if v.configMap is not None or v.secret is not None or v.projected is not None:
+        if _published(v):
             path = pods_dir / uid / POD_DIR_VOLUMES / v.name
             if v.configMap is not None:
                 payload = configmap_payload(pod, v.name, v.configMap, source)
             elif v.projected is not None:
-                payload = projected_payload(pod, v.name, v.projected, source, tokens)
+                payload = projected_payload(pod, v.name, v.projected, source, tokens, allocatable)
+            elif v.downwardAPI is not None:
+                dmode = DEFAULT_MODE if v.downwardAPI.defaultMode is None else v.downwardAPI.defaultMode
+                payload = downward_payload(pod, v.name, v.downwardAPI.items or [], dmode, allocatable or {})
             else:
                 assert v.secret is not None
                 payload = secret_payload(pod, v.name, v.secret, source)
@@ -123,8 +146,8 @@ def prepare_volumes(pod: Pod, pods_dir: Path, objects: ConfigObjects | None = No
         elif v.hostPath is not None:
             paths[v.name] = host_path(v.name, v.hostPath.path, v.hostPath.type or "")
         else:
-            raise SpecError(f"spec.volumes[{v.name}]: only emptyDir, hostPath, configMap, secret and projected "
-                            "volumes are supported")
+            raise SpecError(f"spec.volumes[{v.name}]: only emptyDir, hostPath, configMap, secret, projected and "
+                            "downwardAPI volumes are supported")
     return VolumePaths(paths=paths, owned=frozenset(owned), read_only=frozenset(read_only))
 
 

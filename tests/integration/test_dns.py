@@ -81,6 +81,26 @@ def test_change_is_served_within_a_second(client: Client, cluster_dns: ClusterDn
     client.delete("Service", name)
 
 
+def test_headless_service_answers_with_its_endpoints_and_their_hostnames(client: Client,
+                                                                         cluster_dns: ClusterDns) -> None:
+    name = uniq("hl")
+    client.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"},
+                   "spec": {"clusterIP": "None", "ports": [{"name": "pg", "port": 5432}]}})
+    fqdn = f"{name}.default.svc.cluster.local"
+    client.create({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": name, "namespace": "default"},
+                   "subsets": [{"addresses": [{"ip": "10.244.1.3", "hostname": "db-0"}, {"ip": "10.244.1.4"}],
+                                "notReadyAddresses": [{"ip": "10.244.1.5", "hostname": "db-2"}],
+                                "ports": [{"name": "pg", "port": 5432}]}]})
+    assert wait_for(lambda: sorted(a_records(query(cluster_dns, fqdn))), 2.0) == ["10.244.1.3", "10.244.1.4"]
+    assert a_records(query(cluster_dns, f"db-0.{fqdn}")) == ["10.244.1.3"]
+    assert query(cluster_dns, f"db-2.{fqdn}").header.rcode == RCODE.NXDOMAIN  # not ready: no record
+    client.patch("Endpoints", name, {"subsets": [{"addresses": [{"ip": "10.244.1.5", "hostname": "db-2"}],
+                                                  "ports": [{"name": "pg", "port": 5432}]}]})
+    assert wait_for(lambda: a_records(query(cluster_dns, f"db-2.{fqdn}")), 2.0) == ["10.244.1.5"]
+    client.delete("Service", name)
+    client.delete("Endpoints", name)
+
+
 def test_unknown_and_external_names_are_nxdomain_at_once(cluster_dns: ClusterDns) -> None:
     for name in ("nope.default.svc.cluster.local", "example.com", "www.google.com", "x.svc.cluster.local"):
         start = time.monotonic()

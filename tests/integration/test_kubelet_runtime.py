@@ -399,3 +399,43 @@ def test_sandbox_that_died_under_a_sync_is_recreated_without_back_off(dockerd: A
         assert cstatus(status, "c").restartCount >= 1
     finally:
         cleanup(rt, pod)
+
+
+def test_kubelet_written_etc_files_and_downward_api(dockerd: Any) -> None:
+    """hostname/subdomain, hostAliases and dnsConfig reach /etc/hosts and /etc/resolv.conf (the kubelet's files
+    override Docker's), the downward API reaches env and a volume, and a label change reaches the volume."""
+    rt = make_runtime(dockerd, cluster_dns=["10.96.0.10"], allocatable={"cpu": "2", "memory": "1Gi"})
+    pod = make_pod("dd", [
+        {"name": "c", "image": "busybox", "command": ["sh", "-c", "while :; do sleep 1; done"],
+         "resources": {"limits": {"memory": "64Mi"}, "requests": {"cpu": "250m"}},
+         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                 {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                 {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                 {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
+                 {"name": "CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}}],
+         "volumeMounts": [{"name": "info", "mountPath": "/etc/info"}]},
+    ], hostname="db-0", subdomain="db", hostAliases=[{"ip": "10.1.2.3", "hostnames": ["foo.local", "bar.local"]}],
+        dnsConfig={"searches": ["extra.example"], "options": [{"name": "ndots", "value": "3"}, {"name": "rotate"}]},
+        volumes=[{"name": "info", "downwardAPI": {"items": [
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}])
+    pod.metadata.labels = {"app": "db"}
+    try:
+        status = wait_for(rt, pod, lambda s: s.phase == "Running", 30)
+        ip = status.podIP
+        code, hosts = rt.exec("default", "dd", "c", ["cat", "/etc/hosts"])
+        assert code == 0 and f"{ip}\tdb-0.db.default.svc.cluster.local\tdb-0\n".encode() in hosts, hosts
+        assert hosts.endswith(b"\n# Entries added by HostAliases.\n10.1.2.3\tfoo.local\tbar.local\n"), hosts
+        assert rt.exec("default", "dd", "c", ["hostname"]) == (0, b"db-0\n")
+        code, resolv = rt.exec("default", "dd", "c", ["cat", "/etc/resolv.conf"])
+        assert resolv == (b"search default.svc.cluster.local svc.cluster.local cluster.local extra.example\n"
+                          b"nameserver 10.96.0.10\noptions ndots:3 rotate\n"), resolv
+        code, env = rt.exec("default", "dd", "c", ["env"])
+        lines = set(env.decode().splitlines())
+        assert {"POD_NAME=dd", f"POD_IP={ip}", "MEM=64", "CPU=250", "CPU_LIMIT=2"} <= lines, lines
+        assert rt.exec("default", "dd", "c", ["cat", "/etc/info/labels"]) == (0, b'app="db"')
+        relabelled = pod.model_copy(deep=True)
+        relabelled.metadata.labels = {"app": "db", "tier": "x"}
+        rt.sync_pod(relabelled)  # the kubelet syncs a pod on every update event
+        assert rt.exec("default", "dd", "c", ["cat", "/etc/info/labels"]) == (0, b'app="db"\ntier="x"')
+    finally:
+        cleanup(rt, pod)

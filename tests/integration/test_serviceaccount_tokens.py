@@ -129,7 +129,7 @@ def test_projected_volume_fields_are_validated(client: Client) -> None:
     bad([{"serviceAccountToken": {"path": "t", "expirationSeconds": 5}}], "expirationSeconds")
     bad([{"downwardAPI": {"items": [{"path": "x", "fieldRef": {"fieldPath": "spec.nodeName"}}]}}], "fieldPath")
     bad([{"downwardAPI": {"items": [{"path": "x", "resourceFieldRef": {"resource": "limits.cpu"}}]}}],
-        "resourceFieldRef")
+        "resourceFieldRef.containerName")  # a volume file must name its container
     bad([{"clusterTrustBundle": {"path": "x"}}], "clusterTrustBundle")
     bad([{"serviceAccountToken": {"path": "../t"}}], r"serviceAccountToken.path")
     bad([{"serviceAccountToken": {"path": "t"}}, {"downwardAPI": {"items": [

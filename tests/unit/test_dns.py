@@ -1,5 +1,5 @@
 """Cluster DNS without a server: records from Services and DNS objects, wire answers, the DNS kind's
-validation and host+path claims, the resolver's query order and the pod sandbox's DNS settings."""
+validation and host+path claims, the resolver's query order and a pod's resolv.conf."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from minik8s.apiserver.dnshosts import conflicts
 from minik8s.dns.bootstrap import kube_dns_objects
 from minik8s.dns.records import build_snapshot
 from minik8s.dns.resolver import ResolverConf, lookup_names
-from minik8s.kubelet.spec import sandbox_dns_kwargs
+from minik8s.kubelet.podnet import DnsConfig, pod_dns_config
 
 
 def svc(name: str, ns: str, ip: str | None, ports: list[dict[str, Any]] | None = None) -> Service:
@@ -130,15 +130,16 @@ def pod(ns: str = "prod", **spec: Any) -> Pod:
                                "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec}})
 
 
-def test_sandbox_gets_cluster_dns_for_cluster_first_pods() -> None:
-    assert sandbox_dns_kwargs(pod(), ["10.96.0.10"], "cluster.local") == {
-        "dns": ["10.96.0.10"], "dns_search": ["prod.svc.cluster.local", "svc.cluster.local", "cluster.local"],
-        "dns_opt": ["ndots:2"]}
-    assert sandbox_dns_kwargs(pod(dnsPolicy="Default"), ["10.96.0.10"], "cluster.local") == {}
-    assert sandbox_dns_kwargs(pod(hostNetwork=True), ["10.96.0.10"], "cluster.local") == {}
-    assert sandbox_dns_kwargs(pod(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet"), ["10.0.0.2"],
-                              "c.local")["dns"] == ["10.0.0.2"]
-    assert sandbox_dns_kwargs(pod(), [], "cluster.local") == {}
+def test_pod_resolv_conf_gets_cluster_dns_for_cluster_first_pods() -> None:
+    node = DnsConfig(["192.168.1.1"], ["corp.example"], ["timeout:2"])
+    conf = pod_dns_config(pod(), ["10.96.0.10"], "cluster.local", node)
+    assert conf.render() == ("search prod.svc.cluster.local svc.cluster.local cluster.local corp.example\n"
+                             "nameserver 10.96.0.10\noptions ndots:2\n")
+    assert pod_dns_config(pod(dnsPolicy="Default"), ["10.96.0.10"], "cluster.local", node) == node
+    assert pod_dns_config(pod(hostNetwork=True), ["10.96.0.10"], "cluster.local", node) == node
+    assert pod_dns_config(pod(hostNetwork=True, dnsPolicy="ClusterFirstWithHostNet"), ["10.0.0.2"],
+                          "c.local", node).nameservers == ["10.0.0.2"]
+    assert pod_dns_config(pod(), [], "cluster.local", node) == node  # no cluster DNS: the node's
 
 
 def test_kube_dns_objects_are_selectorless_and_point_at_the_head() -> None:
