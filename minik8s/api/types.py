@@ -234,6 +234,8 @@ class Container(Model):
     tty: bool | None = None
     terminationMessagePath: str | None = None
     terminationMessagePolicy: str | None = None
+    #: Only on init containers, only "Always": a native sidecar (validation refuses it elsewhere).
+    restartPolicy: Literal["Always"] | None = None
 
 
 class EmptyDirVolumeSource(Model):
