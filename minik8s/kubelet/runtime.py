@@ -256,7 +256,8 @@ class DockerRuntime:
         obs = self.observe(pod)
         if self.prober is not None:
             self.prober.observe(pod, obs)
-        return S.pod_status(pod, obs, self.clock.now(), self.readiness)
+        started = self.prober.started if self.prober is not None else S.always_ready
+        return S.pod_status(pod, obs, self.clock.now(), self.readiness, started)
 
     # --- sync ------------------------------------------------------------------------------------
 

@@ -254,11 +254,14 @@ def initialized(pod: Pod, init_statuses: list[ContainerStatus], statuses: list[C
 
 
 def init_container_status(
-    pod: Pod, spec: Container, obs: PodObservation, readiness: ReadinessFn
+    pod: Pod, spec: Container, obs: PodObservation, readiness: ReadinessFn, started: ReadinessFn = always_ready
 ) -> ContainerStatus:
-    """An init container's status: a regular one is ready once it completed, a sidecar as an app container."""
+    """An init container's status: a regular one is ready once it completed; a sidecar is ready as an app
+    container is, and started once its startup probe (if any) succeeded (what lets the next init container run)."""
     st = container_status(pod, spec, obs, readiness)
-    if not is_sidecar(spec):
+    if is_sidecar(spec):
+        st.started = bool(st.started) and started(pod, spec.name)
+    else:
         term = (st.state or ContainerState()).terminated
         st.ready = term is not None and term.exitCode == 0
     return st
@@ -315,13 +318,17 @@ def _condition(
     )
 
 
-def pod_status(pod: Pod, obs: PodObservation, now: float, readiness: ReadinessFn = always_ready) -> PodStatus:
-    """The PodStatus a kubelet would report for ``pod`` given the observation."""
+def pod_status(
+    pod: Pod, obs: PodObservation, now: float, readiness: ReadinessFn = always_ready,
+    started: ReadinessFn = always_ready,
+) -> PodStatus:
+    """The PodStatus a kubelet would report for ``pod`` given the observation (``started``: a running
+    container's startup probe, if any, succeeded)."""
     previous = pod.status
     stamp = format_time(now)
     obs = _default_initializing(pod, obs)
     statuses = [container_status(pod, c, obs, readiness) for c in pod.spec.containers]
-    init_statuses = [init_container_status(pod, c, obs, readiness) for c in pod.spec.initContainers or []]
+    init_statuses = [init_container_status(pod, c, obs, readiness, started) for c in pod.spec.initContainers or []]
     phase = pod_phase(pod, statuses, init_statuses)
     not_initialized = initialized(pod, init_statuses, statuses)
     sidecar_names = {c.name for c in pod.spec.initContainers or [] if is_sidecar(c)}

@@ -13,6 +13,7 @@ from minik8s.api import printers
 from minik8s.api.types import Pod, PodStatus
 from minik8s.api.validation import pydantic_causes, validate_pod
 from minik8s.apiserver.streams import kubelet_endpoint
+from minik8s.controllers.endpoints import resolve_port
 from minik8s.errors import BadRequest
 from minik8s.kubelet.status import ContainerRecord, PodObservation, pod_status, qos_class
 from minik8s.scheduler.snapshot import pod_requests
@@ -259,3 +260,25 @@ def test_logs_and_exec_accept_init_container_names() -> None:
     assert kubelet_endpoint(resources, "ns", "p", None).container == "app"
     with pytest.raises(BadRequest, match="container nope is not valid for pod p"):
         kubelet_endpoint(resources, "ns", "p", "nope")
+
+
+def test_sidecar_waiting_on_its_startup_probe_holds_the_next_init_container() -> None:
+    p = pod([{"name": "side", "restartPolicy": "Always", "startupProbe": {"exec": {"command": ["true"]}}},
+             {"name": "after"}])
+    obs = PodObservation(containers={"side": [rec("side")]})
+    status = pod_status(p, obs, NOW, started=lambda _pod, name: False)
+    side = (status.initContainerStatuses or [])[0]
+    assert side.state.running is not None and side.started is False  # type: ignore[union-attr]
+    assert conditions(status)["Initialized"] == "False"
+    p.status = status
+    assert printers.pod_status(p.to_dict()) == "Init:0/2"
+    status = pod_status(p, obs, NOW, started=lambda _pod, name: True)
+    p.status = status
+    assert printers.pod_status(p.to_dict()) == "Init:1/2"
+
+
+def test_named_service_port_may_be_a_sidecars() -> None:
+    p = pod([{"name": "side", "restartPolicy": "Always", "ports": [{"name": "metrics", "containerPort": 9100}]},
+             {"name": "plain", "ports": [{"name": "setup", "containerPort": 9200}]}])
+    assert resolve_port(p, "metrics", "TCP") == 9100
+    assert resolve_port(p, "setup", "TCP") is None  # a regular init container serves nothing
