@@ -20,6 +20,12 @@ def istatus(status: PodStatus, name: str) -> ContainerStatus:
     return next(s for s in status.initContainerStatuses or [] if s.name == name)
 
 
+def nanos(docker_time: str) -> tuple[str, str]:
+    """A sortable form of Docker's RFC 3339 nanosecond time (it drops trailing zeros of the fraction)."""
+    whole, _, fraction = docker_time.rstrip("Z").partition(".")
+    return whole, fraction.ljust(9, "0")
+
+
 def condition(status: PodStatus, ctype: str) -> str | None:
     return next((c.status for c in status.conditions or [] if c.type == ctype), None)
 
@@ -134,5 +140,49 @@ def test_sidecar_that_exits_is_restarted_while_the_app_runs(dockerd: Any) -> Non
         assert cstatus(status, "app").state.running is not None  # type: ignore[union-attr]
         assert status.phase == "Running"
         assert cstatus(status, "app").restartCount == 0
+    finally:
+        cleanup(rt, pod)
+
+
+def test_new_sandbox_runs_the_init_containers_again(dockerd: Any) -> None:
+    rt = make_runtime(dockerd)
+    pod = make_pod("resandbox", [{"name": "app", "image": "busybox", "command": LOOP}],
+                   terminationGracePeriodSeconds=1,
+                   initContainers=[{"name": "setup", "image": "busybox", "command": ["sh", "-c", "echo ran"]}])
+    uid = pod.metadata.uid or ""
+    try:
+        wait_for(rt, pod, lambda s: s.phase == "Running", 20)
+        sandbox = dockerd.containers.list(filters={"label": [
+            f"io.kubernetes.pod.uid={uid}", "io.minik8s.container.type=sandbox"]})[0]
+        sandbox.kill()
+        sandbox.wait()
+        status = wait_for(rt, pod, lambda s: istatus(s, "setup").restartCount >= 1
+                          and cstatus(s, "app").state.running is not None, 30)  # type: ignore[union-attr]
+        assert istatus(status, "setup").state.terminated.exitCode == 0  # type: ignore[union-attr]
+        new_sandbox = dockerd.containers.list(filters={"label": [
+            f"io.kubernetes.pod.uid={uid}", "io.minik8s.container.type=sandbox"]})
+        assert len(new_sandbox) == 1 and new_sandbox[0].id != sandbox.id
+        setup = dockerd.containers.get(istatus(status, "setup").containerID.removeprefix("docker://"))  # type: ignore[union-attr]
+        assert setup.attrs["HostConfig"]["NetworkMode"] == f"container:{new_sandbox[0].id}"
+    finally:
+        cleanup(rt, pod)
+
+
+def test_kill_stops_sidecars_after_the_app_in_reverse_order(dockerd: Any) -> None:
+    rt = make_runtime(dockerd)
+    pod = make_pod("sideorder", [{"name": "app", "image": "busybox", "command": LOOP}],
+                   terminationGracePeriodSeconds=5, initContainers=[
+                       {"name": "side-a", "image": "busybox", "restartPolicy": "Always", "command": LOOP},
+                       {"name": "side-b", "image": "busybox", "restartPolicy": "Always", "command": LOOP}])
+    uid = pod.metadata.uid or ""
+    try:
+        status = wait_for(rt, pod, lambda s: cstatus(s, "app").state.running is not None, 20)  # type: ignore[union-attr]
+        assert [istatus(status, n).state.running is not None for n in ("side-a", "side-b")] == [True, True]  # type: ignore[union-attr]
+        rt.kill_pod(uid)
+        finished = {}
+        for c in dockerd.containers.list(all=True, filters={"label": f"io.kubernetes.pod.uid={uid}"}):
+            assert c.status == "exited", c.name
+            finished[c.labels["io.kubernetes.container.name"]] = nanos(c.attrs["State"]["FinishedAt"])
+        assert finished["app"] <= finished["side-b"] <= finished["side-a"] <= finished["POD"]
     finally:
         cleanup(rt, pod)
