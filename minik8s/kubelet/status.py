@@ -221,8 +221,8 @@ def _init_counts(pod: Pod, init_statuses: list[ContainerStatus]) -> tuple[int, i
             continue
         if state.terminated is not None:
             failed += state.terminated.exitCode != 0
-        elif state.waiting is not None and last is not None and last.exitCode != 0:
-            failed += 1
+        elif state.waiting is not None and last is not None:
+            failed += last.exitCode != 0  # waiting to run again: not pending unless it never ran
         else:
             pending += 1
     return pending, failed, running, waiting

@@ -16,6 +16,7 @@ from minik8s.apiserver.streams import kubelet_endpoint
 from minik8s.controllers.endpoints import resolve_port
 from minik8s.errors import BadRequest
 from minik8s.kubelet.status import ContainerRecord, PodObservation, pod_status, qos_class
+from minik8s.registry.pods import qos_class as registry_qos
 from minik8s.scheduler.snapshot import pod_requests
 
 NOW = 1_800_000_000.0
@@ -282,3 +283,11 @@ def test_named_service_port_may_be_a_sidecars() -> None:
              {"name": "plain", "ports": [{"name": "setup", "containerPort": 9200}]}])
     assert resolve_port(p, "metrics", "TCP") == 9100
     assert resolve_port(p, "setup", "TCP") is None  # a regular init container serves nothing
+
+
+def test_admission_qos_counts_init_containers() -> None:
+    limits = {"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}
+    spec = {"containers": [{"name": "app", **limits}], "initContainers": [{"name": "i"}]}
+    assert registry_qos(spec) == "Burstable"
+    spec["initContainers"] = [{"name": "i", **limits}]
+    assert registry_qos(spec) == "Guaranteed"
