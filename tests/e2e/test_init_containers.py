@@ -142,6 +142,8 @@ def test_native_sidecar_runs_beside_the_app_and_ends_with_a_job_like_pod(kubecon
     assert cols["status"] == "Running"
     side = pod_json(kubeconfig, ns, server)["status"]["initContainerStatuses"][0]
     assert side["name"] == "side" and "running" in side["state"] and side["ready"] is True
+    beat = kubectl(kubeconfig, "exec", server, "-n", ns, "-c", "side", "--", "cat", "/work/beat")
+    assert beat.stdout.strip(), beat.stderr  # exec reaches the sidecar, which shares the pod's emptyDir
     wait_for("the Job-like pod to succeed",
              lambda: pod_json(kubeconfig, ns, job)["status"].get("phase") == "Succeeded", INIT_TIMEOUT_S)
     assert kubectl(kubeconfig, "logs", job, "-n", ns, "-c", "app").stdout == "job-done\n"
