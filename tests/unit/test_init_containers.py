@@ -3,6 +3,8 @@ validation, the scheduler's effective requests, QoS, describe and the logs/exec 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from minik8s.api.validation import pydantic_causes, validate_pod
 from minik8s.apiserver.streams import kubelet_endpoint
 from minik8s.controllers.endpoints import resolve_port
 from minik8s.errors import BadRequest
+from minik8s.kubelet.probes import Prober
 from minik8s.kubelet.status import ContainerRecord, PodObservation, pod_status, qos_class
 from minik8s.registry.pods import qos_class as registry_qos
 from minik8s.scheduler.snapshot import pod_requests
@@ -291,3 +294,36 @@ def test_admission_qos_counts_init_containers() -> None:
     assert registry_qos(spec) == "Burstable"
     spec["initContainers"] = [{"name": "i", **limits}]
     assert registry_qos(spec) == "Guaranteed"
+
+
+# --- the prober sees sidecars ------------------------------------------------------------------------------------
+
+class _InlineExecutor(Executor):
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        fut.set_result(fn(*args, **kwargs))
+        return fut
+
+
+class _Runner:
+    def __init__(self) -> None:
+        self.ok = False
+
+    def run(self, probe: Any, target: Any, timeout: float) -> tuple[bool, str]:
+        return self.ok, ""
+
+
+def test_sidecar_probes_gate_its_readiness_and_start() -> None:
+    check = {"exec": {"command": ["true"]}, "periodSeconds": 1}
+    p = pod([{"name": "side", "restartPolicy": "Always", "readinessProbe": check, "startupProbe": check}])
+    runner = _Runner()
+    clock = type("Clock", (), {"t": NOW, "now": lambda self: self.t})()
+    prober = Prober(runner, clock=clock, executor=_InlineExecutor())
+    prober.observe(p, PodObservation(containers={"side": [rec("side")]}))
+    prober.tick()
+    assert not prober.started(p, "side") and not prober.ready(p, "side")
+    runner.ok = True
+    for _ in range(3):
+        clock.t += 1
+        prober.tick()
+    assert prober.started(p, "side") and prober.ready(p, "side")
