@@ -48,7 +48,7 @@ def test_init_containers_run_in_order_before_the_app(kubeconfig: Path, ns: str) 
             volumeMounts: [{{name: work, mountPath: /work}}]
           - name: second
             image: busybox
-            command: ["sh", "-c", "sleep 3; echo two >> /work/log"]
+            command: ["sh", "-c", "sleep 6; echo two >> /work/log"]
             volumeMounts: [{{name: work, mountPath: /work}}]
           containers:
           - name: app
