@@ -41,6 +41,35 @@ def _state(state: Obj | None) -> list[tuple[str, Any]]:
     return [("State", "Waiting")]
 
 
+def _describe_container(c: Obj, cs: Obj, lines: list[str]) -> None:
+    """One entry of the Containers / Init Containers sections."""
+    lines.append(f"{INDENT}{c['name']}:")
+    _kv(lines, "Container ID", cs.get("containerID") or "", 2)
+    _kv(lines, "Image", c.get("image"), 2)
+    if c.get("command"):
+        _kv(lines, "Command", " ".join(c["command"]), 2)
+    if c.get("args"):
+        _kv(lines, "Args", " ".join(c["args"]), 2)
+    ports = ", ".join(f"{p['containerPort']}/{p.get('protocol', 'TCP')}" for p in c.get("ports") or [])
+    _kv(lines, "Port", ports or "<none>", 2)
+    for key, value in _state(cs.get("state")):
+        _kv(lines, key, value, 2)
+    if cs.get("lastState"):
+        for key, value in _state(cs["lastState"]):
+            _kv(lines, "Last " + key.strip() if key == "State" else key, value, 2)
+    _kv(lines, "Ready", str(cs.get("ready", False)), 2)
+    _kv(lines, "Restart Count", cs.get("restartCount", 0), 2)
+    res = c.get("resources") or {}
+    if res.get("limits"):
+        _kv(lines, "Limits", _map(res["limits"]), 2)
+    if res.get("requests"):
+        _kv(lines, "Requests", _map(res["requests"]), 2)
+    env = ", ".join(f"{e['name']}={e.get('value', '')}" for e in c.get("env") or [])
+    _kv(lines, "Environment", env or "<none>", 2)
+    mounts = ", ".join(f"{m['mountPath']} from {m['name']}" for m in c.get("volumeMounts") or [])
+    _kv(lines, "Mounts", mounts or "<none>", 2)
+
+
 def _describe_pod(pod: Obj, lines: list[str]) -> None:
     spec, status, meta = pod.get("spec") or {}, pod.get("status") or {}, pod["metadata"]
     _kv(lines, "Node", f"{spec.get('nodeName') or '<none>'}/{status.get('hostIP') or ''}".rstrip("/"))
@@ -49,35 +78,15 @@ def _describe_pod(pod: Obj, lines: list[str]) -> None:
     _kv(lines, "Status", printers.pod_status(pod))
     _kv(lines, "IP", status.get("podIP") or "<none>")
     _kv(lines, "QoS Class", status.get("qosClass"))
+    if spec.get("initContainers"):
+        lines.append("Init Containers:")
+        init_statuses = {s["name"]: s for s in status.get("initContainerStatuses") or []}
+        for c in spec["initContainers"]:
+            _describe_container(c, init_statuses.get(c["name"], {}), lines)
     lines.append("Containers:")
     statuses = {s["name"]: s for s in status.get("containerStatuses") or []}
     for c in spec.get("containers") or []:
-        lines.append(f"{INDENT}{c['name']}:")
-        cs = statuses.get(c["name"], {})
-        _kv(lines, "Container ID", cs.get("containerID") or "", 2)
-        _kv(lines, "Image", c.get("image"), 2)
-        if c.get("command"):
-            _kv(lines, "Command", " ".join(c["command"]), 2)
-        if c.get("args"):
-            _kv(lines, "Args", " ".join(c["args"]), 2)
-        ports = ", ".join(f"{p['containerPort']}/{p.get('protocol', 'TCP')}" for p in c.get("ports") or [])
-        _kv(lines, "Port", ports or "<none>", 2)
-        for key, value in _state(cs.get("state")):
-            _kv(lines, key, value, 2)
-        if cs.get("lastState"):
-            for key, value in _state(cs["lastState"]):
-                _kv(lines, "Last " + key.strip() if key == "State" else key, value, 2)
-        _kv(lines, "Ready", str(cs.get("ready", False)), 2)
-        _kv(lines, "Restart Count", cs.get("restartCount", 0), 2)
-        res = c.get("resources") or {}
-        if res.get("limits"):
-            _kv(lines, "Limits", _map(res["limits"]), 2)
-        if res.get("requests"):
-            _kv(lines, "Requests", _map(res["requests"]), 2)
-        env = ", ".join(f"{e['name']}={e.get('value', '')}" for e in c.get("env") or [])
-        _kv(lines, "Environment", env or "<none>", 2)
-        mounts = ", ".join(f"{m['mountPath']} from {m['name']}" for m in c.get("volumeMounts") or [])
-        _kv(lines, "Mounts", mounts or "<none>", 2)
+        _describe_container(c, statuses.get(c["name"], {}), lines)
     lines.append("Conditions:")
     for cond in status.get("conditions") or []:
         lines.append(f"{INDENT}{cond['type']:<18}{cond['status']}")

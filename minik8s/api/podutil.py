@@ -28,3 +28,18 @@ def budgets_for(pod: Obj, pdbs: list[Obj]) -> list[Obj]:
     ns = (pod.get("metadata") or {}).get("namespace") or "default"
     return [b for b in pdbs if (b.get("metadata") or {}).get("namespace", "default") == ns
             and selects((b.get("spec") or {}).get("selector"), pod)]
+
+
+def is_sidecar(container: t.Container) -> bool:
+    """A native sidecar: an init container with ``restartPolicy: Always`` (runs alongside the app containers)."""
+    return container.restartPolicy == "Always"
+
+
+def sidecars(pod: t.Pod) -> list[t.Container]:
+    """The pod's native sidecars, in declaration order."""
+    return [c for c in pod.spec.initContainers or [] if is_sidecar(c)]
+
+
+def long_running(pod: t.Pod) -> list[t.Container]:
+    """Containers that run alongside each other once the pod is initialized (probed, counted in READY)."""
+    return [*sidecars(pod), *pod.spec.containers]

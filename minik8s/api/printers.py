@@ -65,10 +65,51 @@ def _dig(obj: Obj, *path: str, default: str = "<none>") -> str:
 
 # --- Pod ---------------------------------------------------------------------------------
 
+def _sidecar_names(obj: Obj) -> set[str]:
+    """Names of the pod's native sidecars (init containers with restartPolicy Always)."""
+    inits = (obj.get("spec") or {}).get("initContainers") or []
+    return {c.get("name") for c in inits if c.get("restartPolicy") == "Always"}
+
+
 def pod_ready(obj: Obj) -> str:
-    statuses = (obj.get("status") or {}).get("containerStatuses") or []
-    total = len((obj.get("spec") or {}).get("containers") or [])
-    return f"{sum(1 for s in statuses if s.get('ready'))}/{total}"
+    """kubectl's READY: ready app containers and started, ready sidecars, over both."""
+    status = obj.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    sidecars = _sidecar_names(obj)
+    total = len((obj.get("spec") or {}).get("containers") or []) + len(sidecars)
+    ready = sum(1 for s in statuses if s.get("ready"))
+    ready += sum(1 for s in status.get("initContainerStatuses") or []
+                 if s.get("name") in sidecars and s.get("started") and s.get("ready"))
+    return f"{ready}/{total}"
+
+
+def _init_reason(obj: Obj) -> str | None:
+    """kubectl printPod's init-container pass: "Init:N/M", "Init:<reason>", or None once initialization is over."""
+    status = obj.get("status") or {}
+    sidecars = _sidecar_names(obj)
+    total = len((obj.get("spec") or {}).get("initContainers") or [])
+    for i, cs in enumerate(status.get("initContainerStatuses") or []):
+        state = cs.get("state") or {}
+        term, waiting = state.get("terminated"), state.get("waiting")
+        if term is not None and term.get("exitCode") == 0:
+            continue
+        if cs.get("name") in sidecars and cs.get("started"):
+            continue
+        if term is not None:
+            if term.get("reason"):
+                return f"Init:{term['reason']}"
+            if term.get("signal"):
+                return f"Init:Signal:{term['signal']}"
+            return f"Init:ExitCode:{term.get('exitCode')}"
+        if waiting is not None and waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            return f"Init:{waiting['reason']}"
+        return f"Init:{i}/{total}"
+    return None
+
+
+def _initialized(obj: Obj) -> bool:
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Initialized" and c.get("status") == "True" for c in conds)
 
 
 def pod_status(obj: Obj) -> str:
@@ -78,6 +119,9 @@ def pod_status(obj: Obj) -> str:
     if meta.get("deletionTimestamp"):
         return "Terminating"
     reason = status.get("reason") or status.get("phase") or "Pending"
+    init_reason = _init_reason(obj)
+    if init_reason is not None and not _initialized(obj):
+        return init_reason
     for cs in status.get("containerStatuses") or []:
         state = cs.get("state") or {}
         if state.get("waiting", {}).get("reason"):
@@ -88,7 +132,11 @@ def pod_status(obj: Obj) -> str:
 
 
 def pod_restarts(obj: Obj) -> str:
-    statuses = (obj.get("status") or {}).get("containerStatuses") or []
+    """kubectl's RESTARTS: init containers' restarts count until the pod is initialized, then only sidecars'."""
+    status = obj.get("status") or {}
+    done, sidecars = _initialized(obj), _sidecar_names(obj)
+    statuses = [s for s in status.get("initContainerStatuses") or [] if not done or s.get("name") in sidecars]
+    statuses += status.get("containerStatuses") or []
     return str(sum(int(s.get("restartCount", 0)) for s in statuses))
 
 

@@ -261,6 +261,8 @@ class Container(Model):
     terminationMessagePath: str | None = None
     terminationMessagePolicy: str | None = None
     lifecycle: Lifecycle | None = None
+    #: Only on init containers, only "Always": a native sidecar (validation refuses it elsewhere).
+    restartPolicy: Literal["Always"] | None = None
 
 
 class EmptyDirVolumeSource(Model):

@@ -420,6 +420,22 @@ def _check_security_context(sc: t.SecurityContext | None, path: str, causes: Cau
             causes.append((f"{path}.{field}", f"Invalid value: {uid}: must be between 0 and 2147483647, inclusive"))
 
 
+def _check_container_restart_policy(c: t.Container, path: str, init: bool, causes: Causes) -> None:
+    """Kubernetes' rules for native sidecars: ``restartPolicy`` only on init containers (only "Always"),
+    and probes only on init containers that are sidecars (a run-to-completion container is never probed)."""
+    if not init:
+        if c.restartPolicy is not None:
+            causes.append((f"{path}.restartPolicy", "Forbidden: may not be set for non-init containers"))
+        return
+    if c.restartPolicy == "Always":  # any other value is refused by the type (Literal["Always"])
+        return
+    for field, probe in (("livenessProbe", c.livenessProbe), ("readinessProbe", c.readinessProbe),
+                         ("startupProbe", c.startupProbe)):
+        if probe is not None:
+            causes.append((f"{path}.{field}", "Forbidden: may not be set for init containers without "
+                                              "restartPolicy=Always"))
+
+
 def validate_pod_spec(spec: t.PodSpec, path: str, causes: Causes) -> None:
     volumes: set[str] = set()
     for i, v in enumerate(spec.volumes or []):
@@ -438,6 +454,7 @@ def validate_pod_spec(spec: t.PodSpec, path: str, causes: Causes) -> None:
                 causes.append((f"{cpath}.name", f'Duplicate value: "{c.name}"'))
             names.add(c.name)
             _check_container(c, cpath, volumes, causes)
+            _check_container_restart_policy(c, cpath, group == "initContainers", causes)
     if spec.terminationGracePeriodSeconds is not None and spec.terminationGracePeriodSeconds < 0:
         causes.append((f"{path}.terminationGracePeriodSeconds", "Invalid value: must be >= 0"))
     _check_lifecycles(spec, path, causes)

@@ -72,9 +72,11 @@ def kubelet_endpoint(resources: Any, namespace: str, name: str, container: str |
         raise Unavailable(f'node "{node_name}" has no kubelet endpoint')
     containers = [c["name"] for c in pod["spec"]["containers"]]
     chosen = container or (containers[0] if len(containers) == 1 else None)
+    inits = [c["name"] for c in pod["spec"].get("initContainers") or []]
     if chosen is None:
-        raise BadRequest(f"a container name must be specified for pod {name}, choose one of: {containers}")
-    if chosen not in containers:
+        also = f" or one of the init containers: {inits}" if inits else ""
+        raise BadRequest(f"a container name must be specified for pod {name}, choose one of: {containers}{also}")
+    if chosen not in containers and chosen not in inits:
         raise BadRequest(f"container {chosen} is not valid for pod {name}")
     return KubeletEndpoint(node_name, ip, int(port), chosen)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minik8s.api import types as t
+from minik8s.api.podutil import sidecars
 from minik8s.api.services import Service
 from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
@@ -56,7 +57,7 @@ def resolve_port(pod: t.Pod, target: int | str | None, protocol: str) -> int | N
         return target
     if target.isdigit():
         return int(target)
-    for c in pod.spec.containers:
+    for c in [*pod.spec.containers, *sidecars(pod)]:  # a named port may be a native sidecar's, as in Kubernetes
         for cp in c.ports or []:
             if cp.name == target and (cp.protocol or "TCP") == protocol:
                 return cp.containerPort

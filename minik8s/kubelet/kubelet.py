@@ -231,7 +231,8 @@ class Kubelet:
 
     def _image_ready(self, image: str) -> None:
         for pod in self.informer.list():
-            if image == self.config.pause_image or any(c.image == image for c in pod.spec.containers):
+            images = {c.image for c in [*(pod.spec.initContainers or []), *pod.spec.containers]}
+            if image == self.config.pause_image or image in images:
                 self._enqueue(pod)
 
     # --- lifecycle -------------------------------------------------------------------------------

@@ -24,6 +24,12 @@ GRACE_PERIOD = "io.minik8s.pod.terminationGracePeriod"
 
 TYPE_SANDBOX = "sandbox"
 TYPE_CONTAINER = "container"
+#: An init container that runs to completion before the app containers.
+TYPE_INIT = "init"
+#: A native sidecar (an init container with ``restartPolicy: Always``): kept running, stopped after the app.
+TYPE_SIDECAR = "sidecar"
+#: Position of an init container or sidecar in ``spec.initContainers``: sidecars stop in reverse order.
+INIT_INDEX = "io.minik8s.container.initIndex"
 #: Container name used for the sandbox in labels and docker names (as dockershim did).
 SANDBOX_NAME = "POD"
 #: Docker name prefix, as dockershim: k8s_<container>_<pod>_<namespace>_<uid>_<attempt>.
@@ -60,6 +66,21 @@ def container_labels(
         SPEC_HASH: spec_hash,
         GRACE_PERIOD: str(grace_seconds),
     }
+
+
+def init_labels(index: int, sidecar: bool) -> dict[str, str]:
+    """Labels that mark an init container (or sidecar), so a kill knows its stop order without the pod spec."""
+    return {CONTAINER_TYPE: TYPE_SIDECAR if sidecar else TYPE_INIT, INIT_INDEX: str(index)}
+
+
+def sidecar_index(labels: dict[str, str]) -> int | None:
+    """The init index of a sidecar container, None for any other container."""
+    if labels.get(CONTAINER_TYPE) != TYPE_SIDECAR:
+        return None
+    try:
+        return int(labels.get(INIT_INDEX, "0"))
+    except ValueError:
+        return 0
 
 
 def docker_name(ref: PodRef, container: str, attempt: int) -> str:

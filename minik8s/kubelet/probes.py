@@ -20,6 +20,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
+from minik8s.api.podutil import long_running
 from minik8s.api.types import Container, Pod, Probe
 from minik8s.kubelet import status as S
 from minik8s.kubelet.backoff import Clock, SystemClock
@@ -121,7 +122,7 @@ class Prober:
         seen: set[tuple[str, str, str]] = set()
         added = False
         with self._lock:
-            for spec in pod.spec.containers:
+            for spec in long_running(pod):  # sidecars are probed like app containers
                 records = obs.containers.get(spec.name) or []
                 if not records or not records[0].running:
                     continue
@@ -146,7 +147,7 @@ class Prober:
 
     def ready(self, pod: Pod, container: str) -> bool:
         """The ``ReadinessFn``: started, and the readiness probe (if any) succeeded."""
-        spec = next((c for c in pod.spec.containers if c.name == container), None)
+        spec = next((c for c in long_running(pod) if c.name == container), None)
         if spec is None:
             return False
         uid = pod.metadata.uid or ""
@@ -160,7 +161,7 @@ class Prober:
 
     def started(self, pod: Pod, container: str) -> bool:
         """Whether the startup probe (if any) of a running container has succeeded."""
-        spec = next((c for c in pod.spec.containers if c.name == container), None)
+        spec = next((c for c in long_running(pod) if c.name == container), None)
         with self._lock:
             return spec is not None and self._started(pod.metadata.uid or "", spec)
 

@@ -21,6 +21,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container as DockerContainer
 
+from minik8s.api.podutil import is_sidecar
 from minik8s.api.types import Container, Pod, PodStatus
 from minik8s.errors import BadRequest, NotFound
 from minik8s.kubelet import labels as L
@@ -115,6 +116,24 @@ def _log_tail(c: DockerContainer) -> bytes:
         return b""
 
 
+def _init_labels(pod: Pod, spec: Container) -> dict[str, str]:
+    """The init-container labels of ``spec`` if it is one of ``pod``'s init containers, else none."""
+    for index, init in enumerate(pod.spec.initContainers or []):
+        if init.name == spec.name:
+            return L.init_labels(index, is_sidecar(init))
+    return {}
+
+
+def _network_of(c: DockerContainer) -> str:
+    """The network namespace a container joined (``container:<sandbox id>``)."""
+    return str((c.attrs.get("HostConfig") or {}).get("NetworkMode") or "")
+
+
+def _always(pod: Pod) -> Pod:
+    """``pod`` as if its restartPolicy were Always: a sidecar is restarted whatever the pod's policy says."""
+    return pod.model_copy(update={"spec": pod.spec.model_copy(update={"restartPolicy": "Always"})})
+
+
 class ProbeHooks(Protocol):
     """What the runtime needs from the prober (``minik8s.kubelet.probes.Prober``)."""
 
@@ -123,6 +142,8 @@ class ProbeHooks(Protocol):
     def unhealthy(self, uid: str, container: str, container_id: str) -> str | None: ...
 
     def forget(self, uid: str) -> None: ...
+
+    def started(self, pod: Pod, container: str) -> bool: ...
 
 
 def should_restart(policy: str | None, rec: S.ContainerRecord) -> bool:
@@ -257,7 +278,8 @@ class DockerRuntime:
         obs = self.observe(pod)
         if self.prober is not None:
             self.prober.observe(pod, obs)
-        return S.pod_status(pod, obs, self.clock.now(), self.readiness)
+        started = self.prober.started if self.prober is not None else S.always_ready
+        return S.pod_status(pod, obs, self.clock.now(), self.readiness, started)
 
     # --- sync ------------------------------------------------------------------------------------
 
@@ -278,11 +300,16 @@ class DockerRuntime:
                 running += 1
             elif isinstance(decision, int):
                 to_start[spec.name] = decision
+        if pod.spec.initContainers and (to_start or running or waiting) and not self._sync_init(
+                pod, ref, sandboxes, apps, waiting, requeue):
+            self._set_waiting(uid, waiting)  # still initializing: no app container starts yet
+            return min(requeue) if requeue else None
         sandbox = sandboxes[0] if sandboxes else None
         if sandbox is not None and sandbox.status == "running" and has_config_volumes(pod):
             self._refresh_volumes(pod)
         if not to_start and running == 0 and not waiting:
             # Every container finished for good: release the pod's address, as Kubernetes does.
+            self._stop_sidecars(pod.metadata.uid or "", pod.spec.terminationGracePeriodSeconds)
             if sandbox is not None and sandbox.status == "running":
                 self._stop(sandbox, SANDBOX_STOP_SECONDS)
             self._set_waiting(uid, waiting)
@@ -296,6 +323,103 @@ class DockerRuntime:
                         break  # the sandbox died under us: the next sync re-creates it
         self._set_waiting(uid, waiting)
         return min(requeue) if requeue else None
+
+    # --- init containers and sidecars ----------------------------------------------------------------
+
+    def _sync_init(
+        self,
+        pod: Pod,
+        ref: L.PodRef,
+        sandboxes: list[DockerContainer],
+        apps: dict[str, list[DockerContainer]],
+        waiting: dict[str, tuple[str, str]],
+        requeue: list[float],
+    ) -> bool:
+        """Run the init containers one at a time in the live sandbox; True once the pod is initialized.
+
+        Only instances that joined the live sandbox count, so a new sandbox runs them all again. Sidecars are
+        kept running (restarted with back-off) on every sync, also after initialization.
+        """
+        sandbox = sandboxes[0] if sandboxes and sandboxes[0].status == "running" else None
+        if sandbox is None:
+            sandbox = self._ensure_sandbox(pod, ref, sandboxes, apps, waiting, requeue)
+            if sandbox is None:
+                return False
+            sandboxes[:] = [sandbox]  # the caller starts app containers into this one
+        for spec in pod.spec.initContainers or []:
+            self._prune(apps.get(spec.name, []))
+        joined = f"container:{sandbox.id}"
+        current = {name: [c for c in group if _network_of(c) == joined] for name, group in apps.items()}
+        app_started = any(current.get(c.name) for c in pod.spec.containers)
+        for spec in pod.spec.initContainers or []:
+            group, older = current.get(spec.name, []), apps.get(spec.name, [])
+            if is_sidecar(spec):
+                ok = self._sync_sidecar(pod, ref, spec, group, older, sandbox, waiting, requeue)
+            else:
+                ok = app_started or self._sync_regular_init(pod, ref, spec, group, older, sandbox, waiting, requeue)
+            if not ok and not app_started:
+                return False
+        return True
+
+    def _sync_regular_init(
+        self,
+        pod: Pod,
+        ref: L.PodRef,
+        spec: Container,
+        group: list[DockerContainer],
+        older: list[DockerContainer],
+        sandbox: DockerContainer,
+        waiting: dict[str, tuple[str, str]],
+        requeue: list[float],
+    ) -> bool:
+        """True when ``spec`` completed (exit 0) in this sandbox; otherwise start, restart or wait for it."""
+        if not group:
+            count = L.restart_count_of(_labels(older[0])) + 1 if older else 0
+            self._start_container(pod, ref, spec, count, sandbox, waiting, requeue)
+            return False
+        rec = record_of(group[0])
+        if rec.exited and rec.exit_code == 0:
+            return True
+        if rec.exited and pod.spec.restartPolicy == "Never":
+            return False  # the pod failed: its status says so, nothing runs after it
+        decision = self._decide(pod, ref, spec, group, waiting, requeue)
+        if isinstance(decision, int):
+            self._start_container(pod, ref, spec, decision, sandbox, waiting, requeue)
+        return False
+
+    def _sync_sidecar(
+        self,
+        pod: Pod,
+        ref: L.PodRef,
+        spec: Container,
+        group: list[DockerContainer],
+        older: list[DockerContainer],
+        sandbox: DockerContainer,
+        waiting: dict[str, tuple[str, str]],
+        requeue: list[float],
+    ) -> bool:
+        """True when the sidecar runs in this sandbox and has started (startup probe passed, if it has one)."""
+        if not group:
+            count = L.restart_count_of(_labels(older[0])) + 1 if older else 0
+            self._start_container(pod, ref, spec, count, sandbox, waiting, requeue)
+            return False
+        decision = self._decide(_always(pod), ref, spec, group, waiting, requeue)
+        if isinstance(decision, int):
+            self._start_container(pod, ref, spec, decision, sandbox, waiting, requeue)
+            return False
+        if decision != "running":
+            return False
+        return spec.startupProbe is None or self.prober is None or self.prober.started(pod, spec.name)
+
+    def _stop_sidecars(self, uid: str, grace_seconds: int | None) -> None:
+        """Stop the pod's running sidecars one by one, last declared first (after its app containers)."""
+        running = [(index, c) for c in self._containers(uid=uid)
+                   if c.status == "running" and (index := L.sidecar_index(_labels(c))) is not None]
+        for _, c in sorted(running, key=lambda pair: pair[0], reverse=True):
+            grace = grace_seconds
+            if grace is None:
+                grace = int(_labels(c).get(L.GRACE_PERIOD, DEFAULT_GRACE_SECONDS))
+            self._stop(c, grace)
 
     def _refresh_volumes(self, pod: Pod) -> None:
         """Publish changed ConfigMap/Secret contents into a running pod's volumes (what its containers see
@@ -549,6 +673,7 @@ class DockerRuntime:
                     ),
                     **message_labels,
                     **pre_stop_labels(spec, self._sandbox_ip(pod, sandbox)),
+                    **_init_labels(pod, spec),
                 },
                 **kwargs,
             )
@@ -659,7 +784,8 @@ class DockerRuntime:
         ``grace_seconds`` None uses the grace period recorded on the containers.
         """
         sandboxes, apps = self._split(self._containers(uid=uid))
-        live = [c for group in apps.values() for c in group if c.status == "running"]
+        live = [c for group in apps.values() for c in group
+                if c.status == "running" and L.sidecar_index(_labels(c)) is None]  # sidecars stop last
         if live:
             with ThreadPoolExecutor(max_workers=min(KILL_WORKERS, len(live)), thread_name_prefix="kill") as pool:
                 for c in live:
@@ -667,6 +793,7 @@ class DockerRuntime:
                     if grace is None:
                         grace = int(_labels(c).get(L.GRACE_PERIOD, DEFAULT_GRACE_SECONDS))
                     pool.submit(self._stop, c, grace)
+        self._stop_sidecars(uid, grace_seconds)
         for sandbox in sandboxes:
             if sandbox.status == "running":
                 self._stop(
@@ -679,7 +806,8 @@ class DockerRuntime:
         log.info("killed pod", extra={"uid": uid, "containers": len(live)})
 
     def stop_sandbox(self, uid: str) -> None:
-        """Release a finished pod's network namespace (its app containers have all exited)."""
+        """Release a finished pod's network namespace (its app containers have all exited; sidecars go first)."""
+        self._stop_sidecars(uid, None)
         sandboxes, _ = self._split(self._containers(uid=uid, container=L.SANDBOX_NAME))
         for sandbox in sandboxes:
             if sandbox.status == "running":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from minik8s.api.podutil import is_sidecar
 from minik8s.api.types import (
     Condition,
     Container,
@@ -35,6 +36,9 @@ REASON_OOM_KILLED = "OOMKilled"
 REASON_COMPLETED = "Completed"
 REASON_ERROR = "Error"
 REASON_CREATE_ERROR = "CreateContainerError"
+#: Waiting reason of every not-yet-created container of a pod that has init containers (kubelet's default).
+REASON_POD_INITIALIZING = "PodInitializing"
+REASON_NOT_INITIALIZED = "ContainersNotInitialized"
 
 #: Readiness hook: (pod, container name) -> ready? Called only for running containers.
 #: Readiness probes will plug in here; the default says a running container is ready.
@@ -168,10 +172,15 @@ def container_status(
     )
 
 
-def pod_phase(pod: Pod, statuses: list[ContainerStatus]) -> str:
-    """Kubernetes' getPhase for pods without init containers."""
+def pod_phase(pod: Pod, statuses: list[ContainerStatus], init_statuses: list[ContainerStatus] | None = None) -> str:
+    """Kubernetes' getPhase: init containers gate the phase, sidecars count while they run."""
     policy = pod.spec.restartPolicy or "Always"
     waiting = running = stopped = succeeded = 0
+    pending_init, failed_init, sidecars_running, sidecars_waiting = _init_counts(pod, init_statuses or [])
+    if failed_init and policy == "Never":
+        return "Failed"
+    running += sidecars_running
+    waiting += sidecars_waiting
     for st in statuses:
         state = st.state or ContainerState()
         if state.running is not None:
@@ -183,7 +192,7 @@ def pod_phase(pod: Pod, statuses: list[ContainerStatus]) -> str:
             stopped += 1
         else:
             waiting += 1
-    if waiting > 0:
+    if waiting > 0 or (pending_init > 0 and not _any_app_started(statuses)):
         return "Pending"
     if running > 0:
         return "Running"
@@ -198,10 +207,84 @@ def pod_phase(pod: Pod, statuses: list[ContainerStatus]) -> str:
     return "Pending"
 
 
+def _init_counts(pod: Pod, init_statuses: list[ContainerStatus]) -> tuple[int, int, int, int]:
+    """(pending regular init, failed regular init, running sidecars, waiting never-run sidecars), as getPhase
+    counts them: a terminated sidecar, or one waiting to restart, does not count towards the phase."""
+    specs = {c.name: c for c in pod.spec.initContainers or []}
+    pending = failed = running = waiting = 0
+    for st in init_statuses:
+        spec = specs.get(st.name)
+        state = st.state or ContainerState()
+        last = (st.lastState or ContainerState()).terminated
+        if spec is not None and is_sidecar(spec):
+            if state.running is not None:
+                running += 1
+            elif state.waiting is not None and last is None:
+                waiting += 1
+            continue
+        if state.terminated is not None:
+            failed += state.terminated.exitCode != 0
+        elif state.waiting is not None and last is not None:
+            failed += last.exitCode != 0  # waiting to run again: not pending unless it never ran
+        else:
+            pending += 1
+    return pending, failed, running, waiting
+
+
+def _any_app_started(statuses: list[ContainerStatus]) -> bool:
+    """Whether a regular container ever ran in the pod (then init containers no longer gate the phase)."""
+    return any((st.state or ContainerState()).waiting is None or (st.lastState or ContainerState()).terminated
+               for st in statuses)
+
+
+def initialized(pod: Pod, init_statuses: list[ContainerStatus], statuses: list[ContainerStatus]) -> list[str]:
+    """Init containers that have not done their part (Kubernetes' Initialized condition): a regular one must have
+    exited 0, a sidecar must have started; nothing is pending once an app container has run."""
+    if _any_app_started(statuses):
+        return []
+    specs = {c.name: c for c in pod.spec.initContainers or []}
+    pending = []
+    for st in init_statuses:
+        spec = specs.get(st.name)
+        state = st.state or ContainerState()
+        if spec is not None and is_sidecar(spec):
+            done = bool(st.started)
+        else:
+            done = state.terminated is not None and state.terminated.exitCode == 0
+        if not done:
+            pending.append(st.name)
+    return pending
+
+
+def init_container_status(
+    pod: Pod, spec: Container, obs: PodObservation, readiness: ReadinessFn, started: ReadinessFn = always_ready
+) -> ContainerStatus:
+    """An init container's status: a regular one is ready once it completed; a sidecar is ready as an app
+    container is, and started once its startup probe (if any) succeeded (what lets the next init container run)."""
+    st = container_status(pod, spec, obs, readiness)
+    if is_sidecar(spec):
+        st.started = bool(st.started) and started(pod, spec.name)
+    else:
+        term = (st.state or ContainerState()).terminated
+        st.ready = term is not None and term.exitCode == 0
+    return st
+
+
+def _default_initializing(pod: Pod, obs: PodObservation) -> PodObservation:
+    """With init containers, a container not created yet waits as PodInitializing (not ContainerCreating)."""
+    if not pod.spec.initContainers:
+        return obs
+    waiting = dict(obs.waiting)
+    for c in [*pod.spec.initContainers, *pod.spec.containers]:
+        if not obs.containers.get(c.name):
+            waiting.setdefault(c.name, (REASON_POD_INITIALIZING, ""))
+    return PodObservation(pod_ip=obs.pod_ip, host_ip=obs.host_ip, containers=obs.containers, waiting=waiting)
+
+
 def qos_class(pod: Pod) -> str:
     requests_seen = limits_seen = False
     guaranteed = True
-    for c in pod.spec.containers:
+    for c in [*(pod.spec.initContainers or []), *pod.spec.containers]:  # Kubernetes counts init containers too
         res = c.resources
         req = dict(res.requests or {}) if res else {}
         lim = dict(res.limits or {}) if res else {}
@@ -238,13 +321,22 @@ def _condition(
     )
 
 
-def pod_status(pod: Pod, obs: PodObservation, now: float, readiness: ReadinessFn = always_ready) -> PodStatus:
-    """The PodStatus a kubelet would report for ``pod`` given the observation."""
+def pod_status(
+    pod: Pod, obs: PodObservation, now: float, readiness: ReadinessFn = always_ready,
+    started: ReadinessFn = always_ready,
+) -> PodStatus:
+    """The PodStatus a kubelet would report for ``pod`` given the observation (``started``: a running
+    container's startup probe, if any, succeeded)."""
     previous = pod.status
     stamp = format_time(now)
+    obs = _default_initializing(pod, obs)
     statuses = [container_status(pod, c, obs, readiness) for c in pod.spec.containers]
-    phase = pod_phase(pod, statuses)
-    unready = [s.name for s in statuses if not s.ready]
+    init_statuses = [init_container_status(pod, c, obs, readiness, started) for c in pod.spec.initContainers or []]
+    phase = pod_phase(pod, statuses, init_statuses)
+    not_initialized = initialized(pod, init_statuses, statuses)
+    sidecar_names = {c.name for c in pod.spec.initContainers or [] if is_sidecar(c)}
+    unready = [s.name for s in init_statuses if s.name in sidecar_names and not s.ready]
+    unready += [s.name for s in statuses if not s.ready]
     if phase in ("Succeeded", "Failed"):
         ready_reason, ready_msg = "PodCompleted", None
     else:
@@ -253,7 +345,8 @@ def pod_status(pod: Pod, obs: PodObservation, now: float, readiness: ReadinessFn
             f"containers with unready status: [{' '.join(unready)}]",
         )
     conditions = [
-        _condition("Initialized", True, stamp, previous),
+        _condition("Initialized", not not_initialized, stamp, previous, REASON_NOT_INITIALIZED,
+                   f"containers with incomplete status: [{' '.join(not_initialized)}]"),
         _condition("Ready", not unready, stamp, previous, ready_reason, ready_msg),
         _condition("ContainersReady", not unready, stamp, previous, ready_reason, ready_msg),
         _condition("PodScheduled", bool(pod.spec.nodeName), stamp, previous),
@@ -268,5 +361,6 @@ def pod_status(pod: Pod, obs: PodObservation, now: float, readiness: ReadinessFn
         podIPs=[PodIP(ip=pod_ip)] if pod_ip else None,
         startTime=start,
         containerStatuses=statuses,
+        initContainerStatuses=init_statuses or None,
         qosClass=qos_class(pod),
     )

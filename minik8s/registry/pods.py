@@ -42,7 +42,7 @@ def pod_defaults(obj: Obj) -> None:
 
 
 def qos_class(spec: Obj) -> str:
-    containers = spec.get("containers") or []
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]  # as Kubernetes counts
     reqs = [((c.get("resources") or {}).get("requests") or {}) for c in containers]
     lims = [((c.get("resources") or {}).get("limits") or {}) for c in containers]
     if not any(reqs) and not any(lims):

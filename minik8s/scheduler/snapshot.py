@@ -24,18 +24,35 @@ def pod_key(pod: t.Pod) -> str:
     return f"{pod.metadata.namespace or 'default'}/{pod.metadata.name}"
 
 
+def container_requests(c: t.Container) -> tuple[int, int]:
+    """(cpu millicores, memory bytes) of one container; without requests its limits count, as Kubernetes defaults."""
+    req = (c.resources.requests if c.resources else None) or {}
+    lim = (c.resources.limits if c.resources else None) or {}
+    try:
+        return cpu_millis(req.get("cpu", lim.get("cpu", 0))), memory_bytes(req.get("memory", lim.get("memory", 0)))
+    except QuantityError:
+        return 0, 0  # the API server rejects bad quantities; never crash the scheduler on one
+
+
 def pod_requests(pod: t.Pod) -> tuple[int, int]:
-    """(cpu millicores, memory bytes); a container without requests counts its limits, as Kubernetes defaults."""
+    """(cpu millicores, memory bytes) as kube-scheduler computes a pod's requests: the app containers and the
+    sidecars run together; each regular init container runs alone beside the sidecars declared before it; the pod
+    needs the most of these, per resource."""
     cpu = mem = 0
     for c in pod.spec.containers:
-        req = (c.resources.requests if c.resources else None) or {}
-        lim = (c.resources.limits if c.resources else None) or {}
-        try:
-            cpu += cpu_millis(req.get("cpu", lim.get("cpu", 0)))
-            mem += memory_bytes(req.get("memory", lim.get("memory", 0)))
-        except QuantityError:
-            continue  # the API server rejects bad quantities; never crash the scheduler on one
-    return cpu, mem
+        c_cpu, c_mem = container_requests(c)
+        cpu, mem = cpu + c_cpu, mem + c_mem
+    side_cpu = side_mem = init_cpu = init_mem = 0
+    for c in pod.spec.initContainers or []:
+        c_cpu, c_mem = container_requests(c)
+        if c.restartPolicy == "Always":  # a sidecar: it keeps running next to what follows it
+            side_cpu, side_mem = side_cpu + c_cpu, side_mem + c_mem
+            cpu, mem = cpu + c_cpu, mem + c_mem
+            c_cpu, c_mem = side_cpu, side_mem
+        else:
+            c_cpu, c_mem = c_cpu + side_cpu, c_mem + side_mem
+        init_cpu, init_mem = max(init_cpu, c_cpu), max(init_mem, c_mem)
+    return max(cpu, init_cpu), max(mem, init_mem)
 
 
 def owner_key(pod: t.Pod) -> OwnerKey | None:
