@@ -8,6 +8,7 @@ image pulls requeue the pod at once; a periodic resync also finds orphaned conta
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -38,6 +39,7 @@ from minik8s.kubelet.runtime import DEFAULT_GRACE_SECONDS, DockerRuntime
 from minik8s.kubelet.satokens import TokenManager
 from minik8s.kubelet.server import KubeletServer, make_app
 from minik8s.kubelet.serviceenv import MasterServiceEnv
+from minik8s.netpol.agent import PolicyAgent, PolicyAgentConfig
 
 try:
     from minik8s.images.base import PAUSE_IMAGE as _PAUSE_IMAGE
@@ -112,15 +114,20 @@ class KubeletConfig:
     cluster_domain: str = "cluster.local"
     #: How often container usage is sampled from cgroups and pushed to the API (metrics.k8s.io); 0 disables.
     metrics_interval_s: float = DEFAULT_METRICS_INTERVAL_S
+    #: Enforce NetworkPolicies in the pods' network namespaces (needs a ``policy_client`` for the agent).
+    network_policy: bool = True
 
 
 class Kubelet:
     def __init__(
-        self, config: KubeletConfig, client: Any, docker_client: docker.DockerClient | None = None
+        self, config: KubeletConfig, client: Any, docker_client: docker.DockerClient | None = None,
+        policy_client: Any | None = None,
     ) -> None:
         self.config = config
         self.client = client
         self.docker = docker_client or docker.DockerClient(base_url=config.docker_url)
+        # the NetworkPolicy agent, under its own identity (system:minik8s-netpol), not the node's
+        self.policy_agent = self._policy_agent(policy_client)
         self.events = ApiEventSink(client, config.node_name)
         # ConfigMaps and Secrets pods consume, watched so a change reaches their volumes at once
         self.config_objects = ApiConfigObjects(client, config.resync_seconds, on_change=self._config_changed)
@@ -152,6 +159,7 @@ class Kubelet:
             config_objects=self.config_objects,
             tokens=self.tokens,
             service_env=MasterServiceEnv(client, config.resync_seconds),
+            on_sandbox_started=self.policy_agent.program_sandbox if self.policy_agent else None,
         )
         self.reporter = NodeReporter(
             client,
@@ -197,6 +205,14 @@ class Kubelet:
 
         return pull
 
+    def _policy_agent(self, policy_client: Any | None) -> PolicyAgent | None:
+        if policy_client is None or not self.config.network_policy:
+            return None
+        # the pods' gateway (the node bridge): kubelet probes come from there and are always let in
+        hosts = [str(ipaddress.ip_network(self.config.pod_cidr, strict=False)[1])] if self.config.pod_cidr else []
+        return PolicyAgent(policy_client, self.config.node_name, self.docker, host_ips=hosts,
+                           config=PolicyAgentConfig(resync_seconds=self.config.resync_seconds))
+
     @staticmethod
     def key_of(pod: Pod) -> str:
         return f"{pod.metadata.namespace or 'default'}/{pod.name}"
@@ -238,6 +254,8 @@ class Kubelet:
             return
         self.informer.start()
         self.config_objects.start()
+        if self.policy_agent is not None:
+            self.policy_agent.start()
         self.prober.start()
         for i in range(self.config.workers):
             self._spawn(self._worker, f"kubelet-worker-{i}")
@@ -271,6 +289,8 @@ class Kubelet:
         self.queue.shutdown()
         self.informer.stop()
         self.config_objects.stop()
+        if self.policy_agent is not None:
+            self.policy_agent.stop()
         if self._docker_events is not None:
             try:
                 self._docker_events.close()

@@ -144,8 +144,11 @@ class DockerRuntime:
         config_objects: ConfigObjects | None = None,
         tokens: Tokens | None = None,
         service_env: Callable[[Pod], dict[str, str]] | None = None,
+        on_sandbox_started: Callable[[Pod, DockerContainer], None] | None = None,
     ) -> None:
         self.docker = docker_client
+        #: Called once a new sandbox runs and before any app container starts in it (NetworkPolicy tables).
+        self.on_sandbox_started = on_sandbox_started
         #: ServiceAccount tokens for projected volumes (None: a pod asking for one waits in ContainerCreating).
         self.tokens = tokens
         #: Variables every container gets before its own env (KUBERNETES_SERVICE_HOST/PORT, …).
@@ -435,6 +438,8 @@ class DockerRuntime:
         sandbox.start()
         sandbox.reload()
         log.info("started sandbox", extra={"pod": ref.key, "uid": ref.uid, "container_id": sandbox.id})
+        if self.on_sandbox_started is not None and not pod.spec.hostNetwork:
+            self.on_sandbox_started(pod, sandbox)  # must not raise (PolicyAgent.program_sandbox never does)
         return sandbox
 
     def _image_ready(
