@@ -208,8 +208,10 @@ class Kubelet:
     def _policy_agent(self, policy_client: Any | None) -> PolicyAgent | None:
         if policy_client is None or not self.config.network_policy:
             return None
-        # the pods' gateway (the node bridge): kubelet probes come from there and are always let in
-        hosts = [str(ipaddress.ip_network(self.config.pod_cidr, strict=False)[1])] if self.config.pod_cidr else []
+        # traffic between a pod and its node always passes (Kubernetes): the node bridge, where the node's
+        # packets to pods (kubelet probes) come from, and the node's address
+        bridge = [str(ipaddress.ip_network(self.config.pod_cidr, strict=False)[1])] if self.config.pod_cidr else []
+        hosts = [*bridge, self.config.node_ip]
         return PolicyAgent(policy_client, self.config.node_name, self.docker, host_ips=hosts,
                            config=PolicyAgentConfig(resync_seconds=self.config.resync_seconds))
 

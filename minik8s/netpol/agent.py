@@ -76,7 +76,9 @@ class PolicyAgent:
         self.queue = WorkQueue()
         self._lock = threading.Lock()  # one writer of tables at a time (worker and kubelet hook)
         self._applied: dict[str, tuple[int, str]] = {}  # pod uid -> (sandbox pid, table text written)
-        self._local_ips: dict[str, str] = {}
+        self._local_ips: dict[str, str] = {}  # written by kubelet workers, read by the agent's worker
+        self._ips_lock = threading.Lock()
+        self._gave_up_waiting = False  # once the first sync timed out, later pods do not wait again
         self._pids: dict[str, int] = {}  # sandbox container id -> pid
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,7 +135,11 @@ class PolicyAgent:
         endpoints = {(str(e["metadata"].get("namespace") or "default"), str(e["metadata"]["name"])): e
                      for e in dicts("Endpoints")}
         return rules.ClusterView(policies=dicts("NetworkPolicy"), pods=dicts("Pod"), namespaces=namespaces,
-                                 services=dicts("Service"), endpoints=endpoints, local_ips=dict(self._local_ips))
+                                 services=dicts("Service"), endpoints=endpoints, local_ips=self._ips())
+
+    def _ips(self) -> dict[str, str]:
+        with self._ips_lock:
+            return dict(self._local_ips)
 
     def _local_pods(self, view: rules.ClusterView) -> list[dict[str, Any]]:
         return [p for p in view.pods if (p.get("spec") or {}).get("nodeName") == self.node_name
@@ -171,6 +177,8 @@ class PolicyAgent:
                     written += 1
             for uid in set(self._applied) - set(pids):
                 self._applied.pop(uid, None)
+        with self._ips_lock:
+            for uid in set(self._local_ips) - set(pids):
                 self._local_ips.pop(uid, None)
         return written
 
@@ -199,11 +207,15 @@ class PolicyAgent:
             if gateway and gateway not in self.host_ips:
                 self.host_ips.append(str(gateway))
             if ip:
-                self._local_ips[uid] = str(ip)
-            if not all(i.wait_synced(self.config.sandbox_wait_s) for i in self.informers.values()):
+                with self._ips_lock:
+                    self._local_ips[uid] = str(ip)
+            wait = 0.0 if self._gave_up_waiting else self.config.sandbox_wait_s
+            if not all(i.wait_synced(wait) for i in self.informers.values()):
+                self._gave_up_waiting = True
                 log.warning("network policy agent not synced: pod starts before its policy table",
                             extra={"node": self.node_name, "pod_uid": uid})
                 return
+            self._gave_up_waiting = False
             view = self.view()
             view.pods = [p for p in view.pods if str(p["metadata"].get("uid")) != uid] + [pod_dict]
             with self._lock:

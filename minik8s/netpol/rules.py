@@ -13,8 +13,10 @@ Kubernetes' rules, as enforced here:
   different peers); an ipBlock or an empty peer list with a named port means the known pods inside it;
 - every namespace carries the `kubernetes.io/metadata.name` label, as Kubernetes sets it;
 - packets of established and related connections, and loopback, are always accepted, so a flow that
-  was allowed when it started is not cut midway; so is traffic from the node itself (`host_ips`: the
-  pod's gateway, used by kubelet probes), as Calico and Cilium do by default.
+  was allowed when it started is not cut midway; so is traffic between the pod and its own node
+  (`host_ips`: the node bridge the pod's packets from the node come from, kubelet probes among them, and
+  the node's address), as Kubernetes specifies ("traffic to and from the node where a Pod is running is
+  always allowed").
 
 Egress to a Service: the ClusterIP is translated in the node's network namespace, after the packet
 left the pod's, so the pod's output chain sees the ClusterIP. A `ClusterIP:port` is allowed when the
@@ -371,11 +373,12 @@ def render_pod_table(pod: Obj, view: ClusterView, host_ips: Iterable[str] = ()) 
     if isolated_out:
         egress += _service_lines(pod, view)
     hosts = sorted(set(host_ips), key=_sort_key)
-    host_lines = [f"{_addr_field(h, 'ingress')} {h} accept" for h in hosts]
     lines = [f"table {FAMILY} {TABLE} {{"]
-    lines += _chain("input", "input", "iif", isolated_in, host_lines, ingress)
+    lines += _chain("input", "input", "iif", isolated_in,
+                    [f"{_addr_field(h, 'ingress')} {h} accept" for h in hosts], ingress)
     lines.append("")
-    lines += _chain("output", "output", "oif", isolated_out, [], egress)
+    lines += _chain("output", "output", "oif", isolated_out,
+                    [f"{_addr_field(h, 'egress')} {h} accept" for h in hosts], egress)
     lines.append("}")
     return "\n".join(lines) + "\n"
 

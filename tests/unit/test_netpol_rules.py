@@ -117,10 +117,11 @@ def test_policy_types_default_and_egress_only_policies() -> None:
     assert r.policy_types({"spec": {"egress": [{}]}}) == ["Ingress", "Egress"]
     assert r.policy_types({"spec": {}}) == ["Ingress"]
     v = view(policy("out", {"podSelector": {}, "policyTypes": ["Egress"]}))
-    table = r.render_pod_table(CLIENT, v)
+    table = r.render_pod_table(CLIENT, v, host_ips=["10.244.2.1", "10.200.0.12"])
     assert "policy accept" in chain(table, "input")[0]
     assert chain(table, "output") == ["type filter hook output priority filter; policy drop;", 'oif "lo" accept',
-                                      "ct state established,related accept"]
+                                      "ct state established,related accept", "ip daddr 10.200.0.12 accept",
+                                      "ip daddr 10.244.2.1 accept"]  # to its own node: always allowed
 
 
 def test_egress_named_port_resolves_per_destination_pod() -> None:
