@@ -11,9 +11,9 @@ node dockerds, as `benchmarks/pod_network.py --cluster` does).
 1. Data path, same run, alternating each round: client -> server TCP throughput (1 MiB writes) and
    64-byte request/response p50/p99 over one connection (TCP_NODELAY), with no NetworkPolicy
    (baseline), then with `--policies` policies in place that allow this traffic: half select the
-   server (ingress: one from the client, the others from other labels, on the measured ports), half
-   select the client (egress: one to the server, the others to other labels). Prints the ratio
-   policies/baseline (aim: >= 0.9x throughput).
+   server (ingress: one from the client, the others from other address blocks, on the measured ports),
+   half select the client (egress: one to the server, the others to other blocks), so each pod's table
+   holds ~N/2 rules. Prints the ratio policies/baseline (aim: >= 0.9x throughput).
 2. Programming latency: with a default-deny on the server, `--changes` times: create an allow policy
    and time until a new connection from the client gets through, then delete it and time until new
    connections are refused. A prober in the client's netns tries a fresh connection every
@@ -82,21 +82,26 @@ def netpol(name: str, spec: dict[str, Any]) -> dict[str, Any]:
             "spec": spec}
 
 
+def _other_peer(i: int) -> dict[str, Any]:
+    """A peer that renders a real rule but matches neither pod (an address block outside the pod network)."""
+    return {"ipBlock": {"cidr": f"172.{16 + i // 256}.{i % 256}.0/24"}}
+
+
 def allowing_policies(n: int) -> list[dict[str, Any]]:
-    """n policies that all allow client -> server on the measured ports (and much else besides)."""
+    """n policies, one rule each, all in the server's or the client's table: the last two allow client ->
+    server on the measured ports, the others other address blocks (so a new connection passes them all)."""
     ports = [{"port": TPUT_PORT, "endPort": RTT_PORT}]
     out = []
     for i in range(n):
+        last = i >= n - 2
         if i % 2 == 0:
-            peer = CLIENT_LABELS if i == 0 else {"bench-peer": f"p{i}"}
+            peer = {"podSelector": {"matchLabels": CLIENT_LABELS}} if last else _other_peer(i)
             out.append(netpol(f"in-{i}", {"podSelector": {"matchLabels": SERVER_LABELS},
-                                          "ingress": [{"from": [{"podSelector": {"matchLabels": peer}}],
-                                                       "ports": ports}]}))
+                                          "ingress": [{"from": [peer], "ports": ports}]}))
         else:
-            peer = SERVER_LABELS if i == 1 else {"bench-peer": f"p{i}"}
+            peer = {"podSelector": {"matchLabels": SERVER_LABELS}} if last else _other_peer(i)
             out.append(netpol(f"out-{i}", {"podSelector": {"matchLabels": CLIENT_LABELS}, "policyTypes": ["Egress"],
-                                           "egress": [{"to": [{"podSelector": {"matchLabels": peer}}],
-                                                       "ports": ports}]}))
+                                           "egress": [{"to": [peer], "ports": ports}]}))
     return out
 
 
