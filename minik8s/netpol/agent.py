@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ SYNC_KEY = "pods"
 KINDS = ("NetworkPolicy", "Pod", "Namespace", "Service", "Endpoints")
 NFT_TIMEOUT_S = 10.0
 THREAD_JOIN_S = 5.0
+#: A sandbox's address noted at its start is kept at least this long, even if a sync does not see it running.
+LOCAL_IP_GRACE_S = 60.0
 #: docker label values of a sandbox (minik8s.kubelet.labels; repeated so the agent imports no kubelet code)
 SANDBOX_LABELS = ("io.minik8s.managed=true", "io.minik8s.container.type=sandbox")
 POD_UID_LABEL = "io.kubernetes.pod.uid"
@@ -76,7 +79,8 @@ class PolicyAgent:
         self.queue = WorkQueue()
         self._lock = threading.Lock()  # one writer of tables at a time (worker and kubelet hook)
         self._applied: dict[str, tuple[int, str]] = {}  # pod uid -> (sandbox pid, table text written)
-        self._local_ips: dict[str, str] = {}  # written by kubelet workers, read by the agent's worker
+        # pod uid -> (IP, when noted): addresses of sandboxes started here that the API may not have yet
+        self._local_ips: dict[str, tuple[str, float]] = {}
         self._ips_lock = threading.Lock()
         self._gave_up_waiting = False  # once the first sync timed out, later pods do not wait again
         self._pids: dict[str, int] = {}  # sandbox container id -> pid
@@ -139,7 +143,7 @@ class PolicyAgent:
 
     def _ips(self) -> dict[str, str]:
         with self._ips_lock:
-            return dict(self._local_ips)
+            return {uid: ip for uid, (ip, _noted) in self._local_ips.items()}
 
     def _local_pods(self, view: rules.ClusterView) -> list[dict[str, Any]]:
         return [p for p in view.pods if (p.get("spec") or {}).get("nodeName") == self.node_name
@@ -166,21 +170,37 @@ class PolicyAgent:
     # --- writing tables --------------------------------------------------------------------------
 
     def sync(self) -> int:
-        """Re-render every local pod; returns how many tables were rewritten."""
+        """Re-render every local pod; returns how many tables were rewritten. One pod's failure (its sandbox
+        died meanwhile) does not keep the others stale: they are written, then the error is raised (requeue)."""
         view = self.view()
         pids = self._sandbox_pids()
         written = 0
+        failed: list[str] = []
         with self._lock:
             for pod in self._local_pods(view):
                 uid = str(pod["metadata"].get("uid") or "")
-                if uid in pids and self._write(uid, pids[uid], rules.render_pod_table(pod, view, self.host_ips)):
-                    written += 1
+                if uid not in pids:
+                    continue
+                try:
+                    written += self._write(uid, pids[uid], rules.render_pod_table(pod, view, self.host_ips))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    failed.append(f"{uid}: {exc}")
             for uid in set(self._applied) - set(pids):
                 self._applied.pop(uid, None)
-        with self._ips_lock:
-            for uid in set(self._local_ips) - set(pids):
-                self._local_ips.pop(uid, None)
+        self._forget_local_ips(view, set(pids))
+        if failed:
+            raise RuntimeError(f"{len(failed)} pod table(s) not written: {'; '.join(failed)}")
         return written
+
+    def _forget_local_ips(self, view: rules.ClusterView, running: set[str]) -> None:
+        """Drop the addresses noted at sandbox start once the API has them, or once their sandbox is gone
+        (after a grace: a sandbox started while this sync listed containers is not gone)."""
+        known = {str(p["metadata"].get("uid")) for p in view.pods if (p.get("status") or {}).get("podIP")}
+        now = time.monotonic()
+        with self._ips_lock:
+            for uid, (_ip, noted) in list(self._local_ips.items()):
+                if uid in known or (uid not in running and now - noted > LOCAL_IP_GRACE_S):
+                    del self._local_ips[uid]
 
     def _write(self, uid: str, pid: int, text: str) -> bool:
         if self._applied.get(uid) == (pid, text):
@@ -208,7 +228,7 @@ class PolicyAgent:
                 self.host_ips.append(str(gateway))
             if ip:
                 with self._ips_lock:
-                    self._local_ips[uid] = str(ip)
+                    self._local_ips[uid] = (str(ip), time.monotonic())
             wait = 0.0 if self._gave_up_waiting else self.config.sandbox_wait_s
             if not all(i.wait_synced(wait) for i in self.informers.values()):
                 self._gave_up_waiting = True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from minik8s.netpol import rules as r
 from minik8s.netpol.agent import PolicyAgent, PolicyAgentConfig
 
@@ -185,3 +187,49 @@ def test_a_new_pod_starts_even_when_the_agent_never_synced() -> None:
                         apply=lambda netns, text: written.append((netns, text)))
     agent.program_sandbox(SERVER, _Sandbox())  # returns, nothing written, no exception
     assert written == [] and "10.244.1.1" in agent.host_ips
+
+
+class _Container:
+    def __init__(self, uid: str, pid: int) -> None:
+        self.id = f"sandbox-{uid}"
+        self.attrs: dict[str, Any] = {"Labels": {"io.kubernetes.pod.uid": uid}}
+        self._pid = pid
+
+    def reload(self) -> None:
+        self.attrs["State"] = {"Pid": self._pid}
+
+
+class _Docker:
+    def __init__(self, *containers: _Container) -> None:
+        self.running = list(containers)
+        self.containers = self
+
+    def list(self, **_filters: Any) -> list[_Container]:
+        return self.running
+
+
+def test_agent_sync_writes_changed_tables_of_local_running_pods_only() -> None:
+    written: list[str] = []
+    failing: set[str] = set()
+
+    def apply(netns: str, text: str) -> None:
+        if netns in failing:
+            raise RuntimeError("nft -f failed")
+        written.append(netns)
+
+    remote_server = pod("server2", "10.244.2.30", labels={"app": "web"}, node="node-2")
+    docker = _Docker(_Container("uid-default-server", 11), _Container("uid-default-client", 12))
+    agent = PolicyAgent(None, "node-1", docker, apply=apply)
+    current = view(pods=[SERVER, CLIENT, remote_server])
+    agent.view = lambda: current  # type: ignore[method-assign]
+    assert agent.sync() == 2 and sorted(written) == ["/proc/11/ns/net", "/proc/12/ns/net"]
+    assert agent.sync() == 0  # nothing changed: nothing rewritten
+    current = view(DENY_ALL, pods=[SERVER, CLIENT, remote_server])
+    failing.add("/proc/12/ns/net")
+    written.clear()
+    with pytest.raises(RuntimeError, match="1 pod table"):
+        agent.sync()
+    assert written == ["/proc/11/ns/net"]  # the other pod's table was still brought up to date
+
+
+DENY_ALL = policy("deny", {"podSelector": {}, "policyTypes": ["Ingress"]})
