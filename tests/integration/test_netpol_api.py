@@ -4,7 +4,9 @@ identity (read-only)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +14,7 @@ import pytest
 
 from minik8s import Client
 from minik8s.auth import user as u
-from tests.conftest import TEST_TOKEN, uniq
+from tests.conftest import TEST_TOKEN, open_apiserver, uniq, write_kubeconfig
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
@@ -115,3 +117,43 @@ def test_the_policy_agent_identity_reads_and_cannot_write(apiserver: str, namesp
                    netpol("x", {"podSelector": {}}), **as_agent)
     assert refused.status_code == 403
     assert call(apiserver, "GET", f"/api/v1/namespaces/{namespace}/secrets", **as_agent).status_code == 403
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(etcd_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with open_apiserver(etcd_endpoint, "netpol-kubectl-apiserver") as url:
+        yield write_kubeconfig(tmp_path_factory.mktemp("kubectl") / "kc", url)
+
+
+def kubectl(kc: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(kc), *args], input=stdin, capture_output=True, text=True,
+                          timeout=60)
+
+
+ALLOW_CLIENTS = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {role: client}}}], ports: [{port: http}]}]
+"""
+
+
+def test_kubectl_get_describe_apply_and_delete(kubeconfig: Path) -> None:
+    ns = uniq("np")
+    assert kubectl(kubeconfig, "create", "namespace", ns).returncode == 0
+    applied = kubectl(kubeconfig, "-n", ns, "apply", "-f", "-", stdin=ALLOW_CLIENTS)
+    assert applied.returncode == 0, applied.stderr
+    table = kubectl(kubeconfig, "-n", ns, "get", "netpol").stdout.splitlines()
+    assert table[0].split() == ["NAME", "POD-SELECTOR", "AGE"] and table[1].split()[:2] == ["web", "app=web"]
+    described = kubectl(kubeconfig, "-n", ns, "describe", "networkpolicy", "web")
+    assert described.returncode == 0, described.stderr
+    assert "role=client" in described.stdout and "http/TCP" in described.stdout
+    bad = kubectl(kubeconfig, "-n", ns, "apply", "-f", "-",
+                  stdin=ALLOW_CLIENTS.replace("name: web", "name: bad").replace("port: http", "port: http, endPort: 9"))
+    assert bad.returncode == 1 and "spec.ingress[0].ports[0].endPort" in bad.stderr
+    assert kubectl(kubeconfig, "-n", ns, "get", "netpol", "-o", "name").stdout.split() == [
+        "networkpolicy.networking.k8s.io/web"]
+    assert kubectl(kubeconfig, "-n", ns, "delete", "netpol", "web").returncode == 0
+    assert kubectl(kubeconfig, "-n", ns, "get", "netpol", "-o", "name").stdout.split() == []
