@@ -15,6 +15,7 @@ from minik8s.api import config as cfg
 from minik8s.api import daemonsets as ds
 from minik8s.api import dns as dnsapi
 from minik8s.api import networking as net
+from minik8s.api import networkpolicy as netpol
 from minik8s.api import policy as pdb
 from minik8s.api import printers as p
 from minik8s.api import replication as rc
@@ -30,6 +31,7 @@ from minik8s.registry.daemonsets import DaemonSetStrategy
 from minik8s.registry.dns import DNSStrategy
 from minik8s.registry.namespaces import NamespaceStrategy
 from minik8s.registry.networking import IngressClassStrategy, IngressStrategy
+from minik8s.registry.networkpolicy import NetworkPolicyStrategy
 from minik8s.registry.nodes import NodeStrategy
 from minik8s.registry.pods import PodStrategy
 from minik8s.registry.rbac import BindingStrategy
@@ -124,6 +126,9 @@ KINDS: list[KindInfo] = [
              net.validate_ingress, ("status",), True, IngressStrategy),
     KindInfo(net.GROUP, net.VERSION, "IngressClass", "ingressclasses", False, net.IngressClass, (),
              net.INGRESS_CLASS_COLUMNS, net.validate_ingress_class, strategy=IngressClassStrategy),
+    KindInfo(netpol.GROUP, netpol.VERSION, "NetworkPolicy", "networkpolicies", True, netpol.NetworkPolicy,
+             ("netpol",), netpol.NETWORK_POLICY_COLUMNS, netpol.validate_network_policy,
+             strategy=NetworkPolicyStrategy),
     KindInfo(sched.GROUP, sched.VERSION, "PriorityClass", "priorityclasses", False, sched.PriorityClass, ("pc",),
              sched.PRIORITY_CLASS_COLUMNS, sched.validate_priority_class, strategy=PriorityClassStrategy),
     KindInfo(pdb.GROUP, pdb.VERSION, "PodDisruptionBudget", "poddisruptionbudgets", True, pdb.PodDisruptionBudget,

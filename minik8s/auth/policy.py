@@ -59,7 +59,7 @@ WORKLOADS = {  # group -> resources a namespace's users work with (the kinds tab
              "replicasets/status", "daemonsets", "daemonsets/status", "statefulsets", "statefulsets/scale"),
     "autoscaling": ("horizontalpodautoscalers", "horizontalpodautoscalers/status"),
     "batch": ("jobs", "jobs/status", "cronjobs", "cronjobs/status"),
-    "networking.k8s.io": ("ingresses", "ingresses/status"),
+    "networking.k8s.io": ("ingresses", "ingresses/status", "networkpolicies"),
     "minik8s.io": ("dnses", "dnses/status"),
     "events.k8s.io": ("events",),
     "policy": ("poddisruptionbudgets", "poddisruptionbudgets/status"),
@@ -136,6 +136,11 @@ def _cluster_roles() -> dict[str, list[Obj]]:
             rule(("patch", "update"), ("minik8s.io",), ("dnses/status",)),
             _events(),
         ],
+        # the NetworkPolicy agent: it reads, and writes nothing but nftables tables on its node
+        "system:minik8s-netpol": [
+            rule(READ, ("",), ("pods", "namespaces", "services", "endpoints")),
+            rule(READ, ("networking.k8s.io",), ("networkpolicies",)),
+        ],
         # what a kubelet may do at most; bound to no one (the Node authorizer scopes each node to its own objects)
         "system:node": [
             rule((*READ, "create", "patch", "update"), ("",), ("nodes",)),
@@ -207,6 +212,7 @@ def _cluster_role_bindings() -> dict[str, tuple[str, list[Obj]]]:
                                            [_subject(user, u.CONTROLLER_MANAGER)]),
         "system:minik8s-dns": ("system:minik8s-dns", [_subject(user, u.DNS)]),
         "system:minik8s-gateway": ("system:minik8s-gateway", [_subject(user, u.GATEWAY)]),
+        "system:minik8s-netpol": ("system:minik8s-netpol", [_subject(user, u.NETPOL)]),
         # no subjects, as in Kubernetes since 1.8: the Node authorizer decides what a node may do
         "system:node": ("system:node", []),
     }

@@ -20,6 +20,7 @@ CONTROLLER_MANAGER = "system:kube-controller-manager"
 PROXY = "system:kube-proxy"
 DNS = "system:minik8s-dns"
 GATEWAY = "system:minik8s-gateway"
+NETPOL = "system:minik8s-netpol"  # the NetworkPolicy agent in every kubelet
 APISERVER_KUBELET_CLIENT = "system:apiserver-kubelet-client"  # the API server's identity toward kubelets
 ADMIN = "admin"  # the admin kubeconfig's user, in system:masters
 

@@ -45,9 +45,11 @@ TOKEN_FILE = "token"
 COMPONENT_TOKENS_FILE = "component-tokens.csv"
 #: component name (as in minik8s.cluster.components) -> the user its credential proves
 COMPONENT_USERS = {"scheduler": user.SCHEDULER, "controller-manager": user.CONTROLLER_MANAGER,
-                   "proxy": user.PROXY, "dns": user.DNS, "gateway": user.GATEWAY}
+                   "proxy": user.PROXY, "dns": user.DNS, "gateway": user.GATEWAY, "netpol": user.NETPOL}
 #: where the join reply's cluster facts carry the node proxies' credential
 PROXY_TOKEN_KEY = "proxyToken"
+#: ... and the credential of the NetworkPolicy agents (in each kubelet)
+NETPOL_TOKEN_KEY = "netpolToken"
 JOIN_TOKEN_FILE = "join-token"
 SA_KEY_FILE = "sa.key"  # signs ServiceAccount tokens (kube-apiserver's --service-account-signing-key-file)
 CLUSTER_DOMAIN = "cluster.local"  # the DNS domain pods name Services in (the kubelet's default)
@@ -242,7 +244,7 @@ def control_plane_settings(cfg: ClusterConfig, opts: ControlPlaneOptions) -> dic
                "cluster_info": {"rayAddress": cfg.ray_address, "rayToken": raytoken.ensure(cfg.ray_token_path),
                                 "registry": cfg.registry_addr,
                                 "ca": certs.ca_pem(), "server": api_url(cfg, cfg.control_plane_ip),
-                                PROXY_TOKEN_KEY: own["proxy"]}}
+                                PROXY_TOKEN_KEY: own["proxy"], NETPOL_TOKEN_KEY: own["netpol"]}}
 
     def client(component: str) -> dict[str, Any]:  # each with its own identity, never the admin's
         return {"server": api_url(cfg, cfg.head_ip), "token": own[component], "ca": certs.ca_pem()}
@@ -347,7 +349,10 @@ def node_settings(node: NodeConfig, reply: dict[str, Any], req: JoinRequest | No
     facts = {"name": node.name, "ip": node.ip, "pod_cidr": node.pod_cidr, "interface": node.interface}
     # the proxy has its own identity (system:kube-proxy); the kubelet and network agent are the node
     proxy = {"server": info["server"], "ca": info["ca"], "token": info[PROXY_TOKEN_KEY]}
-    return {"kubelet": {**client, "kubelet": kubelet_config(node, info["registry"], req)},
+    # the kubelet's NetworkPolicy agent reads policies, pods, namespaces as system:minik8s-netpol
+    netpol = {"server": info["server"], "ca": info["ca"], "token": info[NETPOL_TOKEN_KEY]} \
+        if info.get(NETPOL_TOKEN_KEY) else None
+    return {"kubelet": {**client, "kubelet": kubelet_config(node, info["registry"], req), "netpol": netpol},
             "network": {**client, "node": facts},
             "proxy": {**proxy, "node": facts}}
 

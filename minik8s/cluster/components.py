@@ -179,7 +179,10 @@ def _kubelet(settings: dict[str, Any]) -> Any:
     from minik8s.kubelet.kubelet import Kubelet, KubeletConfig
 
     config = settings["kubelet"]
-    kubelet = Kubelet(KubeletConfig(**{**config, "pods_dir": Path(config["pods_dir"])}), _client(settings))
+    # the NetworkPolicy agent in the kubelet has its own identity (absent from an older join reply: no agent)
+    policy = _client(settings["netpol"]) if settings.get("netpol") else None
+    kubelet = Kubelet(KubeletConfig(**{**config, "pods_dir": Path(config["pods_dir"])}), _client(settings),
+                      policy_client=policy)
     return _in_thread(kubelet, kubelet.run, "kubelet")
 
 

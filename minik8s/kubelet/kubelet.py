@@ -8,6 +8,7 @@ image pulls requeue the pod at once; a periodic resync also finds orphaned conta
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -40,6 +41,7 @@ from minik8s.kubelet.runtime import DEFAULT_GRACE_SECONDS, DockerRuntime
 from minik8s.kubelet.satokens import TokenManager
 from minik8s.kubelet.server import KubeletServer, make_app
 from minik8s.kubelet.serviceenv import ServiceEnv
+from minik8s.netpol.agent import PolicyAgent, PolicyAgentConfig
 
 try:
     from minik8s.images.base import PAUSE_IMAGE as _PAUSE_IMAGE
@@ -116,15 +118,20 @@ class KubeletConfig:
     resolv_conf: Path = Path(ETC_RESOLV_CONF)
     #: How often container usage is sampled from cgroups and pushed to the API (metrics.k8s.io); 0 disables.
     metrics_interval_s: float = DEFAULT_METRICS_INTERVAL_S
+    #: Enforce NetworkPolicies in the pods' network namespaces (needs a ``policy_client`` for the agent).
+    network_policy: bool = True
 
 
 class Kubelet:
     def __init__(
-        self, config: KubeletConfig, client: Any, docker_client: docker.DockerClient | None = None
+        self, config: KubeletConfig, client: Any, docker_client: docker.DockerClient | None = None,
+        policy_client: Any | None = None,
     ) -> None:
         self.config = config
         self.client = client
         self.docker = docker_client or docker.DockerClient(base_url=config.docker_url)
+        # the NetworkPolicy agent, under its own identity (system:minik8s-netpol), not the node's
+        self.policy_agent = self._policy_agent(policy_client)
         self.events = ApiEventSink(client, config.node_name)
         # ConfigMaps and Secrets pods consume, watched so a change reaches their volumes at once
         self.config_objects = ApiConfigObjects(client, config.resync_seconds, on_change=self._config_changed)
@@ -158,6 +165,7 @@ class Kubelet:
             service_env=ServiceEnv(client),
             allocatable=self._allocatable(),
             node_files=NodeFiles(resolv_conf=Path(config.resolv_conf)),
+            on_sandbox_started=self.policy_agent.program_sandbox if self.policy_agent else None,
         )
         self.reporter = NodeReporter(
             client,
@@ -212,6 +220,16 @@ class Kubelet:
             log.warning("cannot size the node's ephemeral storage", extra={"error": str(exc)})
         return found
 
+    def _policy_agent(self, policy_client: Any | None) -> PolicyAgent | None:
+        if policy_client is None or not self.config.network_policy:
+            return None
+        # traffic between a pod and its node always passes (Kubernetes): the node bridge, where the node's
+        # packets to pods (kubelet probes) come from, and the node's address
+        bridge = [str(ipaddress.ip_network(self.config.pod_cidr, strict=False)[1])] if self.config.pod_cidr else []
+        hosts = [*bridge, self.config.node_ip]
+        return PolicyAgent(policy_client, self.config.node_name, self.docker, host_ips=hosts,
+                           config=PolicyAgentConfig(resync_seconds=self.config.resync_seconds))
+
     @staticmethod
     def key_of(pod: Pod) -> str:
         return f"{pod.metadata.namespace or 'default'}/{pod.name}"
@@ -254,6 +272,8 @@ class Kubelet:
             return
         self.informer.start()
         self.config_objects.start()
+        if self.policy_agent is not None:
+            self.policy_agent.start()
         self.prober.start()
         for i in range(self.config.workers):
             self._spawn(self._worker, f"kubelet-worker-{i}")
@@ -287,6 +307,8 @@ class Kubelet:
         self.queue.shutdown()
         self.informer.stop()
         self.config_objects.stop()
+        if self.policy_agent is not None:
+            self.policy_agent.stop()
         if self._docker_events is not None:
             try:
                 self._docker_events.close()

@@ -182,12 +182,15 @@ class DockerRuntime:
         service_env: Callable[[Pod], dict[str, str]] | None = None,
         allocatable: Mapping[str, str | int | float] | None = None,
         node_files: NodeFiles | None = None,
+        on_sandbox_started: Callable[[Pod, DockerContainer], None] | None = None,
     ) -> None:
         self.docker = docker_client
         #: The node's allocatable resources: a downward API limit a container does not set.
         self.allocatable = dict(allocatable or {})
         #: The node's resolv.conf and hosts file (dnsPolicy Default, host-network pods).
         self.node_files = node_files or NodeFiles()
+        #: Called once a new sandbox runs and before any app container starts in it (NetworkPolicy tables).
+        self.on_sandbox_started = on_sandbox_started
         #: ServiceAccount tokens for projected volumes (None: a pod asking for one waits in ContainerCreating).
         self.tokens = tokens
         #: Variables every container gets before its own env (KUBERNETES_SERVICE_HOST/PORT, …).
@@ -580,6 +583,8 @@ class DockerRuntime:
         sandbox.start()
         sandbox.reload()
         log.info("started sandbox", extra={"pod": ref.key, "uid": ref.uid, "container_id": sandbox.id})
+        if self.on_sandbox_started is not None and not pod.spec.hostNetwork:
+            self.on_sandbox_started(pod, sandbox)  # must not raise (PolicyAgent.program_sandbox never does)
         return sandbox
 
     def _image_ready(

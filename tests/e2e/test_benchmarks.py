@@ -39,6 +39,6 @@ def test_standalone_benchmark_runs_and_prints_its_ratio(name: str) -> None:
     assert_ratio(name, smoke(name))
 
 
-@pytest.mark.parametrize("name", ["cli", "exec", "portforward", "pod_startup"])
+@pytest.mark.parametrize("name", ["cli", "exec", "portforward", "pod_startup", "netpol"])
 def test_cluster_benchmark_runs_and_prints_its_ratio(client: Client, name: str) -> None:
     assert_ratio(name, smoke(name))

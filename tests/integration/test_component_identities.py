@@ -19,6 +19,7 @@ from minik8s.client import Informer
 from minik8s.cluster import bootstrap
 from minik8s.cluster import components as registry
 from minik8s.cluster.config import ClusterConfig
+from minik8s.netpol import agent as netpol_agent
 from tests.conftest import TEST_TOKEN, free_port, single_etcd, uniq, wait_for
 
 START_S = 30.0
@@ -75,6 +76,8 @@ def test_components_work_with_their_own_identities(rbac_server: tuple[str, dict[
                              "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}})
     running: list[tuple[registry.Component, Any]] = []
     proxy = [Informer(Client(server, tokens["proxy"]), kind) for kind in ("Service", "Endpoints")]
+    # the kubelets' NetworkPolicy agents (minik8s.netpol.agent.KINDS) under their own identity
+    proxy += [Informer(Client(server, tokens["netpol"]), kind) for kind in netpol_agent.KINDS]
     try:
         for name in ("scheduler", "controller-manager", "dns", "gateway"):
             component = registry.get(name)
