@@ -1,4 +1,5 @@
-"""No silent fields: every field the API accepts on a Pod, a pod template or a workload spec is read by code that acts on objects.
+"""No silent fields: every field the API accepts on a Pod, a pod template or a workload spec is read by
+code that acts on objects.
 
 Accepting a field and ignoring it is the worst kind of bug: the user believes a setting
 took effect. This test walks the pydantic models the API server accepts (PodSpec and all
@@ -45,14 +46,17 @@ ROOTS: list[type[BaseModel]] = [
 
 #: Fields whose every accepted value is enforced by the API package itself (unsupported values refused,
 #: the rest defaulted), so there is nothing left for a consumer to do.
-REFUSED_OR_DEFAULTED: dict[str, str] = {}
+REFUSED_OR_DEFAULTED: dict[str, str] = {
+    "JobSpec.manualSelector": "the API server's Job strategy generates the selector unless it is true (api/batch.py)",
+    "SeccompProfile.localhostProfile": "type Localhost is refused in validation, and the field without it",
+    "ServiceSpec.ipFamilies": "defaulted to [IPv4]; IPv6 and two families refused (single-stack cluster)",
+    "ServiceSpec.ipFamilyPolicy": "defaulted to SingleStack; RequireDualStack refused (single-stack cluster)",
+}
 
 #: Fields Kubernetes itself only stores (no component acts on them).
 STORED_ONLY: dict[str, str] = {
     "ObjectMeta.managedFields": "server-side-apply bookkeeping; stored and returned",
-    "ObjectMeta.selfLink": "deprecated, always empty in Kubernetes 1.32; stored only",
     "ServicePort.appProtocol": "a hint for implementations and users; kube-proxy ignores it",
-    "ObjectMeta.generateName": "consumed by the API server when it names the object (apiserver reads it)",
 }
 
 #: Fields other helpers of issue 20 implement right now; the lead empties this at merge.

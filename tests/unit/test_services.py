@@ -267,7 +267,8 @@ def test_external_traffic_policy_local_keeps_this_nodes_endpoints_for_the_node_p
     assert _backends(rendered, "np-backends-tcp") == {"10.244.2.2 . 8080"}
     assert len(_backends(rendered, "ip-backends-tcp")) == 2
     assert "npl-pick-tcp-1" in rendered.chains
-    assert pick_chain_rules("npl-pick-tcp-1", CFG) == ["dnat ip to tcp dport . numgen random mod 1 map @np-backends-tcp"]
+    assert pick_chain_rules("npl-pick-tcp-1", CFG) == \
+        ["dnat ip to tcp dport . numgen random mod 1 map @np-backends-tcp"]
     elsewhere = render_service(svc, _two_node_endpoints(), ProxyRulesConfig(node_name="n3"))
     assert any(e.map == "no-ep-nodeports" for e in elsewhere.elements)
 
