@@ -429,7 +429,7 @@ class Kubelet:
                               pod.metadata.namespace or "default", subresource="status")
         except NotFound:
             return False
-        log.warning("evicting pod over its emptyDir sizeLimit", extra={"pod": self.key_of(pod), "message": message})
+        log.warning("evicting pod over its emptyDir sizeLimit", extra={"pod": self.key_of(pod), "why": message})
         self.events.event(pod, WARNING, "Evicted", message)
         grace = pod.spec.terminationGracePeriodSeconds
         self._kill_in_background(pod.metadata.uid or "", DEFAULT_GRACE_SECONDS if grace is None else grace,
