@@ -176,9 +176,10 @@ def _check_traffic_policies(spec: ServiceSpec, causes: Causes) -> None:
     if spec.internalTrafficPolicy is not None and spec.internalTrafficPolicy not in TRAFFIC_POLICIES:
         causes.append(("spec.internalTrafficPolicy", f'Unsupported value: "{spec.internalTrafficPolicy}": '
                                                      'supported values: "Cluster", "Local"'))
-    if spec.externalTrafficPolicy is not None and spec.type != "NodePort":
-        causes.append(("spec.externalTrafficPolicy", "Invalid value: may only be set for externally-accessible "
-                                                     "services (type NodePort)"))
+    # "Cluster" left over from a NodePort turned ClusterIP is dropped by the defaults; Local would mean nothing
+    if spec.externalTrafficPolicy == "Local" and spec.type != "NodePort":
+        causes.append(("spec.externalTrafficPolicy", 'Invalid value: "Local": may only be set for '
+                                                     "externally-accessible services (type NodePort)"))
 
 
 def validate_endpoints(ep: Endpoints) -> Causes:
@@ -241,6 +242,8 @@ def service_defaults(obj: dict[str, Any]) -> None:
     spec.setdefault("internalTrafficPolicy", "Cluster")
     if spec["type"] == "NodePort":
         spec.setdefault("externalTrafficPolicy", "Cluster")
+    else:
+        spec.pop("externalTrafficPolicy", None)  # only NodePorts have external traffic
     for port in spec.get("ports") or []:
         port.setdefault("protocol", "TCP")
         port.setdefault("targetPort", port.get("port"))

@@ -283,3 +283,6 @@ def test_ip_families_default_to_ipv4_single_stack_and_ipv6_or_dual_stack_is_refu
     assert causes({"ports": [{"port": 80}], "ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4"]}) == []
     assert causes({"ports": [{"port": 80}], "internalTrafficPolicy": "Nearby"})[0][0] == "spec.internalTrafficPolicy"
     assert causes({"ports": [{"port": 80}], "externalTrafficPolicy": "Local"})[0][0] == "spec.externalTrafficPolicy"
+    was_node_port = svc_obj("web", externalTrafficPolicy="Cluster")  # type changed from NodePort
+    service_defaults(was_node_port)
+    assert "externalTrafficPolicy" not in was_node_port["spec"]
