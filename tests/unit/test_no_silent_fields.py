@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from minik8s.api import apps, batch, daemonsets, services
+from minik8s.api import apps, batch, daemonsets, replication, services
 from minik8s.api import types as t
 
 ROOT = Path(__file__).resolve().parents[2] / "minik8s"
@@ -41,7 +41,7 @@ NOT_CONSUMERS = {
 #: The accepted schema's roots: what a user writes and the cluster must honour.
 ROOTS: list[type[BaseModel]] = [
     t.PodSpec, t.ObjectMeta, services.ServiceSpec, apps.DeploymentSpec, apps.ReplicaSetSpec,
-    daemonsets.DaemonSetSpec, batch.JobSpec, batch.CronJobSpec,
+    daemonsets.DaemonSetSpec, batch.JobSpec, batch.CronJobSpec, replication.ReplicationControllerSpec,
 ]
 
 #: Fields whose every accepted value is enforced by the API package itself (unsupported values refused,
