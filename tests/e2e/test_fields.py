@@ -83,18 +83,22 @@ def test_finalizer_keeps_a_deleted_object_until_it_is_removed(kubeconfig: Path, 
     kubectl(kubeconfig, "-n", ns, "create", "configmap", name, "--from-literal=a=b")
     kubectl(kubeconfig, "-n", ns, "patch", "configmap", name, "--type", "merge",
             "-p", '{"metadata": {"finalizers": ["e2e.minik8s.io/hold"]}}')
-    kubectl(kubeconfig, "-n", ns, "delete", "configmap", name, "--wait=false")
-    held = get(kubeconfig, ns, "configmap", name)
-    assert held["metadata"].get("deletionTimestamp"), held
-    assert held["metadata"]["finalizers"] == ["e2e.minik8s.io/hold"]
-    assert held["data"] == {"a": "b"}
-    late = kubectl(kubeconfig, "-n", ns, "patch", "configmap", name, "--type", "merge",
-                   "-p", '{"metadata": {"finalizers": ["e2e.minik8s.io/hold", "e2e.minik8s.io/late"]}}', check=False)
-    assert late.returncode != 0 and "finalizers" in late.stderr, late.stderr
-    kubectl(kubeconfig, "-n", ns, "patch", "configmap", name, "--type", "json",
-            "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]')
-    gone = kubectl(kubeconfig, "-n", ns, "get", "configmap", name, check=False)
-    assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr
+    try:
+        kubectl(kubeconfig, "-n", ns, "delete", "configmap", name, "--wait=false")
+        held = get(kubeconfig, ns, "configmap", name)
+        assert held["metadata"].get("deletionTimestamp"), held
+        assert held["metadata"]["finalizers"] == ["e2e.minik8s.io/hold"]
+        assert held["data"] == {"a": "b"}
+        late = kubectl(kubeconfig, "-n", ns, "patch", "configmap", name, "--type", "merge", "-p",
+                       '{"metadata": {"finalizers": ["e2e.minik8s.io/hold", "e2e.minik8s.io/late"]}}', check=False)
+        assert late.returncode != 0 and "finalizers" in late.stderr, late.stderr
+        kubectl(kubeconfig, "-n", ns, "patch", "configmap", name, "--type", "json",
+                "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]')
+        gone = kubectl(kubeconfig, "-n", ns, "get", "configmap", name, check=False)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr
+    finally:  # never leave the test's namespace Terminating for ever
+        kubectl(kubeconfig, "-n", ns, "patch", "configmap", name, "--type", "merge",
+                "-p", '{"metadata": {"finalizers": null}}', check=False)
 
 
 def test_stuck_rollout_exceeds_its_progress_deadline(kubeconfig: Path, ns: str) -> None:
