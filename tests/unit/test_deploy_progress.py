@@ -76,3 +76,13 @@ def test_recheck_at_the_deadline_only_while_progressing() -> None:
     assert dp.recheck_after(d, cond, T0 + dt.timedelta(seconds=4)) == 7.0
     cond.reason = "NewReplicaSetAvailable"
     assert dp.recheck_after(d, cond, T0) is None
+
+
+def test_rollout_status_sees_the_exceeded_deadline() -> None:
+    from cli.workloads import exceeded_progress_deadline
+
+    assert not exceeded_progress_deadline(deployment(stuck_status("ReplicaSetUpdated", T0)))
+    failed = stuck_status("ReplicaSetUpdated", T0)
+    failed["conditions"][0].update(status="False", reason="ProgressDeadlineExceeded")
+    assert exceeded_progress_deadline(deployment(failed))
+    assert not exceeded_progress_deadline(deployment())
