@@ -72,7 +72,8 @@ FOOTPRINT_BUDGET_BYTES = 2_000_000_000
 @click.option("--node-monitor-grace-period", type=float, default=40.0, show_default=True,
               help="Seconds without a kubelet heartbeat before a node is NotReady.")
 @click.option("--pod-eviction-timeout", type=float, default=300.0, show_default=True,
-              help="Seconds a node may stay NotReady before its pods are deleted.")
+              help="Seconds a pod stays on a NotReady/unreachable node before it is evicted (the "
+                   "tolerationSeconds new pods get for those taints).")
 def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path | None, etcd_endpoints: str | None,
        skip_images: bool, node_monitor_grace_period: float, pod_eviction_timeout: float) -> None:
     """Start (or adopt) a local cluster: etcd, registry, Ray head, the control plane and N nodes.

@@ -185,6 +185,12 @@ def daemonset_rollout_message(ds: Any) -> tuple[bool, str]:
     return True, f'daemon set "{name}" successfully rolled out'
 
 
+def exceeded_progress_deadline(obj: Any) -> bool:
+    """The deployment controller gave up on this rollout (Progressing False, ProgressDeadlineExceeded)."""
+    conds = (obj.status.conditions if getattr(obj, "status", None) else None) or []
+    return any(c.type == "Progressing" and c.reason == "ProgressDeadlineExceeded" for c in conds)
+
+
 def rollout_message(d: Any) -> tuple[bool, str]:
     """(done, what kubectl would print) for one look at a Deployment."""
     name, spec, s = d.metadata.name, d.spec, d.status
@@ -225,12 +231,16 @@ def status(kind_or_ref: str, name: str | None, timeout: float, watch: bool, name
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        done, message = look(c.get(kind, obj_name, namespace or "default"))
+        obj = c.get(kind, obj_name, namespace or "default")
+        done, message = look(obj)
         if message != last:
             click.echo(message)
             last = message
         if done:
             return
+        if kind == "Deployment" and exceeded_progress_deadline(obj):  # as kubectl: a failed rollout, not a wait
+            click.echo(f'error: deployment "{obj_name}" exceeded its progress deadline', err=True)
+            raise SystemExit(1)
         if not watch:
             raise SystemExit(1)
         if time.monotonic() > deadline:

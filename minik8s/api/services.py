@@ -20,6 +20,10 @@ NODE_PORT_MIN = 30000
 NODE_PORT_MAX = 32767
 HEADLESS = "None"
 Protocol = Literal["TCP", "UDP"]
+#: The cluster is single-stack IPv4; PreferDualStack is accepted and resolves to it, as in Kubernetes.
+IP_FAMILIES = ("IPv4",)
+IP_FAMILY_POLICIES = ("SingleStack", "PreferDualStack")
+TRAFFIC_POLICIES = ("Cluster", "Local")
 
 
 # --- Service ---------------------------------------------------------------------------------
@@ -150,7 +154,32 @@ def validate_service(svc: Service) -> Causes:
             causes.append(("spec.clusterIPs", "Invalid value: only one (IPv4) cluster IP is supported"))
     if headless and spec.type == "NodePort":
         causes.append(("spec.clusterIP", 'Invalid value: "None": may not be set to \'None\' for NodePort services'))
+    _check_ip_families(spec, causes)
+    _check_traffic_policies(spec, causes)
     return causes
+
+
+def _check_ip_families(spec: ServiceSpec, causes: Causes) -> None:
+    """The cluster is IPv4 single-stack: IPv6 and RequireDualStack are refused, as on such a Kubernetes cluster."""
+    for i, family in enumerate(spec.ipFamilies or []):
+        if family not in IP_FAMILIES:
+            causes.append((f"spec.ipFamilies[{i}]", f'Unsupported value: "{family}": supported values: "IPv4"'))
+    if spec.ipFamilies and len(spec.ipFamilies) > 1:
+        causes.append(("spec.ipFamilies", "Invalid value: this cluster is configured for IPv4 single-stack only"))
+    if spec.ipFamilyPolicy is not None and spec.ipFamilyPolicy not in IP_FAMILY_POLICIES:
+        causes.append(("spec.ipFamilyPolicy", f'Unsupported value: "{spec.ipFamilyPolicy}": supported values: '
+                                              '"SingleStack", "PreferDualStack"'
+                       + (" (this cluster is IPv4 single-stack)" if spec.ipFamilyPolicy == "RequireDualStack" else "")))
+
+
+def _check_traffic_policies(spec: ServiceSpec, causes: Causes) -> None:
+    if spec.internalTrafficPolicy is not None and spec.internalTrafficPolicy not in TRAFFIC_POLICIES:
+        causes.append(("spec.internalTrafficPolicy", f'Unsupported value: "{spec.internalTrafficPolicy}": '
+                                                     'supported values: "Cluster", "Local"'))
+    # "Cluster" left over from a NodePort turned ClusterIP is dropped by the defaults; Local would mean nothing
+    if spec.externalTrafficPolicy == "Local" and spec.type != "NodePort":
+        causes.append(("spec.externalTrafficPolicy", 'Invalid value: "Local": may only be set for '
+                                                     "externally-accessible services (type NodePort)"))
 
 
 def validate_endpoints(ep: Endpoints) -> Causes:
@@ -208,6 +237,13 @@ def service_defaults(obj: dict[str, Any]) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("type", "ClusterIP")
     spec.setdefault("sessionAffinity", "None")
+    spec.setdefault("ipFamilyPolicy", "SingleStack")
+    spec.setdefault("ipFamilies", ["IPv4"])
+    spec.setdefault("internalTrafficPolicy", "Cluster")
+    if spec["type"] == "NodePort":
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    else:
+        spec.pop("externalTrafficPolicy", None)  # only NodePorts have external traffic
     for port in spec.get("ports") or []:
         port.setdefault("protocol", "TCP")
         port.setdefault("targetPort", port.get("port"))

@@ -6,6 +6,7 @@ strategy at fixed points of every write:
     create: validate -> prepare_for_create -> admission -> (under `write_guard`) store -> after_create
     update: validate -> validate_update -> prepare_for_update -> admission -> (under `write_guard`) store
     delete: `delete` (None: delete now) -> the object is gone, or marked for a graceful delete
+            (or, while it has finalizers, marked deleting; `finalize` when the last one is removed)
 
 A strategy is made once per API server (`factory(server)`), so it may hold per-server state such as an
 allocator and its lock. `ServerView` is what a strategy may use of the server: reads and the raw store.
@@ -84,6 +85,10 @@ class Strategy:
     def delete(self, info: KindInfo, current: Obj, grace: int | None) -> Obj:
         """Delete the object (or start its graceful deletion); returns what the client sees."""
         return self.server.delete_now(info, current)
+
+    def finalize(self, info: KindInfo, obj: Obj) -> Obj:
+        """Called when an object marked deleting has lost its last finalizer: by default it goes now."""
+        return self.server.delete_now(info, obj)
 
 
 StrategyFactory = Callable[[ServerView], Strategy]

@@ -113,8 +113,50 @@ class ServiceAccountDefault:
             add_token_volume(req.obj)
 
 
+#: kube-apiserver's --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds
+DEFAULT_TOLERATION_SECONDS = 300
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+
+
+class DefaultTolerationSeconds:
+    """Kubernetes' DefaultTolerationSeconds admission: a new pod that does not already tolerate the
+    not-ready / unreachable NoExecute taints gets tolerations of them for a bounded time, so the taint
+    eviction controller moves it off a failed node after that long (the cluster's --pod-eviction-timeout)."""
+
+    name = "DefaultTolerationSeconds"
+
+    def __init__(self, not_ready_s: int = DEFAULT_TOLERATION_SECONDS,
+                 unreachable_s: int = DEFAULT_TOLERATION_SECONDS) -> None:
+        self.seconds = {NOT_READY_TAINT: not_ready_s, UNREACHABLE_TAINT: unreachable_s}
+
+    def handles(self, req: AdmissionRequest) -> bool:
+        return req.info.kind == "Pod" and req.operation == "CREATE" and req.subresource is None
+
+    def admit(self, req: AdmissionRequest) -> None:
+        spec = req.obj.get("spec")
+        if not isinstance(spec, dict):
+            return
+        tolerations = list(spec.get("tolerations") or [])
+        for key, seconds in self.seconds.items():
+            if not any(_tolerates_no_execute(tol, key) for tol in tolerations):
+                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                    "tolerationSeconds": seconds})
+        spec["tolerations"] = tolerations
+
+
+def _tolerates_no_execute(tol: Obj, key: str) -> bool:
+    """Whether a toleration (wire form) matches the value-less NoExecute taint `key`."""
+    if tol.get("effect") not in (None, "", "NoExecute"):
+        return False
+    if tol.get("operator") == "Exists":
+        return not tol.get("key") or tol.get("key") == key
+    return tol.get("key") == key and not tol.get("value")
+
+
 def default_chain(find_account: FindServiceAccount | None = None,
-                  namespace_labels: Callable[[str], dict[str, str] | None] | None = None) -> AdmissionChain:
+                  namespace_labels: Callable[[str], dict[str, str] | None] | None = None,
+                  default_tolerations: DefaultTolerationSeconds | None = None) -> AdmissionChain:
     """The plug-ins every API server runs, in order. `namespace_labels` reads a namespace's labels, for
     the plug-ins that decide by them (Pod Security); without it they are left out (unit tests)."""
     from minik8s.auth.node import NodeRestriction
@@ -124,4 +166,6 @@ def default_chain(find_account: FindServiceAccount | None = None,
         from minik8s.podsecurity.admission import PodSecurity  # it imports this module's types
 
         validating.append(PodSecurity(namespace_labels))
-    return AdmissionChain(mutating=[ServiceAccountDefault(find_account)], validating=validating)
+    mutating: list[AdmissionPlugin] = [ServiceAccountDefault(find_account),
+                                       default_tolerations or DefaultTolerationSeconds()]
+    return AdmissionChain(mutating=mutating, validating=validating)

@@ -37,6 +37,7 @@ from minik8s.apiserver import (
 )
 from minik8s.apiserver import join as node_join
 from minik8s.apiserver import metrics as metrics_api
+from minik8s.apiserver.admission import DefaultTolerationSeconds
 from minik8s.apiserver.authfilter import AuthFilter
 from minik8s.apiserver.resources import Resources, key_for
 from minik8s.apiserver.streams import KubeletAccess
@@ -116,6 +117,10 @@ class ApiServerConfig:
     ca_key: str | None = None  # its key: signs the certificates of joining nodes (None: joins get none)
     kubelet_client_cert: str | None = None  # the API server's identity toward kubelets (TLS client certificate)
     kubelet_client_key: str | None = None
+    # tolerationSeconds of the not-ready / unreachable NoExecute tolerations every new pod gets (kube-apiserver's
+    # --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds): `up --pod-eviction-timeout`
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -182,7 +187,10 @@ class ApiServer:
         self.config = config
         transformer = encryption.load(config.encryption_config) if config.encryption_config else None
         self.store = store or EtcdStore(config.etcd_endpoints, transformer=transformer)
-        self.resources = Resources(self.store, config.pod_cidr, config.node_cidr_prefix, config.service_cidr)
+        self.resources = Resources(self.store, config.pod_cidr, config.node_cidr_prefix, config.service_cidr,
+                                   default_tolerations=DefaultTolerationSeconds(
+                                       config.default_not_ready_toleration_seconds,
+                                       config.default_unreachable_toleration_seconds))
         self.rbac = RBACAuthorizer()
         self.rbac_cache = RbacCache(self.store, self.rbac)
         if authorizers is None:  # `--authorization-mode=Node,RBAC`: a node's own objects, then RBAC

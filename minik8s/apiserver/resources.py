@@ -21,8 +21,8 @@ from minik8s.api import kinds as k
 from minik8s.api.selectors import labels_match, parse_field_selector, parse_label_selector
 from minik8s.api.strategy import NetworkConfig, Strategy
 from minik8s.api.timefmt import now_iso
-from minik8s.api.validation import int_range_causes, pydantic_causes
-from minik8s.apiserver.admission import AdmissionChain, AdmissionRequest, default_chain
+from minik8s.api.validation import Causes, int_range_causes, pydantic_causes
+from minik8s.apiserver.admission import AdmissionChain, AdmissionRequest, DefaultTolerationSeconds, default_chain
 from minik8s.apiserver.envelope import check_envelope
 from minik8s.apiserver.limits import check_object_size
 from minik8s.apiserver.patch import MERGE_PATCH, apply_patch, merge_patch, patch_media_type
@@ -42,6 +42,24 @@ _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 __all__ = ["Resources", "key_for", "merge_patch", "now_iso"]
 
 
+def finalizer_causes(new: Obj, old: Obj) -> Causes:
+    """Once deletion has begun, finalizers may only be removed (Kubernetes' ValidateObjectMetaUpdate)."""
+    if not old["metadata"].get("deletionTimestamp"):
+        return []
+    added = set(new["metadata"].get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
+    if added:
+        return [("metadata.finalizers", f"Forbidden: no new finalizers can be added if the object is being "
+                                        f"deleted, found new finalizers {sorted(added)}")]
+    return []
+
+
+def finalized(obj: Obj) -> bool:
+    """Marked deleting (grace over) with no finalizer left to wait for."""
+    meta = obj["metadata"]
+    return bool(meta.get("deletionTimestamp")) and not meta.get("finalizers") \
+        and meta.get("deletionGracePeriodSeconds") in (0, None)
+
+
 def key_for(info: k.KindInfo, namespace: str | None, name: str | None = None) -> str:
     return info.key(namespace, name)
 
@@ -51,11 +69,12 @@ class Resources:
 
     def __init__(self, store: EtcdStore, pod_cidr: str = NetworkConfig.pod_cidr,
                  node_cidr_prefix: int = NetworkConfig.node_cidr_prefix,
-                 service_cidr: str = NetworkConfig.service_cidr, admission: AdmissionChain | None = None) -> None:
+                 service_cidr: str = NetworkConfig.service_cidr, admission: AdmissionChain | None = None,
+                 default_tolerations: DefaultTolerationSeconds | None = None) -> None:
         self.store = store
         self.network = NetworkConfig(pod_cidr, node_cidr_prefix, service_cidr)
         self.admission = admission if admission is not None \
-            else default_chain(self.find_service_account, self.namespace_labels)
+            else default_chain(self.find_service_account, self.namespace_labels, default_tolerations)
         self.admission.mutating.append(PriorityAdmission(lambda: self.list_all("PriorityClass")))
         self._live_namespaces: dict[str, int] = {}  # name -> the revision seen live (not terminating)
         self._strategies: dict[str, Strategy] = {info.kind: info.strategy(self) for info in k.KINDS}
@@ -289,7 +308,7 @@ class Resources:
             new.pop("status", None)
         obj = self._validate(info, new)
         strategy = self.strategy(info)
-        causes = strategy.validate_update(obj, current)
+        causes = finalizer_causes(obj, current) or strategy.validate_update(obj, current)
         if causes:
             raise Invalid(info.kind, cur_meta["name"], causes)
         if obj.get("spec") != current.get("spec"):
@@ -306,24 +325,60 @@ class Resources:
                 if dry_run:
                     return obj
                 strategy.after_write(key)
-                return self.store.update(key, obj, expected or int(cur_meta["resourceVersion"]))
+                written = self.store.update(key, obj, expected or int(cur_meta["resourceVersion"]))
         except Conflict:
             raise self._conflict(info, cur_meta["name"]) from None
         except NotFound:
             raise self._not_found(info, cur_meta["name"]) from None
+        if cur_meta.get("finalizers") and finalized(written):
+            return strategy.finalize(info, written)
+        return written
 
     def delete(self, info: k.KindInfo, namespace: str | None, name: str,
                grace_period_seconds: int | None = None) -> Obj:
         return self.strategy(info).delete(info, self.get(info, namespace, name), grace_period_seconds)
 
     def delete_now(self, info: k.KindInfo, current: Obj) -> Obj:
+        """Delete the object, or, while it has finalizers, only mark it deleting (deletionTimestamp set,
+        grace 0): it goes when the last finalizer is removed (see `_write`), as in Kubernetes."""
         meta = current["metadata"]
         key = key_for(info, meta.get("namespace"), meta["name"])
+        if meta.get("finalizers"):
+            return self._mark_deleting(info, key, current)
         self.strategy(info).after_write(key)
         try:
-            return self.store.delete(key)
+            deleted = self.store.delete(key)
         except NotFound:
             raise self._not_found(info, meta["name"]) from None
+        if info.namespaced and meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") == 0:
+            self._finish_namespace(meta.get("namespace"))  # it was held by finalizers: it may have held its namespace
+        return deleted
+
+    def _mark_deleting(self, info: k.KindInfo, key: str, current: Obj) -> Obj:
+        """Set deletionTimestamp (kept if a graceful delete set it) and a zero grace period; idempotent."""
+        meta = current["metadata"]
+        if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") in (0, None):
+            return current
+        new = copy.deepcopy(current)
+        new["metadata"]["deletionTimestamp"] = meta.get("deletionTimestamp") or now_iso()
+        new["metadata"]["deletionGracePeriodSeconds"] = 0
+        self.strategy(info).after_write(key)
+        try:
+            return self.store.update(key, new, int(meta["resourceVersion"]))
+        except Conflict:  # changed meanwhile: mark the fresh object
+            return self.delete_now(info, self.get(info, meta.get("namespace"), meta["name"]))
+
+    def _finish_namespace(self, namespace: str | None) -> None:
+        """A terminating namespace goes when the last object that held it (by its finalizers) is gone."""
+        if not namespace:
+            return
+        ns_info = k.lookup("Namespace")
+        try:
+            ns = self.get(ns_info, None, namespace)
+        except NotFound:
+            return
+        if ns["metadata"].get("deletionTimestamp"):
+            self.strategy(ns_info).finalize(ns_info, ns)
 
     def ensure_system_namespaces(self) -> None:
         info = k.lookup("Namespace")

@@ -238,6 +238,9 @@ def control_plane_settings(cfg: ClusterConfig, opts: ControlPlaneOptions) -> dic
                "pod_cidr": cfg.pod_cidr, "node_cidr_prefix": cfg.node_pod_prefixlen, "join_token": join_token(cfg),
                "service_cidr": cfg.service_cidr, "service_account_key_file": service_account_key_file(cfg),
                "advertise_address": cfg.control_plane_ip,
+               # pods tolerate a failed node this long, then the taint eviction controller moves them
+               "default_not_ready_toleration_seconds": round(opts.pod_eviction_timeout_s),
+               "default_unreachable_toleration_seconds": round(opts.pod_eviction_timeout_s),
                # Secrets encrypted at rest under a key made at the first `up`; every write in the audit log
                "encryption_config": str(encryption.ensure_config(encryption.config_path(cfg.state_dir))),
                "audit_log": str(audit.log_path(cfg.state_dir)),
@@ -249,8 +252,7 @@ def control_plane_settings(cfg: ClusterConfig, opts: ControlPlaneOptions) -> dic
     def client(component: str) -> dict[str, Any]:  # each with its own identity, never the admin's
         return {"server": api_url(cfg, cfg.head_ip), "token": own[component], "ca": certs.ca_pem()}
 
-    lifecycle = {"node_monitor_grace_s": opts.node_monitor_grace_s,
-                 "pod_eviction_timeout_s": opts.pod_eviction_timeout_s}
+    lifecycle = {"node_monitor_grace_s": opts.node_monitor_grace_s}
     return {"apiserver": {"config": api_cfg},
             "scheduler": client("scheduler"),
             "controller-manager": {**client("controller-manager"), "node_lifecycle": lifecycle},

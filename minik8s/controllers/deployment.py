@@ -24,6 +24,7 @@ from minik8s.api.selectors import labels_match, selector_from_match
 from minik8s.client import Client, InformerFactory
 from minik8s.client.events import EventRecorder
 from minik8s.client.informer import informer_for, object_key
+from minik8s.controllers import deployprogress as dp
 from minik8s.controllers import workloads as w
 from minik8s.controllers.base import QueueWorkers
 from minik8s.errors import AlreadyExists, Conflict, NotFound
@@ -330,19 +331,24 @@ class DeploymentController(QueueWorkers):
 
         complete = (new is not None and updated == desired and replicas == desired and available == desired
                     and all(rs.spec.replicas == 0 for rs in olds))
-        new_name = new.metadata.name if new is not None else d.metadata.name
+        new_name = str(new.metadata.name if new is not None else d.metadata.name)
+        ready = total("readyReplicas")
+        clock = w.now()
+        progress = dp.progressing(d, dp.Counts(updated, replicas, ready, available), complete, new_name, clock)
+        progressing = dp.condition(progress, old_conds.get(dp.PROGRESSING), now)
         conditions = [
             cond("Available", available >= desired - max_unavailable,
                  "MinimumReplicasAvailable" if available >= desired - max_unavailable else "MinimumReplicasUnavailable",
                  "Deployment has minimum availability." if available >= desired - max_unavailable
                  else "Deployment does not have minimum availability."),
-            cond("Progressing", True, "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
-                 f'ReplicaSet "{new_name}" has successfully progressed.' if complete
-                 else f'ReplicaSet "{new_name}" is progressing.'),
+            progressing,
         ]
+        recheck = dp.recheck_after(d, progressing, clock)
+        if recheck is not None:  # notice a missed progressDeadlineSeconds even if nothing else changes
+            self.queue.add_after(object_key(d), recheck)
         status = apps.DeploymentStatus(
             observedGeneration=d.metadata.generation, replicas=replicas, updatedReplicas=updated,
-            readyReplicas=total("readyReplicas"), availableReplicas=available,
+            readyReplicas=ready, availableReplicas=available,
             unavailableReplicas=max(0, desired - available), conditions=conditions,
             collisionCount=d.status.collisionCount if d.status else None)
         if d.status is not None and d.status.to_dict() == status.to_dict():

@@ -25,6 +25,7 @@ from minik8s.controllers.replicaset import ReplicaSetConfig, ReplicaSetControlle
 from minik8s.controllers.replication import ReplicationConfig, ReplicationManager
 from minik8s.controllers.rootcacert import RootCACertConfig, RootCACertPublisher
 from minik8s.controllers.serviceaccounts import ServiceAccountsConfig, ServiceAccountsController
+from minik8s.controllers.tainteviction import TaintEvictionConfig, TaintEvictionController
 
 log = logging.getLogger("minik8s.controllers")
 
@@ -38,6 +39,7 @@ class Controller(Protocol):
 @dataclass
 class ControllerManagerConfig:
     node_lifecycle: NodeLifecycleConfig = field(default_factory=NodeLifecycleConfig)
+    taint_eviction: TaintEvictionConfig = field(default_factory=TaintEvictionConfig)
     replicaset: ReplicaSetConfig = field(default_factory=ReplicaSetConfig)
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     daemonset: DaemonSetConfig = field(default_factory=DaemonSetConfig)
@@ -58,6 +60,7 @@ class ControllerManager:
         self.informers = InformerFactory(client)
         informers, cfg = self.informers, self.config
         self.node_lifecycle = NodeLifecycleController(client, cfg.node_lifecycle, informers=informers)
+        self.taint_eviction = TaintEvictionController(client, cfg.taint_eviction, informers=informers)
         self.replicaset = ReplicaSetController(client, cfg.replicaset, informers=informers)
         self.deployment = DeploymentController(client, cfg.deployment, informers=informers)
         self.daemonset = DaemonSetController(client, cfg.daemonset, informers=informers)
@@ -71,9 +74,9 @@ class ControllerManager:
         self.root_ca = RootCACertPublisher(client, cfg.root_ca, informers=informers)
         self.disruption = DisruptionController(client, cfg.disruption, informers=informers)
         self.controllers: list[Controller] = [
-            self.node_lifecycle, self.replicaset, self.deployment, self.daemonset, self.replication,
-            self.garbage_collector, self.endpoints, self.hpa, self.serviceaccounts, self.job, self.cronjob,
-            self.root_ca, self.disruption]
+            self.node_lifecycle, self.taint_eviction, self.replicaset, self.deployment, self.daemonset,
+            self.replication, self.garbage_collector, self.endpoints, self.hpa, self.serviceaccounts, self.job,
+            self.cronjob, self.root_ca, self.disruption]
 
     def start(self) -> None:
         # every informer starts before any controller waits for its own to sync: one relist each, in parallel

@@ -1,10 +1,12 @@
-"""Node lifecycle: notice nodes whose kubelet went quiet, and move their pods off them.
+"""Node lifecycle: notice nodes whose kubelet went quiet or not ready, and taint them.
 
 Like kube-controller-manager's node lifecycle controller:
 - a node whose Lease was not renewed for `node_monitor_grace_s` gets Ready=Unknown
-  ("Kubelet stopped posting node status.") and the `node.kubernetes.io/unreachable` taint;
-- pods bound to a node that has been not-ready for `pod_eviction_timeout_s` are deleted
-  (gracefully: they show Terminating, and their controllers replace them elsewhere);
+  ("Kubelet stopped posting node status.") and the `node.kubernetes.io/unreachable` NoExecute taint;
+  a node whose kubelet reports Ready=False gets `node.kubernetes.io/not-ready` instead;
+- the pods on a tainted node are evicted by the taint eviction controller (`tainteviction`), after
+  the tolerationSeconds of their tolerations of that taint (300 s by default, added at admission
+  from the cluster's --pod-eviction-timeout), or at once when they do not tolerate it;
 - pods bound to a node that no longer exists are deleted at once (pod garbage collection);
 - when the kubelet posts Ready again, the taint goes.
 """
@@ -28,13 +30,14 @@ from minik8s.health import WATCHDOG
 log = logging.getLogger("minik8s.controllers.nodelifecycle")
 
 UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+_LIFECYCLE_TAINTS = (UNREACHABLE_TAINT, NOT_READY_TAINT)
 LEASE_NAMESPACE = "kube-node-lease"
 
 
 @dataclass
 class NodeLifecycleConfig:
     node_monitor_grace_s: float = 40.0  # kube-controller-manager's --node-monitor-grace-period
-    pod_eviction_timeout_s: float = 300.0  # Kubernetes' default toleration of the unreachable taint
     period_s: float = 2.0  # how often nodes are checked
 
 
@@ -118,21 +121,19 @@ class NodeLifecycleController:
         if silent and ready is not None and ready.status != "Unknown":
             self._mark_unknown(node, now)
             ready = self._ready(self.nodes.get(name) or node)
-        taint = next((tn for tn in node.spec.taints or [] if tn.key == UNREACHABLE_TAINT), None)
-        if ready is not None and ready.status == "True" and not silent:
-            if taint is not None:
-                self._set_taint(node, None)
-            return
-        if not silent:
-            return
-        if taint is None:
-            # Pods tolerate the unreachable taint for the eviction timeout, counted from when it was
-            # added (Kubernetes' tolerationSeconds): never evict in the pass that taints.
-            self._set_taint(node, _iso(now))
-            return
-        since = _parse(taint.timeAdded) or now
-        if (now - since).total_seconds() > self.config.pod_eviction_timeout_s:
-            self._evict(name)
+        wanted = self._wanted_taint(ready, silent)
+        current = [tn for tn in node.spec.taints or [] if tn.key in _LIFECYCLE_TAINTS]
+        if [tn.key for tn in current] != ([wanted] if wanted else []):
+            self._set_taint(node, wanted, _iso(now))
+
+    @staticmethod
+    def _wanted_taint(ready: t.Condition | None, silent: bool) -> str | None:
+        """unreachable for a silent node (or Ready Unknown), not-ready for Ready False, none when Ready."""
+        if silent or (ready is not None and ready.status == "Unknown"):
+            return UNREACHABLE_TAINT
+        if ready is not None and ready.status == "False":
+            return NOT_READY_TAINT
+        return None
 
     @staticmethod
     def _ready(node: t.Node) -> t.Condition | None:
@@ -154,23 +155,15 @@ class NodeLifecycleController:
         log.warning("node stopped posting status", extra={"node": name})
         self.events.record(node, "Normal", "NodeNotReady", f"Node {name} status is now: NodeNotReady")
 
-    def _set_taint(self, node: t.Node, added: str | None) -> None:
-        taints = [tn.to_dict() for tn in node.spec.taints or [] if tn.key != UNREACHABLE_TAINT]
-        if added:
-            taints.append({"key": UNREACHABLE_TAINT, "effect": "NoExecute", "timeAdded": added})
+    def _set_taint(self, node: t.Node, key: str | None, added: str) -> None:
+        """Replace this controller's taint; `timeAdded` starts the tolerationSeconds of the pods' tolerations."""
+        taints = [tn.to_dict() for tn in node.spec.taints or [] if tn.key not in _LIFECYCLE_TAINTS]
+        if key:
+            taints.append({"key": key, "effect": "NoExecute", "timeAdded": added})
         try:
             self.client.patch("Node", node.metadata.name or "", {"spec": {"taints": taints or None}}, None)
         except NotFound:
             return
-
-    def _evict(self, node_name: str) -> None:
-        for pod in self.pods.list():
-            if pod.spec.nodeName != node_name or pod.metadata.deletionTimestamp:
-                continue
-            if pod.status and pod.status.phase in ("Succeeded", "Failed"):
-                continue
-            self._delete(pod, None, f"Marking for deletion Pod {pod.metadata.namespace}/{pod.metadata.name} "
-                                    f"from Node {node_name}")
 
     def _collect_orphans(self, node_names: set[str]) -> None:
         for pod in self.pods.list():
@@ -189,4 +182,4 @@ class NodeLifecycleController:
         except NotFound:
             return
         log.info(message)
-        self.events.record(pod, "Normal", "TaintManagerEviction" if grace is None else "PodGC", message)
+        self.events.record(pod, "Normal", "PodGC", message)

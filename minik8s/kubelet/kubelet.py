@@ -24,11 +24,12 @@ from minik8s.api.types import Pod, PodStatus
 from minik8s.client import Informer, WorkQueue
 from minik8s.errors import Conflict, NotFound
 from minik8s.health import WATCHDOG
+from minik8s.kubelet import emptydir
 from minik8s.kubelet import labels as L
 from minik8s.kubelet.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS, DEFAULT_RESET_AFTER_SECONDS
 from minik8s.kubelet.configrefs import ApiConfigObjects, Ref, references
 from minik8s.kubelet.downward import EPHEMERAL_STORAGE, ephemeral_storage_capacity
-from minik8s.kubelet.events import NORMAL, ApiEventSink
+from minik8s.kubelet.events import NORMAL, WARNING, ApiEventSink
 from minik8s.kubelet.heartbeat import NodeReporter
 from minik8s.kubelet.images import PullFn
 from minik8s.kubelet.metrics import DEFAULT_INTERVAL_S as DEFAULT_METRICS_INTERVAL_S
@@ -70,6 +71,8 @@ KILL_POLL_SECONDS = 0.01
 DOCKER_EVENTS = ("die", "oom", "start", "destroy")
 TERMINAL_PHASES = ("Succeeded", "Failed")
 THREAD_JOIN_SECONDS = 5.0
+#: How often disk emptyDirs are measured against their sizeLimit (the eviction manager's housekeeping period).
+DEFAULT_EMPTYDIR_CHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -120,6 +123,8 @@ class KubeletConfig:
     metrics_interval_s: float = DEFAULT_METRICS_INTERVAL_S
     #: Enforce NetworkPolicies in the pods' network namespaces (needs a ``policy_client`` for the agent).
     network_policy: bool = True
+    #: How often emptyDir usage is checked against sizeLimit (a pod over it is evicted); 0 disables.
+    emptydir_check_seconds: float = DEFAULT_EMPTYDIR_CHECK_SECONDS
 
 
 class Kubelet:
@@ -281,6 +286,8 @@ class Kubelet:
         self._spawn(self._heartbeat_loop, "kubelet-heartbeat")
         if self.config.metrics_interval_s > 0:
             self._spawn(lambda: self.metrics.run(self._stop), "kubelet-metrics")
+        if self.config.emptydir_check_seconds > 0:
+            self._spawn(self._emptydir_loop, "kubelet-emptydir-limits")
         self._start_server()
         log.info("kubelet running", extra={"node": self.config.node_name})
         WATCHDOG.expect("kubelet-resync", self.config.resync_seconds)
@@ -438,6 +445,34 @@ class Kubelet:
             log.info("pod terminated", extra={"pod": self.key_of(pod), "uid": uid, "grace": grace})
 
         self._kill_in_background(uid, grace, self.key_of(pod), delete_object)
+
+    def _emptydir_loop(self) -> None:
+        while not self._stop.wait(self.config.emptydir_check_seconds):
+            for pod in self.informer.list():
+                try:
+                    self.check_emptydir_limits(pod)
+                except Exception:
+                    log.exception("emptyDir limit check failed", extra={"pod": self.key_of(pod)})
+
+    def check_emptydir_limits(self, pod: Pod) -> bool:
+        """Evict a running pod whose disk emptyDir is over its sizeLimit, as the kubelet's eviction manager:
+        phase Failed, reason Evicted (status first, so no sync restarts what is then killed)."""
+        if pod.metadata.deletionTimestamp or (pod.status is not None and pod.status.phase in TERMINAL_PHASES):
+            return False
+        message = emptydir.over_limit(pod, self.config.pods_dir)
+        if message is None:
+            return False
+        try:
+            self.client.patch("Pod", pod.name, {"status": {"phase": "Failed", "reason": "Evicted", "message": message}},
+                              pod.metadata.namespace or "default", subresource="status")
+        except NotFound:
+            return False
+        log.warning("evicting pod over its emptyDir sizeLimit", extra={"pod": self.key_of(pod), "why": message})
+        self.events.event(pod, WARNING, "Evicted", message)
+        grace = pod.spec.terminationGracePeriodSeconds
+        self._kill_in_background(pod.metadata.uid or "", DEFAULT_GRACE_SECONDS if grace is None else grace,
+                                 self.key_of(pod))
+        return True
 
     def wait_for_kills(self, timeout: float) -> bool:
         """True once no pod is being stopped in the background (tests and shutdown)."""

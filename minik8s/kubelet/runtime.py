@@ -24,9 +24,9 @@ from docker.models.containers import Container as DockerContainer
 from minik8s.api.podutil import is_sidecar
 from minik8s.api.types import Container, Pod, PodStatus
 from minik8s.errors import BadRequest, NotFound
+from minik8s.kubelet import emptydir, termination
 from minik8s.kubelet import labels as L
 from minik8s.kubelet import status as S
-from minik8s.kubelet import termination
 from minik8s.kubelet.backoff import (
     DEFAULT_BASE_SECONDS,
     DEFAULT_CAP_SECONDS,
@@ -824,6 +824,7 @@ class DockerRuntime:
             self._remove(c)
         pod_dir = self.pods_dir / uid
         if pod_dir.exists():
+            emptydir.unmount_volumes(pod_dir)  # else rmtree would empty the tmpfs and leave it mounted
             shutil.rmtree(pod_dir, ignore_errors=True)
         self.backoff.forget_prefix(uid)
         if self.prober is not None:

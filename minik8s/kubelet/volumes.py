@@ -18,6 +18,7 @@ from minik8s.api.types import (
     SecretVolumeSource,
     Volume,
 )
+from minik8s.kubelet import emptydir
 from minik8s.kubelet.atomic_writer import FileProjection, PayloadError, write_payload
 from minik8s.kubelet.configrefs import (
     DEFAULT_MODE,
@@ -136,6 +137,11 @@ def prepare_volumes(pod: Pod, pods_dir: Path, objects: ConfigObjects | None = No
         elif v.emptyDir is not None:
             path = pods_dir / uid / POD_DIR_VOLUMES / v.name
             path.mkdir(parents=True, exist_ok=True)
+            if v.emptyDir.medium == emptydir.MEDIUM_MEMORY:
+                try:
+                    emptydir.mount_memory(path, emptydir.tmpfs_size(v))
+                except emptydir.MountError as exc:
+                    raise SpecError(f"spec.volumes[{v.name}].emptyDir.medium: cannot mount a tmpfs: {exc}") from None
             path.chmod(0o777)  # like Kubernetes: any container user may write an emptyDir
             fs_group = pod.spec.securityContext.fsGroup if pod.spec.securityContext else None
             if fs_group is not None:  # owned by the pod's fsGroup, and new files inherit it (setgid)

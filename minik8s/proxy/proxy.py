@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from minik8s.api.services import Endpoints, Service
@@ -110,7 +110,8 @@ class Proxy:
                  config: ProxyConfig | None = None, apply: Applier = nft.apply) -> None:
         self.client, self.node_name, self.node_ip, self.netns = client, node_name, node_ip, netns
         self.config = config or ProxyConfig()
-        self.proxier = Proxier(self.config.rules, netns, apply)
+        self.rules = replace(self.config.rules, node_name=node_name)
+        self.proxier = Proxier(self.rules, netns, apply)
         self.services = Informer(client, "Service", resync_seconds=self.config.resync_s)
         self.endpoints = Informer(client, "Endpoints", resync_seconds=self.config.resync_s)
         self._dirty: set[str] = set()
@@ -137,13 +138,13 @@ class Proxy:
         if svc is None:
             return None
         ep: Endpoints | None = self.endpoints.get(key)
-        return render_service(svc, ep, self.config.rules)
+        return render_service(svc, ep, self.rules)
 
     def desired(self) -> dict[str, ServiceRules]:
         out = {}
         for svc in self.services.list():
             key = service_key(svc.metadata.namespace, svc.metadata.name)
-            out[key] = render_service(svc, self.endpoints.get(key), self.config.rules)
+            out[key] = render_service(svc, self.endpoints.get(key), self.rules)
         return out
 
     def sync_all(self) -> SyncStats:

@@ -62,6 +62,8 @@ class ProxyRulesConfig:
     table: str = TABLE
     cluster_cidr: str | None = None
     """The pod network: ClusterIP traffic from outside it is masqueraded (None: never)."""
+    node_name: str | None = None
+    """The node this proxy serves: a `Local` traffic policy keeps only endpoints on it (None: all)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -82,14 +84,17 @@ def service_key(namespace: str | None, name: str | None) -> str:
     return f"{namespace or 'default'}/{name}"
 
 
-def ready_backends(ep: Endpoints | None, port_name: str, protocol: str) -> list[tuple[str, int]]:
-    """(ip, port) of the ready addresses for the service port named `port_name`, sorted, unique."""
+def ready_backends(ep: Endpoints | None, port_name: str, protocol: str,
+                   node: str | None = None) -> list[tuple[str, int]]:
+    """(ip, port) of the ready addresses for the service port named `port_name`, sorted, unique;
+    with `node`, only the addresses of pods on that node (a `Local` traffic policy)."""
     out: set[tuple[str, int]] = set()
     for subset in (ep.subsets if ep else None) or []:
         ports = [p for p in subset.ports or [] if (p.name or "") == port_name and (p.protocol or "TCP") == protocol]
         for port in ports:
             for addr in subset.addresses or []:
-                out.add((addr.ip, port.port))
+                if node is None or addr.nodeName == node:
+                    out.add((addr.ip, port.port))
     return sorted(out, key=lambda b: (tuple(int(x) for x in b[0].split(".")), b[1]))
 
 
@@ -104,19 +109,24 @@ def np_backends(lproto: str) -> str:
     return f"np-backends-{lproto}"
 
 
-def pick_chain(n: int, lproto: str, node_port: bool, affinity: bool) -> str:
-    return f"{'np-' if node_port else ''}pick-{lproto}-{'aff-' if affinity else ''}{n}"
+def pick_chain(n: int, lproto: str, node_port: bool, affinity: bool, local: bool = False) -> str:
+    """`local`: a NodePort with externalTrafficPolicy Local, whose traffic keeps its client address (no mark)."""
+    prefix = ("npl-" if local else "np-") if node_port else ""
+    return f"{prefix}pick-{lproto}-{'aff-' if affinity else ''}{n}"
 
 
 def pick_chain_rules(name: str, cfg: ProxyRulesConfig) -> list[str]:
     """The rules of a pick chain, a pure function of its name (see :func:`pick_chain`)."""
-    node_port = name.startswith("np-")
-    lproto, _, rest = name.removeprefix("np-").removeprefix("pick-").partition("-")
+    local = name.startswith("npl-")
+    node_port = local or name.startswith("np-")
+    lproto, _, rest = name.removeprefix("np-").removeprefix("npl-").removeprefix("pick-").partition("-")
     affinity = rest.startswith("aff-")
     n = int(rest.removeprefix("aff-"))
     slot = f"jhash ip saddr mod {n} seed 0x0" if affinity else f"numgen random mod {n}"
     if node_port:
-        return [_MARK, f"dnat ip to {lproto} dport . {slot} map @{np_backends(lproto)}"]
+        # Local: every endpoint is on this node, so replies come back through it without masquerading
+        # and the pod sees the client's address (what externalTrafficPolicy: Local is for)
+        return [*([] if local else [_MARK]), f"dnat ip to {lproto} dport . {slot} map @{np_backends(lproto)}"]
     rules = [f"ip saddr != {cfg.cluster_cidr} {_MARK}"] if cfg.cluster_cidr else []
     return [*rules, f"dnat ip to ip daddr . {lproto} dport . {slot} map @{ip_backends(lproto)}"]
 
@@ -127,32 +137,42 @@ def render_service(svc: Service, ep: Endpoints | None, cfg: ProxyRulesConfig) ->
         return ServiceRules()  # headless: nothing to proxy
     vip = spec.clusterIP
     affinity = spec.sessionAffinity == "ClientIP"
+    # a Local policy keeps this node's endpoints only (none here: the traffic is refused, as kube-proxy drops it)
+    internal_node = cfg.node_name if spec.internalTrafficPolicy == "Local" else None
+    external_local = spec.externalTrafficPolicy == "Local" and cfg.node_name is not None
     chains: set[str] = set()
     elements: set[Element] = set()
     for sp in spec.ports or []:
         proto = sp.protocol or "TCP"
         lproto = proto.lower()
-        backends = ready_backends(ep, sp.name or "", proto)
+        backends = ready_backends(ep, sp.name or "", proto, internal_node)
         ip_key = f"{vip} . {lproto} . {sp.port}"
-        np_key = f"{lproto} . {sp.nodePort}" if spec.type == "NodePort" and sp.nodePort else None
-        if not backends:
-            elements.add(Element(SET_NOEP_IPS, ip_key))
-            if np_key:
-                elements.add(Element(SET_NOEP_NODEPORTS, np_key))
-            continue
-        pick = pick_chain(len(backends), lproto, False, affinity)
-        chains.add(pick)
-        elements.add(Element(MAP_IPS, ip_key, f"goto {pick}"))
-        for i, (ip, port) in enumerate(backends):
-            elements.add(Element(ip_backends(lproto), f"{vip} . {sp.port} . {i}", f"{ip} . {port}"))
-            elements.add(Element(SET_HAIRPIN, f"{vip} . {ip} . {ip}"))
-        if np_key:
-            np_pick = pick_chain(len(backends), lproto, True, affinity)
-            chains.add(np_pick)
-            elements.add(Element(MAP_NODEPORTS, np_key, f"goto {np_pick}"))
+        if backends:
+            pick = pick_chain(len(backends), lproto, False, affinity)
+            chains.add(pick)
+            elements.add(Element(MAP_IPS, ip_key, f"goto {pick}"))
             for i, (ip, port) in enumerate(backends):
-                elements.add(Element(np_backends(lproto), f"{sp.nodePort} . {i}", f"{ip} . {port}"))
+                elements.add(Element(ip_backends(lproto), f"{vip} . {sp.port} . {i}", f"{ip} . {port}"))
+                elements.add(Element(SET_HAIRPIN, f"{vip} . {ip} . {ip}"))
+        else:
+            elements.add(Element(SET_NOEP_IPS, ip_key))
+        if spec.type == "NodePort" and sp.nodePort:
+            np_backs = ready_backends(ep, sp.name or "", proto, cfg.node_name if external_local else None)
+            _render_node_port(sp.nodePort, lproto, np_backs, affinity, external_local, chains, elements)
     return ServiceRules(frozenset(chains), frozenset(elements))
+
+
+def _render_node_port(node_port: int, lproto: str, backends: list[tuple[str, int]], affinity: bool, local: bool,
+                      chains: set[str], elements: set[Element]) -> None:
+    np_key = f"{lproto} . {node_port}"
+    if not backends:
+        elements.add(Element(SET_NOEP_NODEPORTS, np_key))
+        return
+    np_pick = pick_chain(len(backends), lproto, True, affinity, local)
+    chains.add(np_pick)
+    elements.add(Element(MAP_NODEPORTS, np_key, f"goto {np_pick}"))
+    for i, (ip, port) in enumerate(backends):
+        elements.add(Element(np_backends(lproto), f"{node_port} . {i}", f"{ip} . {port}"))
 
 
 def render_all(services: list[Service], endpoints: Mapping[str, Endpoints],

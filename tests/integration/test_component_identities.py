@@ -50,7 +50,7 @@ def rbac_server(own_etcd: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def settings(server: str, token: str, name: str) -> dict[str, Any]:
     extra: dict[str, dict[str, Any]] = {
-        "controller-manager": {"node_lifecycle": {"node_monitor_grace_s": 40.0, "pod_eviction_timeout_s": 300.0}},
+        "controller-manager": {"node_lifecycle": {"node_monitor_grace_s": 40.0}},
         "gateway": {"gateway": {"hosts": ["127.0.0.1"], "port": free_port(),
                                 "config_url": "http://127.0.0.1:1/config"}},
         "dns": {"dns": {"listen": [f"127.0.0.1:{free_port()}"]}},

@@ -17,7 +17,7 @@ START_S = 30.0
 def _settings(apiserver: str, name: str) -> dict[str, Any]:
     client = {"server": apiserver, "token": TEST_TOKEN, "ca": None}
     extra: dict[str, dict[str, Any]] = {
-        "controller-manager": {"node_lifecycle": {"node_monitor_grace_s": 40.0, "pod_eviction_timeout_s": 300.0}},
+        "controller-manager": {"node_lifecycle": {"node_monitor_grace_s": 40.0}},
         "gateway": {"gateway": {"hosts": ["127.0.0.1"], "port": free_port(),
                                 "config_url": "http://127.0.0.1:1/config"}},
     }

@@ -107,3 +107,25 @@ def test_kubelet_runs_pod_and_reports(kubelet: Kubelet, client: Any, test_pki: A
     uid = pod.metadata.uid
     assert uid not in kubelet.runtime.list_pod_uids()
 
+
+
+def test_disk_empty_dir_over_its_size_limit_gets_the_pod_evicted(kubelet: Kubelet, client: Any) -> None:
+    node_name = kubelet.config.node_name
+    until(lambda: client.get("Node", node_name, None))
+    name = f"fill-{uuid.uuid4().hex[:6]}"
+    client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+        "nodeName": node_name, "terminationGracePeriodSeconds": 0,
+        "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "64Ki"}}],
+        "containers": [{"name": "main", "image": "busybox", "volumeMounts": [{"name": "scratch", "mountPath": "/s"}],
+                        "command": ["sh", "-c", "dd if=/dev/zero of=/s/f bs=1024 count=1024; "
+                                                'trap "exit 0" TERM; while :; do sleep 0.2; done']}]}})
+    pod = until(lambda: (p := client.get("Pod", name)).status.phase == "Running" and p)
+    # the kubelet's periodic check (every 10 s by default), run here at once on its cached pod
+    assert until(lambda: (cached := kubelet.informer.get(f"default/{name}")) is not None
+                 and kubelet.check_emptydir_limits(cached))
+    failed = until(lambda: (p := client.get("Pod", name)).status.phase == "Failed" and p)
+    assert failed.status.reason == "Evicted"
+    assert failed.status.message == 'Usage of EmptyDir volume "scratch" exceeds the limit "64Ki". '
+    until(lambda: pod.metadata.uid not in kubelet.runtime.list_pod_uids())
+    assert client.get("Pod", name).status.phase == "Failed"  # evicted pods stay, as in Kubernetes
+    client.delete("Pod", name, grace_period_seconds=0)

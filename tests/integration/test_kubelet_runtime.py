@@ -439,3 +439,21 @@ def test_kubelet_written_etc_files_and_downward_api(dockerd: Any) -> None:
         assert rt.exec("default", "dd", "c", ["cat", "/etc/info/labels"]) == (0, b'app="db"\ntier="x"')
     finally:
         cleanup(rt, pod)
+
+
+def test_memory_empty_dir_is_a_tmpfs_in_the_container_and_unmounted_on_removal(dockerd: Any) -> None:
+    rt = make_runtime(dockerd)
+    pod = make_pod("shm", [
+        {"name": "main", "image": "busybox", "command": ["sh", "-c", "while :; do sleep 1; done"],
+         "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]},
+    ], volumes=[{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}])
+    host_dir = dockerd.root / "pods" / (pod.metadata.uid or "") / "volumes" / "cache"
+    try:
+        wait_for(rt, pod, lambda s: s.phase == "Running", 30)
+        code, out = rt.exec("default", "shm", "main", ["cat", "/proc/mounts"])
+        line = next((m for m in out.decode().splitlines() if m.split()[1:2] == ["/cache"]), "")
+        assert code == 0 and line.startswith("tmpfs ") and "size=8192k" in line, out
+        assert os.path.ismount(host_dir)
+    finally:
+        cleanup(rt, pod)
+    assert not os.path.ismount(host_dir) and not host_dir.exists()

@@ -8,6 +8,7 @@ import uuid
 
 from minik8s import Client
 from minik8s.controllers.nodelifecycle import UNREACHABLE_TAINT, NodeLifecycleConfig, NodeLifecycleController
+from minik8s.controllers.tainteviction import TaintEvictionController
 
 T0 = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 
@@ -26,7 +27,7 @@ def make_node(client: Client, name: str, beat: dt.datetime) -> None:
                    "spec": {"holderIdentity": name, "renewTime": iso(beat)}})
 
 
-def wait_cached(ctrl: NodeLifecycleController, name: str, check: object) -> None:
+def wait_cached(ctrl: NodeLifecycleController | TaintEvictionController, name: str, check: object) -> None:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         node = ctrl.nodes.get(name)
@@ -44,9 +45,12 @@ def test_silent_node_goes_unknown_then_its_pods_are_evicted_and_it_recovers(clie
     client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod},
                    "spec": {"containers": [{"name": "a", "image": "busybox"}]}})
     client.bind(pod, name)
-    ctrl = NodeLifecycleController(client, NodeLifecycleConfig(node_monitor_grace_s=40, pod_eviction_timeout_s=60),
-                                   clock=lambda: now[0])
-    for inf in (ctrl.nodes, ctrl.leases, ctrl.pods):
+    # the pod was admitted with the default 300 s toleration of the unreachable taint
+    assert any(tol.key == UNREACHABLE_TAINT and tol.tolerationSeconds == 300
+               for tol in client.get("Pod", pod).spec.tolerations)
+    ctrl = NodeLifecycleController(client, NodeLifecycleConfig(node_monitor_grace_s=40), clock=lambda: now[0])
+    evictor = TaintEvictionController(client, clock=lambda: now[0])
+    for inf in (ctrl.nodes, ctrl.leases, ctrl.pods, evictor.nodes, evictor.pods):
         inf.start()
         assert inf.wait_synced(30)
     try:
@@ -56,17 +60,23 @@ def test_silent_node_goes_unknown_then_its_pods_are_evicted_and_it_recovers(clie
 
         # past the grace period, and silent for longer than the eviction timeout too (a control plane
         # that was down a while): the pass that taints never evicts; pods get the full timeout
-        now[0] += dt.timedelta(seconds=200)
+        now[0] += dt.timedelta(seconds=400)
         ctrl.reconcile()
         node = client.get("Node", name, None)
         ready = next(c for c in node.status.conditions if c.type == "Ready")
         assert ready.status == "Unknown" and ready.reason == "NodeStatusUnknown"
         assert [t.key for t in node.spec.taints] == [UNREACHABLE_TAINT]
-        assert client.get("Pod", pod).metadata.deletionTimestamp is None  # not yet: eviction timeout
+        assert [t.effect for t in node.spec.taints] == ["NoExecute"]
+        wait_cached(evictor, name, lambda n: n.spec.taints)
+        evictor.reconcile()  # tolerated for 300 s from when the taint was added
+        assert client.get("Pod", pod).metadata.deletionTimestamp is None
 
-        wait_cached(ctrl, name, lambda n: n.spec.taints)
-        now[0] += dt.timedelta(seconds=70)
+        now[0] += dt.timedelta(seconds=290)
         ctrl.reconcile()
+        evictor.reconcile()
+        assert client.get("Pod", pod).metadata.deletionTimestamp is None
+        now[0] += dt.timedelta(seconds=20)
+        evictor.reconcile()
         assert client.get("Pod", pod).metadata.deletionTimestamp is not None
 
         # the kubelet comes back: Ready with a fresh heartbeat, and the taint goes
@@ -78,6 +88,7 @@ def test_silent_node_goes_unknown_then_its_pods_are_evicted_and_it_recovers(clie
         assert not client.get("Node", name, None).spec.taints
     finally:
         ctrl.stop()
+        evictor.stop()
 
 
 def test_pods_of_deleted_nodes_are_collected(client: Client) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from pyroute2 import IPRoute
@@ -18,7 +19,7 @@ from pyroute2 import IPRoute
 from minik8s.api.services import Endpoints, Service
 from minik8s.proxy import nft
 from minik8s.proxy.proxy import Proxier, ensure_root_route
-from minik8s.proxy.rules import ServiceRules, render_all
+from minik8s.proxy.rules import ServiceRules, render_all, render_service
 from minik8s.proxy.testbed import RULES, SERVICE_CIDR, ServiceBed, endpoints, service
 from tests.conftest import requires
 
@@ -204,3 +205,29 @@ def test_deleting_the_service_removes_its_rules(world: World) -> None:
     assert OTHER_CIP in table
     answers, _ = sb.requests(sb.client_pod.netns, f"http://{OTHER_CIP}:80/", 5)
     assert set(answers) == {sb.backend_b.netns}
+
+
+def test_local_traffic_policies_keep_traffic_on_the_receiving_node(world: World) -> None:
+    """externalTrafficPolicy Local: a NodePort answers only from its own node's endpoints (unmasqueraded);
+    internalTrafficPolicy Local: the ClusterIP from a pod goes only to endpoints on the pod's node."""
+    sb = world.sb
+    local_cip, local_np = "10.205.0.7", 30081
+    svc = service("local", local_cip, node_port=local_np)
+    svc.spec.externalTrafficPolicy = "Local"
+    svc.spec.internalTrafficPolicy = "Local"
+    ep = endpoints("local", [sb.backend_a.ip, sb.backend_b.ip])
+    assert ep.subsets
+    for addr in ep.subsets[0].addresses or []:
+        addr.nodeName = sb.node_a.netns if addr.ip == sb.backend_a.ip else sb.node_b.netns
+    try:
+        for node, proxier in zip(sb.bed.nodes, world.proxiers, strict=True):
+            rules = render_service(svc, ep, replace(RULES, node_name=node.netns))
+            proxier.update({"default/local": rules})
+        for node, backend in ((sb.node_a, sb.backend_a), (sb.node_b, sb.backend_b)):
+            answers, _ = sb.requests(None, f"http://{node.ip}:{local_np}/", 20)
+            assert set(answers) == {backend.netns}, answers
+        answers, _ = sb.requests(sb.client_pod.netns, f"http://{local_cip}:80/", 20)  # the client is on node a
+        assert set(answers) == {sb.backend_a.netns}, answers
+    finally:
+        for proxier in world.proxiers:
+            proxier.update({"default/local": None})

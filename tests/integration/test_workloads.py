@@ -397,6 +397,28 @@ def test_cli_rollout_status_times_out(client: Client, controllers: None, cli_env
     client.delete("Namespace", quiet)
 
 
+def test_stuck_rollout_exceeds_its_progress_deadline_and_rollout_status_fails(
+        client: Client, controllers: None, cli_env: None) -> None:
+    quiet = uniq("stuck")  # no kubelet here: pods never become ready
+    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": quiet}})
+    body = deployment("stuck", 1, {"app": "stuck"})
+    body["spec"]["progressDeadlineSeconds"] = 2
+    client.create(body, quiet)
+
+    def progressing() -> Any:
+        d = client.get("Deployment", "stuck", quiet)
+        return next((c for c in (d.status.conditions if d.status else None) or [] if c.type == "Progressing"), None)
+
+    first = wait_for("Progressing", progressing)
+    assert (first.status, first.reason) == ("True", "ReplicaSetUpdated")
+    late = wait_for("ProgressDeadlineExceeded", lambda: (c := progressing()) and c.reason == "ProgressDeadlineExceeded"
+                    and c)
+    assert late.status == "False" and "has timed out progressing" in late.message
+    out = run_cli("rollout", "status", "deploy/stuck", "-n", quiet, "--timeout", "30")
+    assert out.exit_code == 1 and 'deployment "stuck" exceeded its progress deadline' in out.output, out.output
+    client.delete("Namespace", quiet)
+
+
 def test_foreground_delete_removes_dependents_first(client: Client, ns: str) -> None:
     client.create(deployment("fg", 2, {"app": "fg"}), ns)
     wait_for("complete", lambda: deploy_complete(client, ns, "fg", 2))

@@ -8,12 +8,20 @@ from typing import Any
 import pytest
 
 from minik8s.api import types as t
-from minik8s.api.services import Service, endpoints_list, service_ports, validate_service
+from minik8s.api.services import Service, endpoints_list, service_defaults, service_ports, validate_service
 from minik8s.apiserver.services import ServiceAllocator, pick_cluster_ip, pick_node_port
 from minik8s.controllers.endpoints import compute_subsets
 from minik8s.errors import Invalid
 from minik8s.proxy.proxy import Proxier
-from minik8s.proxy.rules import ProxyRulesConfig, diff_script, full_script, pick_chain, pick_chain_rules, render_all
+from minik8s.proxy.rules import (
+    ProxyRulesConfig,
+    diff_script,
+    full_script,
+    pick_chain,
+    pick_chain_rules,
+    render_all,
+    render_service,
+)
 from minik8s.proxy.testbed import endpoints, service
 
 CFG = ProxyRulesConfig(cluster_cidr="10.244.0.0/16")
@@ -223,3 +231,58 @@ def test_proxier_writes_nothing_for_the_same_input() -> None:
     assert stats.changed == 1 and len(scripts) == 2 and "10.244.1.3" in scripts[1]
     p.update({"default/web": None})
     assert "default/web" not in (p.applied or {})
+
+
+# --- traffic policies and IP families (no silent fields) ---------------------------------------------
+
+def _two_node_endpoints() -> Any:
+    ep = endpoints("web", ["10.244.1.2", "10.244.2.2"])
+    assert ep.subsets
+    for addr in ep.subsets[0].addresses or []:
+        addr.nodeName = "n1" if addr.ip.startswith("10.244.1.") else "n2"
+    return ep
+
+
+def _backends(rendered: Any, table: str) -> set[str]:
+    return {e.value or "" for e in rendered.elements if e.map == table}
+
+
+def test_internal_traffic_policy_local_keeps_this_nodes_endpoints_for_the_cluster_ip() -> None:
+    svc = service("web", "10.96.0.5", node_port=30080)
+    n1 = ProxyRulesConfig(cluster_cidr="10.244.0.0/16", node_name="n1")
+    assert _backends(render_service(svc, _two_node_endpoints(), n1), "ip-backends-tcp") == \
+        {"10.244.1.2 . 8080", "10.244.2.2 . 8080"}  # Cluster (the default): every endpoint
+    svc.spec.internalTrafficPolicy = "Local"
+    rendered = render_service(svc, _two_node_endpoints(), n1)
+    assert _backends(rendered, "ip-backends-tcp") == {"10.244.1.2 . 8080"}
+    assert len(_backends(rendered, "np-backends-tcp")) == 2  # NodePort follows externalTrafficPolicy
+    no_local = render_service(svc, _two_node_endpoints(), ProxyRulesConfig(node_name="n3"))
+    assert any(e.map == "no-ep-ips" for e in no_local.elements)
+
+
+def test_external_traffic_policy_local_keeps_this_nodes_endpoints_for_the_node_port_unmasqueraded() -> None:
+    svc = service("web", "10.96.0.5", node_port=30080)
+    svc.spec.externalTrafficPolicy = "Local"
+    rendered = render_service(svc, _two_node_endpoints(), ProxyRulesConfig(node_name="n2"))
+    assert _backends(rendered, "np-backends-tcp") == {"10.244.2.2 . 8080"}
+    assert len(_backends(rendered, "ip-backends-tcp")) == 2
+    assert "npl-pick-tcp-1" in rendered.chains
+    assert pick_chain_rules("npl-pick-tcp-1", CFG) == \
+        ["dnat ip to tcp dport . numgen random mod 1 map @np-backends-tcp"]
+    elsewhere = render_service(svc, _two_node_endpoints(), ProxyRulesConfig(node_name="n3"))
+    assert any(e.map == "no-ep-nodeports" for e in elsewhere.elements)
+
+
+def test_ip_families_default_to_ipv4_single_stack_and_ipv6_or_dual_stack_is_refused() -> None:
+    obj = svc_obj("web")
+    service_defaults(obj)
+    assert obj["spec"]["ipFamilies"] == ["IPv4"] and obj["spec"]["ipFamilyPolicy"] == "SingleStack"
+    assert obj["spec"]["internalTrafficPolicy"] == "Cluster"
+    assert causes({"ports": [{"port": 80}], "ipFamilies": ["IPv6"]})[0][0] == "spec.ipFamilies[0]"
+    assert causes({"ports": [{"port": 80}], "ipFamilyPolicy": "RequireDualStack"})[0][0] == "spec.ipFamilyPolicy"
+    assert causes({"ports": [{"port": 80}], "ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4"]}) == []
+    assert causes({"ports": [{"port": 80}], "internalTrafficPolicy": "Nearby"})[0][0] == "spec.internalTrafficPolicy"
+    assert causes({"ports": [{"port": 80}], "externalTrafficPolicy": "Local"})[0][0] == "spec.externalTrafficPolicy"
+    was_node_port = svc_obj("web", externalTrafficPolicy="Cluster")  # type changed from NodePort
+    service_defaults(was_node_port)
+    assert "externalTrafficPolicy" not in was_node_port["spec"]
