@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.e2e.conftest import kubectl, run, unique, wait_for
 
-TAINT_NODE = "node-2"
+NODES = ("node-1", "node-2", "node-3")
 TOLERATION_S = 30
 #: The kubelet checks emptyDir usage every 10 s; then the pod is written Failed.
 EVICTION_TIMEOUT_S = 90.0
@@ -135,14 +135,26 @@ def test_stuck_rollout_exceeds_its_progress_deadline(kubeconfig: Path, ns: str) 
     assert out.returncode != 0 and "exceeded its progress deadline" in out.stderr, (out.stdout, out.stderr)
 
 
-def _pod_on_tainted_node(name: str, toleration: str) -> str:
+def quietest_node(kc: Path) -> str:
+    """The node running the fewest pods (a NoExecute taint evicts every pod there that does not tolerate it,
+    the gateway's and other tests' leftovers included)."""
+    pods = json.loads(kubectl(kc, "get", "pods", "-A", "-o", "json").stdout)["items"]
+    load = {node: 0 for node in NODES}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node in load:
+            load[node] += 1
+    return min(NODES, key=lambda n: (load[n], n))
+
+
+def _pod_on_tainted_node(name: str, node: str, toleration: str) -> str:
     return f"""\
         apiVersion: v1
         kind: Pod
         metadata: {{name: {name}}}
         spec:
           terminationGracePeriodSeconds: 0
-          nodeSelector: {{kubernetes.io/hostname: {TAINT_NODE}}}
+          nodeSelector: {{kubernetes.io/hostname: {node}}}
           tolerations: [{toleration}]
           containers:
           - name: main
@@ -154,9 +166,10 @@ def _pod_on_tainted_node(name: str, toleration: str) -> str:
 def test_no_execute_taint_evicts_at_once_or_after_toleration_seconds(kubeconfig: Path, ns: str) -> None:
     key = unique("e2e-evict")
     intolerant, patient = unique("intolerant"), unique("patient")
-    apply(kubeconfig, ns, _pod_on_tainted_node(intolerant, ""))
+    node = quietest_node(kubeconfig)
+    apply(kubeconfig, ns, _pod_on_tainted_node(intolerant, node, ""))
     apply(kubeconfig, ns, _pod_on_tainted_node(
-        patient, f"{{key: {key}, operator: Exists, effect: NoExecute, tolerationSeconds: {TOLERATION_S}}}"))
+        patient, node, f"{{key: {key}, operator: Exists, effect: NoExecute, tolerationSeconds: {TOLERATION_S}}}"))
     for pod in (intolerant, patient):
         wait_for(f"{pod} running", lambda pod=pod: phase(kubeconfig, ns, pod) == "Running", timeout=90)
 
@@ -164,7 +177,7 @@ def test_no_execute_taint_evicts_at_once_or_after_toleration_seconds(kubeconfig:
         got = kubectl(kubeconfig, "-n", ns, "get", "pod", pod, "-o", "json", check=False)
         return got.returncode != 0 or bool(json.loads(got.stdout)["metadata"].get("deletionTimestamp"))
 
-    kubectl(kubeconfig, "taint", "node", TAINT_NODE, f"{key}=x:NoExecute")
+    kubectl(kubeconfig, "taint", "node", node, f"{key}=x:NoExecute")
     tainted_at = time.monotonic()
     try:
         wait_for(f"{intolerant} evicted", lambda: leaving(intolerant), timeout=TOLERATION_S - 10)
@@ -173,4 +186,4 @@ def test_no_execute_taint_evicts_at_once_or_after_toleration_seconds(kubeconfig:
         # timeAdded has a one-second resolution: allow that much early
         assert time.monotonic() - tainted_at >= TOLERATION_S - 2
     finally:
-        kubectl(kubeconfig, "taint", "node", TAINT_NODE, f"{key}:NoExecute-", check=False)
+        kubectl(kubeconfig, "taint", "node", node, f"{key}:NoExecute-", check=False)
