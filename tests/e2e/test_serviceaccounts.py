@@ -7,6 +7,7 @@ import json
 import subprocess
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -37,6 +38,20 @@ IN_CLUSTER = textwrap.dedent("""\
     pods = call("GET", f"/api/v1/namespaces/{ns}/pods")
     print(json.dumps({"host": host, "port": port, "ns": ns, "who": who, "pods": [pods[0], pods[1].get("message")]}))
     """)
+
+
+POD_READER = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: pod-reader, namespace: {ns}}}
+rules: [{{apiGroups: [""], resources: [pods], verbs: [get, list]}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: read-pods, namespace: {ns}}}
+subjects: [{{kind: ServiceAccount, name: default, namespace: {ns}}}]
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}}
+"""
 
 
 def pod_manifest(name: str, namespace: str, extra_spec: str = "", account: str | None = None) -> str:
@@ -108,8 +123,16 @@ def test_pod_calls_the_api_in_cluster_as_its_service_account(client: Client) -> 
         assert review["status"]["userInfo"]["username"] == f"system:serviceaccount:{ns}:default"
         assert f"system:serviceaccounts:{ns}" in review["status"]["userInfo"]["groups"]
         code, message = seen["pods"]
-        # without RBAC the account may list; with RBAC the default account gets a 403 that names it
-        assert code == 200 or (code == 403 and f"system:serviceaccount:{ns}:default" in message), seen
+        # the default account can do nothing until a RoleBinding grants it
+        assert code == 403 and f'User "system:serviceaccount:{ns}:default" cannot list resource "pods"' in message, seen
+        run("apply", "-f", "-", input=POD_READER.format(ns=ns))
+
+        def listed() -> dict[str, Any] | None:
+            again = exec_in(name, ns, "python3", "-c", IN_CLUSTER)
+            got = json.loads(again.stdout) if again.returncode == 0 else {}
+            return got if got and got["pods"][0] == 200 else None
+
+        assert wait_for("the pod's own token to list pods once granted", listed, timeout=30)
         token = exec_in(name, ns, "cat", f"{SA_DIR}/token").stdout
         assert whoami(token).status_code == 201
         run("delete", "pod", name, "-n", ns, "--grace-period", "0")
