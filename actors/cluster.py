@@ -73,7 +73,7 @@ def start_control_plane(cfg: ClusterConfig, opts: ControlPlaneOptions, echo: Ech
     gives every node a grace period from its own start; a kubelet that came back later than that
     would see its node declared lost and its running pods evicted."""
     echo("control plane: etcd, registry, image builder, Ray head ...")
-    etcd = local.start_control_plane(cfg, opts.etcd_endpoints)
+    etcd = local.start_control_plane(cfg, opts.etcd_endpoints, opts.etcd_tls)
     if etcd != cfg.etcd_endpoints:
         echo(f"etcd: external {','.join(etcd)} (not started or stopped by minik8s)")
     if not opts.skip_images:

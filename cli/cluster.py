@@ -23,7 +23,7 @@ from minik8s.cluster.config import ClusterConfig
 from minik8s.cluster.procs import pss_bytes
 from minik8s.errors import BadRequest, NotFound
 from minik8s.proxy.proxy import ensure_root_route
-from minik8s.store.failover import normalize_endpoints
+from minik8s.store.failover import EtcdTLS, normalize_endpoints
 
 
 def _write_client_config(cfg: ClusterConfig) -> Path:
@@ -43,6 +43,11 @@ def _echo_health(states: dict[str, dict[str, Any]]) -> bool:
         click.echo(f"  {name:<22}{'healthy' if state.get('healthy') else 'UNHEALTHY'}  "
                    f"{state.get('detail', '')}".rstrip())
     return ok
+
+
+def _absolute(path: str | None) -> str | None:
+    """A file named on the command line, as the API server (another process, another cwd) must find it."""
+    return str(Path(path).expanduser().resolve()) if path else None
 
 
 def _cluster_config(**fields: Any) -> ClusterConfig:
@@ -65,9 +70,16 @@ FOOTPRINT_BUDGET_BYTES = 2_000_000_000
               help="For `ray start --head --autoscaling-config` (`ray up` leaves ~/ray_bootstrap_config.yaml).")
 @click.option("--etcd-endpoints", default=None, metavar="URLS",
               help="Keep the cluster's objects in an existing etcd cluster instead of a managed etcd: "
-                   "http://a:2379,http://b:2379,http://c:2379. Recorded at the first `up`: a later `up` keeps "
-                   "using it without the flag and refuses other endpoints; `down` never stops it, and "
-                   "`down --purge` forgets it (leaving its keys alone).")
+                   "https://a:2379,https://b:2379,https://c:2379 (http:// only to loopback). Recorded at the first "
+                   "`up`: a later `up` keeps using it without the flag and refuses other endpoints; `down` never "
+                   "stops it, and `down --purge` forgets it (leaving its keys alone).")
+@click.option("--etcd-cafile", default=None, metavar="FILE",
+              help="CA of the https:// etcd members' serving certificates [default: the cluster CA].")
+@click.option("--etcd-certfile", default=None, metavar="FILE",
+              help="Client certificate toward https:// etcd members [default: <state>/pki/apiserver-etcd-client.crt, "
+                   "issued by the cluster CA: start the members with --client-cert-auth "
+                   "--trusted-ca-file <state>/pki/ca.crt].")
+@click.option("--etcd-keyfile", default=None, metavar="FILE", help="The client certificate's key.")
 @click.option("--skip-images", is_flag=True, help="Do not build the base images.")
 @click.option("--node-monitor-grace-period", type=float, default=40.0, show_default=True,
               help="Seconds without a kubelet heartbeat before a node is NotReady.")
@@ -75,7 +87,8 @@ FOOTPRINT_BUDGET_BYTES = 2_000_000_000
               help="Seconds a pod stays on a NotReady/unreachable node before it is evicted (the "
                    "tolerationSeconds new pods get for those taints).")
 def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path | None, etcd_endpoints: str | None,
-       skip_images: bool, node_monitor_grace_period: float, pod_eviction_timeout: float) -> None:
+       etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None, skip_images: bool,
+       node_monitor_grace_period: float, pod_eviction_timeout: float) -> None:
     """Start (or adopt) a local cluster: etcd, registry, Ray head, the control plane and N nodes.
 
     Idempotent: a second `up` adopts what runs and starts only what is missing. The control
@@ -85,7 +98,7 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
     Examples:
       minik8s up --nodes 3
       minik8s up --nodes 0 --advertise-address 192.168.1.10   # head of real machines
-      minik8s up --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379,http://10.0.0.3:2379
+      minik8s up --etcd-endpoints https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379
     """
     t0 = time.monotonic()
 
@@ -93,6 +106,7 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
         click.echo(f"[{time.monotonic() - t0:5.1f}s] {line}")
 
     external_etcd = normalize_endpoints(etcd_endpoints) if etcd_endpoints is not None else None
+    etcd_tls = EtcdTLS(*(_absolute(f) for f in (etcd_cafile, etcd_certfile, etcd_keyfile)))
     autoscaling = ray_autoscaling_config.expanduser().resolve() if ray_autoscaling_config else None
     cfg = _cluster_config(nodes=nodes, advertise_address=advertise_address, ray_autoscaling_config=autoscaling)
     etcd_choice.choose(cfg, external_etcd)  # refuses a change of etcd before anything changes
@@ -103,7 +117,7 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
     from actors import cluster as boot
 
     opts = bootstrap.ControlPlaneOptions(external_etcd, skip_images,
-                                    node_monitor_grace_period, pod_eviction_timeout)
+                                    node_monitor_grace_period, pod_eviction_timeout, etcd_tls)
 
     def join_nodes() -> dict[str, dict[str, Any]]:
         # force: `up` (re)joins this machine's own node slots; a Node left from a cluster whose node

@@ -1,6 +1,6 @@
 """The cluster's certificates, made with openssl: a CA, the API server's serving certificate, the API
-server's client certificate toward kubelets, and what nodes get at join (a client certificate naming
-`system:node:<name>` in `system:nodes`, and the kubelet's serving certificate).
+server's client certificates toward kubelets and toward https:// etcd members, and what nodes get at join
+(a client certificate naming `system:node:<name>` in `system:nodes`, and the kubelet's serving certificate).
 
 kubectl (client-go) never sends a bearer token over plain HTTP, so the API is served over TLS.
 Files live in `<state>/pki/` (keys 0600) and are made once, at the first `up`.  The serving
@@ -23,6 +23,7 @@ from pathlib import Path
 from minik8s.auth.user import APISERVER_KUBELET_CLIENT
 
 CERT_DAYS = 3650
+ETCD_CLIENT_CN = "kube-apiserver-etcd-client"  # kubeadm's name for the API server's identity toward etcd
 CURVE = "prime256v1"
 
 
@@ -55,6 +56,16 @@ class Pki:
     def kubelet_client_key(self) -> Path:
         return self.dir / "apiserver-kubelet-client.key"
 
+    @property
+    def etcd_client_cert(self) -> Path:
+        """The API server's client certificate toward https:// etcd members started with `--client-cert-auth
+        --trusted-ca-file <this CA>` (kubeadm's apiserver-etcd-client)."""
+        return self.dir / "apiserver-etcd-client.crt"
+
+    @property
+    def etcd_client_key(self) -> Path:
+        return self.dir / "apiserver-etcd-client.key"
+
     def ca_pem(self) -> str:
         return self.ca_cert.read_text()
 
@@ -77,7 +88,7 @@ def subject_arg(common_name: str, organizations: list[str] | tuple[str, ...] = (
 
 
 def _extensions(usage: str, sans: list[str] | None) -> str:
-    key_usage = "digitalSignature,keyEncipherment" if usage == SERVER_AUTH else "digitalSignature"
+    key_usage = "digitalSignature,keyEncipherment" if SERVER_AUTH in usage else "digitalSignature"
     text = f"extendedKeyUsage={usage}\nkeyUsage=critical,{key_usage}\nbasicConstraints=critical,CA:FALSE\n"
     return text + (f"subjectAltName={','.join(sans)}\n" if sans else "")
 
@@ -118,6 +129,13 @@ def issue(pki: Pki, key: Path, cert: Path, common_name: str, organizations: list
     """A key and a certificate signed by the CA, made where the CA is (the head's own identities)."""
     csr = new_key_and_csr(key, common_name, organizations)
     write_file(cert, sign_csr(pki.ca_cert, pki.ca_key, csr, common_name, organizations, usage, sans), 0o644)
+
+
+def issue_etcd_server(pki: Pki, key: Path, cert: Path, sans: list[str]) -> None:
+    """A serving certificate for an etcd member that takes the cluster CA's clients (`--cert-file`). Good for
+    clientAuth too, as kubeadm's etcd server certificates are: etcd's HTTP gateway dials its own gRPC port
+    with it, and a member started with `--client-cert-auth` refuses it otherwise (/health then fails)."""
+    issue(pki, key, cert, "etcd-server", usage=f"{SERVER_AUTH},{CLIENT_AUTH}", sans=sans)
 
 
 def write_file(path: Path, text: str, mode: int) -> None:
@@ -169,6 +187,8 @@ def ensure_pki(directory: Path, ips: list[str], dns_names: list[str]) -> Pki:
                      "-CAcreateserial", "-days", str(CERT_DAYS), "-extfile", str(ext), "-out", str(pki.server_cert))
     if not (pki.kubelet_client_cert.exists() and pki.kubelet_client_key.exists()):
         issue(pki, pki.kubelet_client_key, pki.kubelet_client_cert, APISERVER_KUBELET_CLIENT)
-    for key in (pki.ca_key, pki.server_key, pki.kubelet_client_key):
+    if not (pki.etcd_client_cert.exists() and pki.etcd_client_key.exists()):
+        issue(pki, pki.etcd_client_key, pki.etcd_client_cert, ETCD_CLIENT_CN)
+    for key in (pki.ca_key, pki.server_key, pki.kubelet_client_key, pki.etcd_client_key):
         os.chmod(key, 0o600)
     return pki

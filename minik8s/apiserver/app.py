@@ -70,6 +70,7 @@ from minik8s.errors import (
 )
 from minik8s.metrics.store import MetricsStore
 from minik8s.store import EtcdStore, StoreEvent, encryption
+from minik8s.store.failover import EtcdTLS
 from minik8s.store.watchcache import WatchCache
 
 log = logging.getLogger("minik8s.apiserver")
@@ -90,6 +91,11 @@ class ApiServerConfig:
     """Defaults documented here, once."""
 
     etcd_endpoints: list[str] = field(default_factory=lambda: ["http://127.0.0.1:12379"])
+    # for https:// endpoints (kube-apiserver's --etcd-cafile/--etcd-certfile/--etcd-keyfile): the CA of the
+    # members' serving certificates (None: the system's) and this server's client certificate toward them
+    etcd_cafile: str | None = None
+    etcd_certfile: str | None = None
+    etcd_keyfile: str | None = None
     token: str | None = None  # the admin's bearer token (user `admin` in system:masters); None, with no
     # token_auth_file either, disables authentication and authorization (unit tests only)
     token_auth_file: str | None = None  # kube-apiserver's --token-auth-file: `token,user,uid,"groups"` lines
@@ -186,7 +192,8 @@ class ApiServer:
                  authorizers: list[Authorizer] | None = None) -> None:
         self.config = config
         transformer = encryption.load(config.encryption_config) if config.encryption_config else None
-        self.store = store or EtcdStore(config.etcd_endpoints, transformer=transformer)
+        tls = EtcdTLS(config.etcd_cafile, config.etcd_certfile, config.etcd_keyfile)
+        self.store = store or EtcdStore(config.etcd_endpoints, transformer=transformer, tls=tls)
         self.resources = Resources(self.store, config.pod_cidr, config.node_cidr_prefix, config.service_cidr,
                                    default_tolerations=DefaultTolerationSeconds(
                                        config.default_not_ready_toleration_seconds,

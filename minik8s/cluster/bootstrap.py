@@ -39,6 +39,7 @@ from minik8s.cluster.components import node_actor_names
 from minik8s.cluster.config import ClusterConfig, NodeConfig
 from minik8s.errors import BadRequest, Unavailable, from_status
 from minik8s.pki import Pki, ensure_pki, new_key_and_csr, write_file
+from minik8s.store.failover import EtcdTLS
 
 TOKEN_FILE = "token"
 #: kube-apiserver's --token-auth-file: one credential per control-plane component (0600, state dir)
@@ -69,6 +70,7 @@ class ControlPlaneOptions:
     skip_images: bool = False
     node_monitor_grace_s: float = 40.0
     pod_eviction_timeout_s: float = 300.0
+    etcd_tls: EtcdTLS | None = None  # `up --etcd-cafile/--etcd-certfile/--etcd-keyfile` (https:// endpoints)
 
 
 @dataclass
@@ -223,6 +225,16 @@ def ensure_cluster_services(cfg: ClusterConfig) -> None:
         client.close()
 
 
+def _etcd_tls_settings(cfg: ClusterConfig) -> dict[str, str | None]:
+    """The API server's TLS files toward https:// etcd members, as recorded by `up` (none for http://)."""
+    from minik8s.cluster import etcd_choice
+
+    tls = etcd_choice.recorded_tls(cfg)
+    if tls is None:
+        return {}
+    return {"etcd_cafile": tls.ca_file, "etcd_certfile": tls.cert_file, "etcd_keyfile": tls.key_file}
+
+
 def control_plane_settings(cfg: ClusterConfig, opts: ControlPlaneOptions) -> dict[str, dict[str, Any]]:
     """Each control-plane component's settings, by component name."""
     from minik8s.apiserver import audit
@@ -244,6 +256,7 @@ def control_plane_settings(cfg: ClusterConfig, opts: ControlPlaneOptions) -> dic
                # Secrets encrypted at rest under a key made at the first `up`; every write in the audit log
                "encryption_config": str(encryption.ensure_config(encryption.config_path(cfg.state_dir))),
                "audit_log": str(audit.log_path(cfg.state_dir)),
+               **_etcd_tls_settings(cfg),
                "cluster_info": {"rayAddress": cfg.ray_address, "rayToken": raytoken.ensure(cfg.ray_token_path),
                                 "registry": cfg.registry_addr,
                                 "ca": certs.ca_pem(), "server": api_url(cfg, cfg.control_plane_ip),

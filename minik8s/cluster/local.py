@@ -36,6 +36,7 @@ from minik8s.cluster.procs import (
     unmount_under,
 )
 from minik8s.network.vxlan import ensure_host_routes, remove_host_routes
+from minik8s.store.failover import EtcdTLS
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +294,8 @@ def etcd_endpoints(cfg: ClusterConfig) -> list[str]:
     return etcd_choice.endpoints(cfg)
 
 
-def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = None) -> list[str]:
+def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = None,
+                        etcd_tls: EtcdTLS | None = None) -> list[str]:
     """Start (or adopt) the underlay, etcd, registry, builder dockerd and Ray head; wait until all answer.
 
     ``etcd_endpoints`` names an existing etcd cluster (then none is started); without it the one
@@ -302,13 +304,14 @@ def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = N
     """
     t0 = time.monotonic()
     external = etcd_choice.choose(cfg, etcd_endpoints)
+    tls = etcd_choice.choose_tls(cfg, external, etcd_tls)
     if external:
-        etcd_choice.check_reachable(external)
+        etcd_choice.check_reachable(external, tls)
     _ensure_dirs(cfg)
     nets.ensure_underlay(cfg)
     lockdown.ensure(lockdown.control_plane_spec(cfg))
     raytoken.ensure(cfg.ray_token_path)
-    etcd_choice.record(cfg, external)
+    etcd_choice.record(cfg, external, tls)
     endpoints = external or cfg.etcd_endpoints
 
     waits: list[tuple[ManagedProcess, Any, str]] = []
@@ -495,7 +498,8 @@ def status(cfg: ClusterConfig) -> list[ComponentStatus]:
 
     external = etcd_choice.recorded(cfg)
     if external:  # one row per member: a lost member shows even while the others keep serving
-        for i, member in enumerate(etcd_choice.member_health(e) for e in external):
+        tls = etcd_choice.recorded_tls(cfg)
+        for i, member in enumerate(etcd_choice.member_health(e, tls) for e in external):
             rows.append(ComponentStatus(f"etcd-{i}", member.healthy, f"external {member.detail}"))
     else:
         loopback = cfg.etcd_endpoints[0]  # the underlay one may not be local while the bridge is gone

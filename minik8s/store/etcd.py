@@ -9,6 +9,7 @@ etcd cluster (:mod:`minik8s.store.failover`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import Callable, Iterator
@@ -21,7 +22,15 @@ from pyetcd.etcdrpc import rpc_pb2 as rpc
 
 from minik8s import jsonc
 from minik8s.errors import AlreadyExists, Conflict, Gone, NotFound
-from minik8s.store.failover import REQUIRE_LEADER, Compacted, FailoverConfig, Member, Members, ResumableWatch
+from minik8s.store.failover import (
+    REQUIRE_LEADER,
+    Compacted,
+    EtcdTLS,
+    FailoverConfig,
+    Member,
+    Members,
+    ResumableWatch,
+)
 
 log = logging.getLogger("minik8s.store")
 
@@ -125,16 +134,18 @@ def _landed(member: Member, req: rpc.TxnRequest, timeout: float) -> rpc.TxnRespo
 class EtcdStore:
     """The objects in etcd, through any of `endpoints` (members of one etcd cluster).
 
-    `timeout`: how long one call keeps trying members before it fails with Unavailable.
+    `timeout`: how long one call keeps trying members before it fails with Unavailable. `tls`: the CA and
+    client certificate for https:// endpoints (see :class:`EtcdTLS`; http:// ones ignore it).
     """
 
     def __init__(self, endpoints: list[str], timeout: float = DEFAULT_TIMEOUT_S,
-                 failover: FailoverConfig | None = None, transformer: Transformer | None = None) -> None:
+                 failover: FailoverConfig | None = None, transformer: Transformer | None = None,
+                 tls: EtcdTLS | None = None) -> None:
         self.endpoints = list(endpoints)
         self.transformer: Transformer = transformer or _Plain()
         self._stale: set[bytes] = set()  # keys read in a stale stored form (see Transformer.stale)
         cfg = failover or FailoverConfig(window_s=timeout)
-        self._members = Members(self.endpoints, cfg)
+        self._members = Members(self.endpoints, cfg, member=functools.partial(Member, tls=tls))
         self._timeout = cfg.attempt_timeout_s
 
     @property

@@ -17,11 +17,14 @@ safe by :meth:`EtcdStore._txn` (it checks whether the first attempt landed), see
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -77,26 +80,96 @@ class MemberUnavailable(Exception):
         self.busy = busy
 
 
-def grpc_target(endpoint: str) -> str:
-    """`http://host:port` (or `host:port`) -> `host:port`, with a clear error for anything else."""
+#: the flag a plain-HTTP endpoint to another machine is refused under, and the ones that make TLS work
+ENDPOINTS_FLAG = "--etcd-endpoints"
+TLS_FLAGS = "--etcd-cafile/--etcd-certfile/--etcd-keyfile"
+SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True)
+class EtcdTLS:
+    """How the API server speaks TLS to https:// etcd members (kube-apiserver's --etcd-cafile, --etcd-certfile,
+    --etcd-keyfile): the CA that signed the members' serving certificates (None: the system's roots) and the
+    client certificate and key a member started with `--client-cert-auth` checks against its trusted CA."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise BadRequest("--etcd-certfile and --etcd-keyfile go together: give both or neither")
+
+    def _read(self, path: str | None, flag: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise BadRequest(f"{flag} {path}: {exc.strerror or exc}") from None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self._read(self.ca_file, "--etcd-cafile"),
+                                            private_key=self._read(self.key_file, "--etcd-keyfile"),
+                                            certificate_chain=self._read(self.cert_file, "--etcd-certfile"))
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The same trust and identity for etcd's HTTP endpoints (/health, the status probe)."""
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file and self.key_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+def _split(endpoint: str) -> tuple[str, str, str]:
+    """(scheme, host, host:port) of an endpoint, with a clear error for anything not `http(s)://HOST:PORT`."""
     parts = urlsplit(endpoint if "//" in endpoint else f"http://{endpoint}")
-    if parts.scheme != "http":
-        raise BadRequest(f'etcd endpoint "{endpoint}": only http:// endpoints are supported')
+    if parts.scheme not in SCHEMES:
+        raise BadRequest(f'etcd endpoint "{endpoint}": only http:// and https:// endpoints are supported')
     try:
         port = parts.port
     except ValueError:
         port = None
     if not parts.hostname or port is None or parts.path not in ("", "/") or parts.query:
-        raise BadRequest(f'etcd endpoint "{endpoint}" is not of the form http://HOST:PORT')
-    return parts.netloc
+        raise BadRequest(f'etcd endpoint "{endpoint}" is not of the form http(s)://HOST:PORT')
+    return parts.scheme, parts.hostname, parts.netloc
+
+
+def grpc_target(endpoint: str) -> str:
+    """`http(s)://host:port` (or `host:port`) -> `host:port`, with a clear error for anything else."""
+    return _split(endpoint)[2]
+
+
+def is_tls(endpoint: str) -> bool:
+    return _split(endpoint)[0] == "https"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def normalize_endpoints(text: str) -> list[str]:
-    """A comma-separated endpoint list, as a user types it, as `http://host:port` URLs."""
+    """A comma-separated endpoint list, as a user types it, as `http(s)://host:port` URLs.
+
+    Plain HTTP is refused to anything but loopback: etcd over HTTP has no authentication, and whoever can
+    reach it reads every Secret and rewrites any object, skipping the API's authorization. kube-apiserver
+    itself would connect, but every Kubernetes installer (kubeadm's external etcd, k3s, kops) puts remote
+    etcd behind TLS with client certificates, which is what a user expects the cluster to insist on."""
     endpoints = [e.strip() for e in text.split(",") if e.strip()]
     if not endpoints:
-        raise BadRequest("no etcd endpoint given: expected http://HOST:PORT[,http://HOST:PORT...]")
-    urls = [f"http://{grpc_target(e)}" for e in endpoints]
+        raise BadRequest("no etcd endpoint given: expected https://HOST:PORT[,https://HOST:PORT...]")
+    urls = []
+    for e in endpoints:
+        scheme, host, netloc = _split(e)
+        if scheme == "http" and not is_loopback(host):
+            raise BadRequest(f'{ENDPOINTS_FLAG} "{e}" is plain HTTP to another machine: anyone who reaches it can '
+                             f"read and rewrite every object; use https:// with {TLS_FLAGS}")
+        urls.append(f"{scheme}://{netloc}")
     if len(set(urls)) != len(urls):
         raise BadRequest(f"an etcd endpoint is listed twice: {','.join(endpoints)}")
     return urls
@@ -132,9 +205,13 @@ def describe(exc: BaseException) -> str:
 class Member:
     """One etcd endpoint: its channel, KV stub and (made on first use) its shared watch stream."""
 
-    def __init__(self, endpoint: str, attempt_timeout_s: float) -> None:
+    def __init__(self, endpoint: str, attempt_timeout_s: float, tls: EtcdTLS | None = None) -> None:
         self.endpoint = endpoint
-        self.channel = grpc.insecure_channel(grpc_target(endpoint), options=CHANNEL_OPTIONS)
+        if is_tls(endpoint):  # verifies the member's certificate (its names must include the endpoint's host)
+            creds = (tls or EtcdTLS()).credentials()
+            self.channel = grpc.secure_channel(grpc_target(endpoint), creds, options=CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.insecure_channel(grpc_target(endpoint), options=CHANNEL_OPTIONS)
         self.kv = etcdrpc.KVStub(self.channel)
         self._attempt_timeout_s = attempt_timeout_s
         self._watcher: Watcher | None = None

@@ -103,9 +103,14 @@ def script(outcomes: dict[int, list[Any]]) -> Callable[[Any], str]:
 
 def test_endpoints_are_parsed_with_clear_errors() -> None:
     assert grpc_target("http://127.0.0.1:2379") == "127.0.0.1:2379"
-    assert normalize_endpoints(" 10.0.0.1:2379 , http://h:1") == ["http://10.0.0.1:2379", "http://h:1"]
-    for bad, msg in [("https://h:2379", "only http://"), ("http://h", "HOST:PORT"), ("http://h:x", "HOST:PORT"),
-                     ("http://h:1/p", "HOST:PORT"), ("", "no etcd endpoint"), ("h:1,http://h:1", "listed twice")]:
+    assert grpc_target("https://10.0.0.1:2379") == "10.0.0.1:2379"
+    assert normalize_endpoints(" https://10.0.0.1:2379 , http://localhost:1,127.0.0.2:2") == [
+        "https://10.0.0.1:2379", "http://localhost:1", "http://127.0.0.2:2"]
+    for bad, msg in [("ftp://h:2379", "only http:// and https://"), ("10.0.0.1:2379", "plain HTTP to another machine"),
+                     ("http://h:1", "use https:// with --etcd-cafile/--etcd-certfile/--etcd-keyfile"),
+                     ("http://h", "HOST:PORT"), ("http://h:x", "HOST:PORT"),
+                     ("http://h:1/p", "HOST:PORT"), ("", "no etcd endpoint"),
+                     ("https://h:1,https://h:1", "listed twice")]:
         with pytest.raises(BadRequest, match=msg):
             normalize_endpoints(bad)
 
