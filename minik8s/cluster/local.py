@@ -490,17 +490,22 @@ def known_nodes(cfg: ClusterConfig) -> list[NodeConfig]:
 # ---- whole cluster ----------------------------------------------------------------------------------
 
 
+def external_etcd_rows(cfg: ClusterConfig) -> list[ComponentStatus]:
+    """One row per recorded external member, probed with the recorded TLS files: a lost member shows even
+    while the others keep serving."""
+    tls = etcd_choice.recorded_tls(cfg)
+    members = (etcd_choice.member_health(e, tls) for e in etcd_choice.recorded(cfg) or [])
+    return [ComponentStatus(f"etcd-{i}", m.healthy, f"external {m.detail}") for i, m in enumerate(members)]
+
+
 def status(cfg: ClusterConfig) -> list[ComponentStatus]:
     """Health of every component: underlay, etcd, registry, builder, Ray head, and each known node."""
     rows: list[ComponentStatus] = []
     ok, detail = nets.underlay_ok(cfg)
     rows.append(ComponentStatus("underlay", ok, detail))
 
-    external = etcd_choice.recorded(cfg)
-    if external:  # one row per member: a lost member shows even while the others keep serving
-        tls = etcd_choice.recorded_tls(cfg)
-        for i, member in enumerate(etcd_choice.member_health(e, tls) for e in external):
-            rows.append(ComponentStatus(f"etcd-{i}", member.healthy, f"external {member.detail}"))
+    if etcd_choice.is_external(cfg):
+        rows += external_etcd_rows(cfg)
     else:
         loopback = cfg.etcd_endpoints[0]  # the underlay one may not be local while the bridge is gone
         rows.append(_proc_row("etcd", _etcd(cfg), _probe(lambda: etcd_healthy(loopback)), loopback))

@@ -28,6 +28,7 @@ class TlsEtcd:
     url: str
     pki: Pki
     tls: EtcdTLS  # the cluster CA and the API server's etcd client certificate
+    state_dir: Path  # a cluster state dir whose pki/ is the CA the member trusts
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def tls_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEtcd]:
     if not shutil.which("etcd"):
         pytest.fail("etcd is not installed: run `make install` (Debian package etcd-server)")
     data = tmp_path_factory.mktemp("etcd-tls")
-    pki = ensure_pki(data / "pki", ["127.0.0.1"], ["localhost"])
+    pki = ensure_pki(data / "pki", ["127.0.0.1"], ["localhost"])  # where a cluster with state dir `data` has it
     server_key, server_cert = data / "etcd-server.key", data / "etcd-server.crt"
     issue_etcd_server(pki, server_key, server_cert, ["IP:127.0.0.1", "DNS:localhost"])
     port, peer = free_port(), f"http://127.0.0.1:{free_port()}"
@@ -55,7 +56,7 @@ def tls_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsEtcd]:
             return etcd_choice.member_health(url, tls).healthy
 
         wait_for(healthy, ETCD_START_TIMEOUT_S)
-        yield TlsEtcd(url, pki, tls)
+        yield TlsEtcd(url, pki, tls, data)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -126,3 +127,31 @@ def test_the_api_server_keeps_its_objects_in_the_tls_etcd(tls_etcd: TlsEtcd) -> 
         assert store.get(f"/registry/namespaces/{name}")["metadata"]["name"] == name  # in that etcd, really
     finally:
         store.close()
+
+
+def test_up_uses_the_cluster_ca_and_its_etcd_client_certificate_by_default(tls_etcd: TlsEtcd) -> None:
+    """What `up --etcd-endpoints https://...` does without TLS flags: the cluster's own files, probed before
+    anything starts, recorded, and handed to the API server's settings."""
+    from minik8s.apiserver.app import ApiServer, ApiServerConfig
+    from minik8s.cluster import bootstrap, local
+    from minik8s.cluster.config import ClusterConfig
+
+    cfg = ClusterConfig(state_dir=tls_etcd.state_dir)
+    external = etcd_choice.choose(cfg, [tls_etcd.url])
+    tls = etcd_choice.choose_tls(cfg, external, None)
+    assert tls == tls_etcd.tls
+    etcd_choice.check_reachable(external, tls)  # what start_control_plane probes first
+    etcd_choice.record(cfg, external, tls)
+    try:
+        settings = bootstrap._etcd_tls_settings(cfg)
+        assert settings == {"etcd_cafile": tls.ca_file, "etcd_certfile": tls.cert_file, "etcd_keyfile": tls.key_file}
+        rows = {r.component: r for r in local.external_etcd_rows(cfg)}  # `minik8s status`
+        assert rows["etcd-0"].healthy, rows["etcd-0"].detail
+        api = ApiServer(ApiServerConfig(etcd_endpoints=etcd_choice.endpoints(cfg), token=None, **settings))
+        try:
+            assert api.store.revision() > 0  # the API server's store reaches the member with those files
+        finally:
+            api.store.close()
+    finally:
+        etcd_choice.record(cfg, [])
+
