@@ -158,4 +158,8 @@ def check_reachable(external: list[str], tls: EtcdTLS | None = None) -> None:
     """Raise Unavailable (naming each endpoint's problem) unless some member is up with a leader."""
     members = [member_health(e, tls) for e in external]
     if not any(m.healthy for m in members):
-        raise Unavailable("no etcd endpoint is healthy: " + "; ".join(m.detail for m in members))
+        hint = ""
+        if tls is not None and tls.cert_file:  # the usual first-time problem: the members do not trust us yet
+            hint = (f" (members must take the client certificate {tls.cert_file}: start them with "
+                    f"--client-cert-auth --trusted-ca-file {tls.ca_file} or the CA that issued it)")
+        raise Unavailable("no etcd endpoint is healthy: " + "; ".join(m.detail for m in members) + hint)

@@ -92,8 +92,10 @@ def test_etcd_refuses_everyone_else(tls_etcd: TlsEtcd, tmp_path: Path, who: str)
     finally:
         store.close()
     assert not etcd_choice.member_health(url, tls).healthy  # `up` refuses to start on it, naming it
-    with pytest.raises(Unavailable, match=url):
+    with pytest.raises(Unavailable, match=url) as refused:
         etcd_choice.check_reachable([url], tls)
+    if tls.cert_file:
+        assert "--client-cert-auth --trusted-ca-file" in str(refused.value.message)
 
 
 def test_the_http_gateway_refuses_a_client_without_a_certificate(tls_etcd: TlsEtcd) -> None:
