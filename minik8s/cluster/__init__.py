@@ -7,7 +7,7 @@ worker), each a detached session leader with a pidfile and a log under the state
 :mod:`~minik8s.cluster.local` runs those processes and knows nothing of the API;
 :mod:`~minik8s.cluster.bootstrap` holds the cluster's secrets, join tokens and each component's
 settings; :mod:`~minik8s.cluster.nodes` joins a node through the API and starts its processes;
-:mod:`~minik8s.cluster.components` is the component registry. No Ray driver or actor is made here (only the
-processes and GCS probes of `local`): placing
-the components as Ray actors is ``actors/``' job, and the CLI runs the steps in order.
+:mod:`~minik8s.cluster.components` is the component registry. No Ray driver or actor is made
+here (`local` only runs Ray's processes and probes its GCS): placing the components as Ray
+actors is ``actors/``' job, and the CLI runs the steps in order.
 """
