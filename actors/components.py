@@ -2,7 +2,8 @@
 
 The actor builds its component in __init__ (so a Ray restart rebuilds it), answers health
 checks with the component's probe and the process watchdog, and exits when it has been
-unhealthy for `RESTART_AFTER_S`, so that Ray (max_restarts=-1) starts a fresh one.
+unhealthy for `restart_after_s`, so that Ray (max_restarts=-1) starts a fresh one. The
+thresholds come from the `health` entry of the component's settings (HealthSettings).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class ComponentActor:
     def __init__(self, component: str, settings: dict[str, Any]) -> None:
         _logging()
         self.component = registry.get(component)
+        self.limits = registry.HealthSettings.of(settings)
+        self.limits.apply()  # one component per process: its thresholds are the process's
         self.running = self.component.factory(settings)
         threading.Thread(target=self._supervise, name="self-check", daemon=True).start()
 
@@ -42,10 +45,10 @@ class ComponentActor:
         return registry.health(self.component, self.running)
 
     def _supervise(self) -> None:
-        """Exit (Ray restarts the actor) once the component has been unhealthy for RESTART_AFTER_S."""
-        timer = registry.StuckTimer()
+        """Exit (Ray restarts the actor) once the component has been unhealthy for `restart_after_s`."""
+        timer = registry.StuckTimer(self.limits.restart_after_s)
         while True:
-            time.sleep(registry.SELF_CHECK_S)
+            time.sleep(self.limits.self_check_s)
             state = self.health()
             if timer.observe(state["healthy"], time.monotonic()):
                 log.error("component stuck, exiting so that Ray restarts it",

@@ -45,6 +45,13 @@ def connect(address: str, namespace: str, token_file: Path, node_ip: str | None 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def disconnect() -> None:
+    """Detach this process from Ray, before stopping the raylet it is attached through (a driver attached
+    to a raylet that stops dies with it)."""
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 def ensure(specs: list[ActorSpec]) -> dict[str, Any]:
     """Every named actor exists (created if missing); returns their handles."""
     handles: dict[str, Any] = {}
@@ -100,4 +107,5 @@ def kill(names: list[str]) -> None:
             continue
 
 
-__all__ = ["ActorSpec", "ComponentActor", "connect", "ensure", "health", "health_many", "kill", "wait_healthy"]
+__all__ = ["ActorSpec", "ComponentActor", "connect", "disconnect", "ensure", "health", "health_many", "kill",
+           "wait_healthy"]

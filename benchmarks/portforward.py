@@ -23,11 +23,14 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from minik8s import Client
 
 PORT = 9000
+IMAGE = "python:3.11"  # has python3 for the echo server
+SMOKE_MBYTES = 2
 ECHO_SERVER = f"""
 import socket, threading
 def echo(c):
@@ -103,40 +106,56 @@ def _port_forward(kubeconfig: Path, pod: str) -> tuple[subprocess.Popen[str], in
     return proc, int(line.split(":")[1].split()[0])
 
 
+@dataclass
+class Throughput:
+    """MB/s of each echo round, by path."""
+
+    direct: list[float]
+    port_forward: list[float]
+
+    def summary(self) -> dict[str, float]:
+        direct, via = statistics.median(self.direct), statistics.median(self.port_forward)
+        return {"direct_MBps": round(direct, 1), "port_forward_MBps": round(via, 1), "ratio": round(via / direct, 3)}
+
+
+def measure(client: Client, kubeconfig: Path, image: str, mbytes: int, rounds: int) -> Throughput:
+    """Start an echo-server pod, echo `mbytes` MB per round through `kubectl port-forward` and directly to
+    the pod IP from its node's netns, alternating; delete the pod."""
+    name = f"pf-bench-{uuid.uuid4().hex[:6]}"
+    total = mbytes * 1_000_000
+    result = Throughput([], [])
+    try:
+        ip, node = _start_pod(client, name, image)
+        forward, local = _port_forward(kubeconfig, name)
+        try:
+            for _ in range(rounds):  # alternate, so drift in machine load hits both paths alike
+                result.direct.append(_echo(["ip", "netns", "exec", f"mk8s-{node}"], ip, PORT, total))
+                result.port_forward.append(_echo([], "127.0.0.1", local, total))
+        finally:
+            forward.terminate()
+            forward.wait(10)
+    finally:
+        subprocess.run([str(Path(sys.executable).parent / "minik8s"), "delete", "pod", name, "--grace-period", "0"],
+                       capture_output=True)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mbytes", type=int, default=64, help="MB echoed per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--image", default="python:3.11", help="an image with python3 for the echo server")
+    parser.add_argument("--image", default=IMAGE, help="an image with python3 for the echo server")
     parser.add_argument("--smoke", action="store_true", help="2 MB, one round")
     args = parser.parse_args()
     if args.smoke:
-        args.mbytes, args.rounds = 2, 1
-    total = args.mbytes * 1_000_000
+        args.mbytes, args.rounds = SMOKE_MBYTES, 1
     client = Client.from_config()
-    name = f"pf-bench-{uuid.uuid4().hex[:6]}"
-    via: list[float] = []
-    direct: list[float] = []
-    try:
-        ip, node = _start_pod(client, name, args.image)
-        with tempfile.TemporaryDirectory() as tmp:
-            kubeconfig = Path(tmp) / "kc"
-            kubeconfig.write_text(_minik8s("kubeconfig"))
-            forward, local = _port_forward(kubeconfig, name)
-            try:
-                for _ in range(args.rounds):  # alternate, so drift in machine load hits both paths alike
-                    direct.append(_echo(["ip", "netns", "exec", f"mk8s-{node}"], ip, PORT, total))
-                    via.append(_echo([], "127.0.0.1", local, total))
-            finally:
-                forward.terminate()
-                forward.wait(10)
-    finally:
-        subprocess.run([str(Path(sys.executable).parent / "minik8s"), "delete", "pod", name, "--grace-period", "0"],
-                       capture_output=True)
-    report = {"mbytes_per_round": args.mbytes, "rounds": args.rounds,
-              "direct_MBps": round(statistics.median(direct), 1), "port_forward_MBps": round(statistics.median(via), 1)}
-    report["ratio"] = round(report["port_forward_MBps"] / report["direct_MBps"], 3)
-    print(json.dumps(report, indent=2))
+    with tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = Path(tmp) / "kc"
+        kubeconfig.write_text(_minik8s("kubeconfig"))
+        result = measure(client, kubeconfig, args.image, args.mbytes, args.rounds)
+    client.close()
+    print(json.dumps({"mbytes_per_round": args.mbytes, "rounds": args.rounds, **result.summary()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from minik8s.api.validation import pydantic_causes
 from minik8s.client.sdk import Client, config_path
 from minik8s.cluster import bootstrap, etcd_choice, host, local
 from minik8s.cluster import components as registry
+from minik8s.cluster import nodes as node_setup
 from minik8s.cluster.config import ClusterConfig
 from minik8s.cluster.procs import pss_bytes
 from minik8s.errors import BadRequest, NotFound
@@ -114,21 +116,21 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
         if not local.head_ip_is_local(cfg):
             raise BadRequest(f"--advertise-address {cfg.control_plane_ip} is not an address of this machine")
         cfg.save_advertise_address()
-    from actors import cluster as boot
-
     opts = bootstrap.ControlPlaneOptions(external_etcd, skip_images,
                                     node_monitor_grace_period, pod_eviction_timeout, etcd_tls)
 
     def join_nodes() -> dict[str, dict[str, Any]]:
         # force: `up` (re)joins this machine's own node slots; a Node left from a cluster whose node
         # credentials are gone (an older minik8s, a lost state dir) is still this machine's to take
+        from actors import cluster as boot
+
         token = bootstrap.join_token(cfg)
         reqs = [bootstrap.JoinRequest(name=cfg.node(i).name, server=bootstrap.api_url(cfg), token=token,
                                       force=True)
                 for i in range(1, nodes + 1)]
-        return boot.join_locals(cfg, reqs, echo) if reqs else {}
+        return boot.place_nodes(cfg, node_setup.join_locals(cfg, reqs, echo), echo)
 
-    states = boot.start_control_plane(cfg, opts, echo, before_controllers=join_nodes)
+    states = _start_control_plane(cfg, opts, echo, join_nodes)
     if nodes:  # the user's shell reaches ClusterIPs through node-1, whose proxy rules DNAT them
         ensure_root_route(cfg.service_cidr, cfg.node(1).ip)
     path = _write_client_config(cfg)
@@ -138,6 +140,25 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
                f"API {bootstrap.api_url(cfg)} (client config {path})")
     if not ok:
         raise SystemExit(1)
+
+
+def _start_control_plane(cfg: ClusterConfig, opts: bootstrap.ControlPlaneOptions, echo: node_setup.Echo,
+                         join_nodes: Callable[[], dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The processes, then the API server, then `join_nodes`, then the controllers, the scheduler and
+    the rest; returns every actor's health.
+
+    Kubelets before controllers: after the control plane was killed, its node lifecycle controller
+    gives every node a grace period from its own start; a kubelet that came back later than that
+    would see its node declared lost and its running pods evicted."""
+    from actors import cluster as boot
+
+    node_setup.start_control_plane_processes(cfg, opts, echo)
+    first, rest = boot.control_plane_specs(cfg, opts)
+    states = boot.place_control_plane(cfg, first, echo)
+    bootstrap.ensure_cluster_services(cfg)
+    states.update(join_nodes())
+    states.update(boot.place_control_plane(cfg, rest, echo))
+    return states
 
 
 @click.command()
@@ -372,15 +393,16 @@ def join(config_file: Path, dry_run: bool, force: bool) -> None:
     req = load_join_config(config_file)
     req.force = force
     cfg = ClusterConfig()
-    from actors import cluster as boot
-
     if dry_run:
         if not req.host:
             raise BadRequest("--dry-run is for mode: host")
         for line in bootstrap.host_join_plan(cfg, req):
             click.echo(line)
         return
-    states = boot.join_host(cfg, req, click.echo) if req.host else boot.join_local(cfg, req, click.echo)
+    from actors import cluster as boot
+
+    joined = node_setup.join_host(cfg, req, click.echo) if req.host else node_setup.join_local(cfg, req, click.echo)
+    states = boot.place_nodes(cfg, [joined], click.echo)
     ok = _echo_health(states)
     click.echo(f"node {req.name} {'joined' if ok else 'joined but NOT healthy'}")
     if not ok:
@@ -411,7 +433,6 @@ def node_remove(name: str) -> None:
     Example:
       minik8s node remove node-3
     """
-    from actors import cluster as boot
     from actors import launch
 
     client = Client.from_config()
@@ -422,7 +443,8 @@ def node_remove(name: str) -> None:
     launch.kill(registry.node_actor_names(name))
     record = host.load_record(cfg, name)
     if record is not None:  # a host-mode node joined from this machine
-        boot.stop_host_node(cfg, record)
+        launch.disconnect()
+        node_setup.stop_host_node(cfg, record)
     elif bootstrap.LOCAL_NODE_NAME.match(name):
         local.stop_node(cfg, bootstrap.local_node(cfg, name))
     else:
@@ -467,7 +489,7 @@ def leave(name: str | None) -> None:
     record = host.load_record(cfg, name)
     if record is None:
         raise BadRequest(f"node {name} was not joined from this machine (joined here: {', '.join(names) or 'none'})")
-    from actors import cluster as boot
+    from actors import launch
 
     client = record.client(cfg)  # the node's own credential: it may drain and delete only itself
     try:
@@ -477,11 +499,10 @@ def leave(name: str | None) -> None:
             click.echo(f"node/{name} is not in the API any more (removed with `minik8s node remove`)")
         else:
             drain(client, name)
-            from actors import launch
-
             launch.connect(record.ray_address, cfg.ray_namespace, record.cluster(cfg).ray_token_path, node_ip=record.ip)
             launch.kill(registry.node_actor_names(name))
-        boot.stop_host_node(cfg, record)
+        launch.disconnect()  # attached above: detach before its raylet stops
+        node_setup.stop_host_node(cfg, record)
         _delete_node(client, name)
     finally:
         client.close()

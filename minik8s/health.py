@@ -39,14 +39,22 @@ class Verdict:
 
 
 class Watchdog:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, stuck_after_s: float = STUCK_AFTER_S) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, stuck_after_s: float = STUCK_AFTER_S,
+                 min_idle_s: float = MIN_IDLE_S) -> None:
         self.clock = clock
         self.stuck_after_s = stuck_after_s
+        self.min_idle_s = min_idle_s
         self._lock = threading.Lock()
         self._busy: dict[tuple[str, int], float] = {}  # (loop, thread id) -> step started
         self._beats: dict[str, float] = {}
         self._periods: dict[str, float] = {}
         self.steps = 0  # finished steps, all loops: progress a caller can watch grow
+
+    def configure(self, stuck_after_s: float, min_idle_s: float) -> None:
+        """The thresholds of this process's component (its actor's settings; see
+        minik8s.cluster.components.HealthSettings): a component whose steps are short may be judged sooner."""
+        with self._lock:
+            self.stuck_after_s, self.min_idle_s = stuck_after_s, min_idle_s
 
     @contextmanager
     def busy(self, loop: str) -> Iterator[None]:
@@ -85,7 +93,7 @@ class Watchdog:
                     problems.append(f"{loop}: one step running for {now - since:.0f}s")
             for loop, period in sorted(self._periods.items()):
                 idle = now - self._beats.get(loop, now)
-                if idle > max(period * MISSED_PERIODS, MIN_IDLE_S):
+                if idle > max(period * MISSED_PERIODS, self.min_idle_s):
                     problems.append(f"{loop}: no round for {idle:.0f}s (every {period:g}s expected)")
         return Verdict(not problems, problems)
 

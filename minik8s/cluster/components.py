@@ -6,8 +6,10 @@ with the factory and answers health checks with the probe plus the process's wat
 (:mod:`minik8s.health`); `minik8s status` lists exactly these. Nothing here imports Ray, and
 a factory imports its component only when it runs (so reading the registry is cheap).
 
-A factory gets the component's settings (a JSON-able dict that `actors.cluster` builds from
-the cluster config) and returns the running component; the probe gets that object back.
+A factory gets the component's settings (a JSON-able dict that :mod:`minik8s.cluster.bootstrap`
+builds from the cluster config and the join reply) and returns the running component; the probe
+gets that object back. A `health` entry in the settings (HealthSettings) sets when the component
+counts as stuck and when its actor exits so that Ray restarts it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from minik8s.health import WATCHDOG
+from minik8s.health import MIN_IDLE_S, STUCK_AFTER_S, WATCHDOG
 
 Scope = Literal["control-plane", "node"]
 CONTROL_PLANE: Scope = "control-plane"
@@ -29,6 +31,8 @@ NODE: Scope = "node"
 RESTART_AFTER_S = 180.0
 #: How often the actor's own supervisor checks it.
 SELF_CHECK_S = 10.0
+#: The key of a component's settings that holds its HealthSettings (absent: the defaults above).
+HEALTH_KEY = "health"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,37 @@ def health(component: Component, running: Any) -> dict[str, Any]:
     problems = ([] if up else ["not running"]) + verdict.problems
     return {"healthy": up and verdict.healthy, "detail": "; ".join(problems), "pid": os.getpid(),
             **component.facts(running)}
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """When a component counts as stuck and when its actor gives up on it, from the `health` entry of its
+    settings: a cluster whose components take short steps may restart a stuck one sooner."""
+
+    stuck_after_s: float = STUCK_AFTER_S
+    """One step of a loop running this long is a stuck loop (minik8s.health)."""
+    min_idle_s: float = MIN_IDLE_S
+    """A periodic loop silent this long (and for several of its periods) is stuck."""
+    restart_after_s: float = RESTART_AFTER_S
+    """Unhealthy this long without a healthy answer: the actor exits and Ray restarts it."""
+    self_check_s: float = SELF_CHECK_S
+    """How often the actor asks itself."""
+
+    @classmethod
+    def of(cls, settings: dict[str, Any]) -> HealthSettings:
+        given = settings.get(HEALTH_KEY) or {}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ValueError(f"{HEALTH_KEY}: unknown setting {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        limits = cls(**{k: float(v) for k, v in given.items()})
+        if min(limits.stuck_after_s, limits.min_idle_s, limits.restart_after_s, limits.self_check_s) <= 0:
+            raise ValueError(f"{HEALTH_KEY}: every threshold must be a positive number of seconds, got {given}")
+        return limits
+
+    def apply(self) -> None:
+        """Judge this process's loops (the watchdog) by these thresholds."""
+        WATCHDOG.configure(self.stuck_after_s, self.min_idle_s)
 
 
 class StuckTimer:

@@ -1,6 +1,7 @@
 """ConfigMaps, Secrets and ServiceAccounts on a real cluster, through kubectl and the minik8s CLI: pods
-consume them as env and as volumes, a changed ConfigMap reaches the mounted files without a restart,
-a missing one holds the container until it is created, and every namespace has a default ServiceAccount."""
+consume them as env and as volumes, a changed ConfigMap or Secret reaches the mounted files without a
+restart, a missing one holds the container until it is created, and every namespace has a default
+ServiceAccount."""
 
 from __future__ import annotations
 
@@ -45,12 +46,13 @@ def test_pod_consumes_configmap_and_secret_as_env_and_volumes(client: Client, ku
           MODE: prod
           app.conf: "level=1"
         """)
-    kubectl(kubeconfig, "apply", "-f", "-", input=config + textwrap.dedent(f"""\
-        ---
+    secret_manifest = textwrap.dedent(f"""\
         apiVersion: v1
         kind: Secret
         metadata: {{name: {secret}}}
         stringData: {{PASSWORD: s3cret, token: abc}}
+        """)
+    kubectl(kubeconfig, "apply", "-f", "-", input=config + "---\n" + secret_manifest + textwrap.dedent(f"""\
         ---
         apiVersion: v1
         kind: Pod
@@ -106,6 +108,17 @@ def test_pod_consumes_configmap_and_secret_as_env_and_volumes(client: Client, ku
     statuses = client.get("Pod", pod).status.containerStatuses
     assert statuses[0].restartCount == 0
     assert in_pod(pod, "sh", "-c", "echo $APP_MODE").strip() == "prod"  # env is fixed at container start
+
+    # the same for a Secret: the mounted file changes in place, the container is not restarted
+    changed = kubectl(kubeconfig, "apply", "-f", "-", input=secret_manifest.replace("s3cret", "n3w-secret"))
+    assert f"secret/{secret} configured" in changed.stdout
+    assert wait_for("the changed Secret in the mounted file",
+                    lambda: in_pod(pod, "cat", "/etc/sec/PASSWORD") == "n3w-secret", timeout=UPDATE_TIMEOUT_S)
+    assert in_pod(pod, "cat", "/etc/sec/token") == "abc"
+    assert in_pod(pod, "stat", "-L", "-c", "%a", "/etc/sec/PASSWORD").strip() == "400"  # defaultMode kept
+    statuses = client.get("Pod", pod).status.containerStatuses
+    assert statuses[0].restartCount == 0
+    assert in_pod(pod, "sh", "-c", "echo $DB_PASSWORD").strip() == "s3cret"  # env is fixed at container start
     kubectl(kubeconfig, "delete", "pod", pod, "--grace-period=0", "--force")
     kubectl(kubeconfig, "delete", "configmap", cm)
     kubectl(kubeconfig, "delete", "secret", secret)

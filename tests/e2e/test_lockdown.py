@@ -161,7 +161,10 @@ def test_every_ray_process_runs_with_token_auth_from_the_state_dir(cluster: None
         environ = Path(f"/proc/{_pid(cfg, pidfile)}/environ").read_bytes().split(b"\0")
         assert b"RAY_AUTH_MODE=token" in environ, pidfile
         assert f"RAY_AUTH_TOKEN_PATH={token}".encode() in environ, pidfile
-    assert not Path("/root/.ray/auth_token").exists()
+    # the token lives in the state dir only: never copied to Ray's default place (~/.ray/auth_token), which
+    # anything else on the machine may own
+    default = Path.home() / ".ray" / "auth_token"
+    assert not default.exists() or default.read_text().strip() != token.read_text().strip()
 
 
 GCS_PROBE = textwrap.dedent("""\

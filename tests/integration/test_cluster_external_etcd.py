@@ -17,6 +17,7 @@ import pytest
 
 from actors import cluster as boot
 from minik8s.cluster import etcd_choice, local
+from minik8s.cluster.bootstrap import ControlPlaneOptions
 from minik8s.cluster.config import ClusterConfig
 from minik8s.errors import BadRequest
 from tests.conftest import free_port, requires, start_etcd, wait_etcd_healthy
@@ -63,7 +64,7 @@ def test_the_control_plane_uses_the_external_etcd_and_leaves_it_running(
     assert not (cfg.run_dir / "etcd.pid").exists()  # no managed etcd
     assert not any(cfg.etcd_dir.iterdir())
     assert etcd_choice.recorded(cfg) == [url] and local.etcd_endpoints(cfg) == [url]
-    first, _ = boot.control_plane_specs(cfg, boot.ControlPlaneOptions())
+    first, _ = boot.control_plane_specs(cfg, ControlPlaneOptions())
     assert first[0].settings["config"]["etcd_endpoints"] == [url]  # what the apiserver actor is created with
 
     rows = {r.component: r for r in local.status(cfg)}

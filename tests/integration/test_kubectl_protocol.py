@@ -171,3 +171,26 @@ def test_kubectl_create_token(kubeconfig: Path) -> None:
     assert claims["exp"] - claims["iat"] == 900
     missing = kubectl(kubeconfig, "create", "token", uniq("nosuch"))
     assert missing.returncode != 0 and "not found" in missing.stderr
+
+
+def test_kubectl_apply_twice_with_an_edited_secret_string_data(kubeconfig: Path, tmp_path: Path) -> None:
+    """What the e2e live-update test sends: the Secret's second apply patches `stringData`, which the API
+    folds into `data` (and never keeps), so the kubelet sees a new resourceVersion and new bytes."""
+    import base64
+
+    name = uniq("sec")
+    path = tmp_path / "secret.yaml"
+
+    def apply(password: str) -> str:
+        path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                                        "stringData": {"PASSWORD": password, "token": "abc"}}))
+        return ok(kubectl(kubeconfig, "apply", "-f", str(path)))
+
+    assert f"secret/{name} created" in apply("s3cret")
+    before = get(kubeconfig, "secret", name)
+    assert f"secret/{name} configured" in apply("n3w-secret")
+    after = get(kubeconfig, "secret", name)
+    assert base64.b64decode(after["data"]["PASSWORD"]) == b"n3w-secret"
+    assert base64.b64decode(after["data"]["token"]) == b"abc" and "stringData" not in after
+    assert after["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"]
+    ok(kubectl(kubeconfig, "delete", "secret", name))

@@ -123,3 +123,39 @@ def test_stuck_timer_restarts_only_after_a_continuous_unhealthy_spell() -> None:
     assert not timer.observe(True, 180.0)  # one healthy answer starts the count again
     assert not timer.observe(False, 200.0)
     assert timer.observe(False, 380.0)
+
+
+def test_health_settings_come_from_the_components_settings() -> None:
+    assert registry.HealthSettings.of({}) == registry.HealthSettings()
+    limits = registry.HealthSettings.of({registry.HEALTH_KEY: {"stuck_after_s": 2, "restart_after_s": 3}})
+    assert limits.stuck_after_s == 2.0 and limits.restart_after_s == 3.0
+    assert limits.self_check_s == registry.SELF_CHECK_S
+    with pytest.raises(ValueError, match="unknown setting stuck_s"):
+        registry.HealthSettings.of({registry.HEALTH_KEY: {"stuck_s": 2}})
+    with pytest.raises(ValueError, match="positive"):
+        registry.HealthSettings.of({registry.HEALTH_KEY: {"restart_after_s": 0}})
+
+
+def test_a_configured_watchdog_judges_by_its_new_thresholds() -> None:
+    clock = FakeClock()
+    dog = Watchdog(clock)
+    dog.configure(stuck_after_s=2.0, min_idle_s=5.0)
+    with dog.busy("worker"):
+        clock.now += 3
+        assert "worker: one step running for 3s" in dog.verdict().detail
+    dog.expect("resync", 1.0)
+    clock.now += 6
+    assert "resync: no round for 6s" in dog.verdict().detail
+
+
+def test_node_bootstrap_lives_in_the_cluster_package_and_imports_no_ray() -> None:
+    """`actors/` only places actors: the join and a node's processes are minik8s.cluster's, without Ray."""
+    import subprocess
+    import sys
+
+    import actors.cluster
+
+    assert set(actors.cluster.__all__) == {"control_plane_specs", "node_specs", "place_control_plane", "place_nodes"}
+    code = "import sys\nfrom minik8s.cluster import nodes\nprint('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -297,3 +297,67 @@ def test_kubelet_syncs_the_pods_that_use_a_changed_object() -> None:
     kubelet._config_changed(("ConfigMap", "ns", "app"))
     queued = {kubelet.queue.get(timeout=0.1), kubelet.queue.get(timeout=0.1), kubelet.queue.get(timeout=0.1)}
     assert queued == {"ns/vol", "ns/env", None}
+
+
+def test_a_changed_secret_is_swapped_into_its_volume(tmp_path: Path) -> None:
+    objs = Objects()
+    objs.add_secret("creds", {"password": "pw1", "user": "u"})
+    pod = make_pod({"volumeMounts": [{"name": "sec", "mountPath": "/etc/sec"}]},
+                   [{"name": "sec", "secret": {"secretName": "creds", "defaultMode": 0o400}}])
+    prepare_volumes(pod, tmp_path, objs)
+    sec_dir = tmp_path / "p" / "volumes" / "sec"
+    before = os.readlink(sec_dir / DATA_DIR_NAME)
+    assert (sec_dir / "password").read_text() == "pw1"
+    objs.add_secret("creds", {"password": "pw2"})
+    prepare_volumes(pod, tmp_path, objs)
+    assert (sec_dir / "password").read_text() == "pw2" and not (sec_dir / "user").exists()
+    assert (sec_dir / "password").stat().st_mode & 0o777 == 0o400
+    assert os.readlink(sec_dir / DATA_DIR_NAME) != before  # a new timestamped dir behind one symlink swap
+
+
+class VersionedApi:
+    """A stand-in API for the kubelet's object cache: objects by (kind, namespace, name), each GET counted."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], Any] = {}
+
+    def put_secret(self, name: str, value: str, version: str) -> None:
+        self.objects[("Secret", "ns", name)] = cfg.Secret.model_validate(
+            {"metadata": {"name": name, "namespace": "ns", "resourceVersion": version}, "stringData": {"k": value}})
+
+    def get(self, kind: str, name: str, namespace: str) -> Any:
+        from minik8s.errors import NotFound
+
+        found = self.objects.get((kind, namespace, name))
+        if found is None:
+            raise NotFound(f'{kind} "{name}" not found')
+        return found
+
+
+def test_the_kubelet_cache_reports_a_changed_secret() -> None:
+    from minik8s.kubelet.configrefs import ApiConfigObjects
+
+    api = VersionedApi()
+    api.put_secret("creds", "one", "1")
+    changed: list[tuple[str, str, str]] = []
+    objects = ApiConfigObjects(api, resync_seconds=60, on_change=changed.append)
+    secret = objects.secret("ns", "creds")
+    assert secret is not None and secret.data == {"k": b64("one")}
+    objects.refresh()
+    assert changed == []  # same version: nothing to do
+    api.put_secret("creds", "two", "2")
+    objects.refresh()
+    assert changed == [("Secret", "ns", "creds")]
+    fresh = objects.secret("ns", "creds")
+    assert fresh is not None and fresh.data == {"k": b64("two")}
+
+
+def test_kubelet_syncs_the_pods_that_mount_a_changed_secret() -> None:
+    from tests.unit.test_kubelet_sync import make
+
+    mounts = make_pod({}, [{"name": "v", "secret": {"secretName": "creds"}}], name="vol")
+    other = make_pod({}, [{"name": "v", "secret": {"secretName": "else"}}], name="other")
+    kubelet, _, _ = make([mounts, other])
+    kubelet._config_changed(("Secret", "ns", "creds"))
+    assert kubelet.queue.get(timeout=0.1) == "ns/vol"
+    assert kubelet.queue.get(timeout=0.1) is None

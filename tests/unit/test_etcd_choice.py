@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from actors import cluster as boot
+from cli import cluster as cli_cluster
 from cli.main import cli
 from minik8s.cluster import etcd_choice
 from minik8s.cluster.config import STATE_DIR_ENV, ClusterConfig
@@ -69,7 +69,7 @@ def _no_start(*_args: Any, **_kw: Any) -> Any:
 ])
 def test_up_rejects_bad_endpoints_before_anything_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           value: str, message: str) -> None:
-    monkeypatch.setattr(boot, "start_control_plane", _no_start)
+    monkeypatch.setattr(cli_cluster, "_start_control_plane", _no_start)
     result = CliRunner().invoke(cli, ["up", "--etcd-endpoints", value], env={STATE_DIR_ENV: str(tmp_path)})
     assert result.exit_code == 1
     assert message in result.output
@@ -77,7 +77,7 @@ def test_up_rejects_bad_endpoints_before_anything_changes(tmp_path: Path, monkey
 
 
 def test_up_refuses_other_endpoints_than_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(boot, "start_control_plane", _no_start)
+    monkeypatch.setattr(cli_cluster, "_start_control_plane", _no_start)
     cfg = ClusterConfig(state_dir=tmp_path)
     etcd_choice.record(cfg, A)
     before = (tmp_path / etcd_choice.ETCD_ENDPOINTS_FILE).read_text()

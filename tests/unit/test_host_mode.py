@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from actors.cluster import control_plane_hosts, dns_settings, gateway_settings
 from cli.cluster import load_join_config
 from cli.main import cli
 from minik8s.cluster import host
+from minik8s.cluster.bootstrap import control_plane_hosts, dns_settings, gateway_settings
 from minik8s.cluster.config import ADVERTISE_ADDRESS_FILE, STATE_DIR_ENV, ClusterConfig
 from minik8s.errors import BadRequest
 from minik8s.pki import cert_sans, ensure_pki
