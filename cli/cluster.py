@@ -86,11 +86,15 @@ FOOTPRINT_BUDGET_BYTES = 2_000_000_000
 @click.option("--node-monitor-grace-period", type=float, default=40.0, show_default=True,
               help="Seconds without a kubelet heartbeat before a node is NotReady.")
 @click.option("--pod-eviction-timeout", type=float, default=300.0, show_default=True,
-              help="Seconds a pod stays on a NotReady/unreachable node before it is evicted (the "
-                   "tolerationSeconds new pods get for those taints).")
+              help="Seconds a pod stays on an unreachable node (its kubelet silent) before it is evicted "
+                   "(the tolerationSeconds new pods get for node.kubernetes.io/unreachable).")
+@click.option("--default-not-ready-toleration-seconds", "not_ready_toleration", type=float, default=300.0,
+              show_default=True,
+              help="Seconds a pod stays on a node whose kubelet reports NotReady (e.g. its container runtime is "
+                   "down) before it is evicted (the tolerationSeconds new pods get for node.kubernetes.io/not-ready).")
 def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path | None, etcd_endpoints: str | None,
        etcd_cafile: str | None, etcd_certfile: str | None, etcd_keyfile: str | None, skip_images: bool,
-       node_monitor_grace_period: float, pod_eviction_timeout: float) -> None:
+       node_monitor_grace_period: float, pod_eviction_timeout: float, not_ready_toleration: float) -> None:
     """Start (or adopt) a local cluster: etcd, registry, Ray head, the control plane and N nodes.
 
     Idempotent: a second `up` adopts what runs and starts only what is missing. The control
@@ -117,7 +121,8 @@ def up(nodes: int, advertise_address: str | None, ray_autoscaling_config: Path |
             raise BadRequest(f"--advertise-address {cfg.control_plane_ip} is not an address of this machine")
         cfg.save_advertise_address()
     opts = bootstrap.ControlPlaneOptions(external_etcd, skip_images,
-                                    node_monitor_grace_period, pod_eviction_timeout, etcd_tls)
+                                    node_monitor_grace_period, pod_eviction_timeout, etcd_tls,
+                                    not_ready_toleration)
 
     def join_nodes() -> dict[str, dict[str, Any]]:
         # force: `up` (re)joins this machine's own node slots; a Node left from a cluster whose node

@@ -69,8 +69,10 @@ class ControlPlaneOptions:
     etcd_endpoints: list[str] | None = None
     skip_images: bool = False
     node_monitor_grace_s: float = 40.0
-    pod_eviction_timeout_s: float = 300.0
+    pod_eviction_timeout_s: float = 300.0  # toleration of node.kubernetes.io/unreachable (a silent kubelet)
     etcd_tls: EtcdTLS | None = None  # `up --etcd-cafile/--etcd-certfile/--etcd-keyfile` (https:// endpoints)
+    #: toleration of node.kubernetes.io/not-ready (a kubelet that posts Ready=False, e.g. its dockerd is down)
+    not_ready_toleration_s: float = 300.0
 
 
 @dataclass
@@ -251,7 +253,7 @@ def control_plane_settings(cfg: ClusterConfig, opts: ControlPlaneOptions) -> dic
                "service_cidr": cfg.service_cidr, "service_account_key_file": service_account_key_file(cfg),
                "advertise_address": cfg.control_plane_ip,
                # pods tolerate a failed node this long, then the taint eviction controller moves them
-               "default_not_ready_toleration_seconds": round(opts.pod_eviction_timeout_s),
+               "default_not_ready_toleration_seconds": round(opts.not_ready_toleration_s),
                "default_unreachable_toleration_seconds": round(opts.pod_eviction_timeout_s),
                # Secrets encrypted at rest under a key made at the first `up`; every write in the audit log
                "encryption_config": str(encryption.ensure_config(encryption.config_path(cfg.state_dir))),

@@ -92,8 +92,8 @@ def test_env_from_field_and_resource_refs_and_service_links(kubeconfig: Path, ns
 def test_bad_downward_fields_are_refused(kubeconfig: Path, ns: str) -> None:
     bad = sleeper(unique("bad"), container_extra="""\
         env:
-        - {name: X, valueFrom: {fieldRef: {fieldPath: spec.hostname}}}
-        - {name: Y, valueFrom: {resourceFieldRef: {resource: limits.gpu}}}
+        - {name: BAD_FIELD, valueFrom: {fieldRef: {fieldPath: spec.hostname}}}
+        - {name: BAD_RESOURCE, valueFrom: {resourceFieldRef: {resource: limits.gpu}}}
         """)
     proc = kubectl(kubeconfig, "apply", "-n", ns, "-f", "-", input=bad, check=False)
     assert proc.returncode != 0
