@@ -38,6 +38,7 @@ from benchmarks import smoke
 from benchmarks.pod_network import RTT_PORT, TPUT_PORT, Endpoint, PathResult, measure, report
 from minik8s import Client
 from minik8s.cluster.config import ClusterConfig
+from minik8s.cluster.local import known_nodes
 from minik8s.kubelet import labels as L
 from minik8s.netpol import rules
 from minik8s.network.netns import nsenter_argv
@@ -107,7 +108,7 @@ def allowing_policies(n: int) -> list[dict[str, Any]]:
 
 def sandbox(cfg: ClusterConfig, uid: str) -> Endpoint:
     """The pod's network namespace (its sandbox's /proc path) and IP, from whichever node dockerd runs it."""
-    for node in cfg.all_nodes():
+    for node in known_nodes(cfg):  # every node that joined (the default config knows only node-1)
         dc = docker.DockerClient(base_url=node.docker_url)
         try:
             found = dc.containers.list(filters={"label": [f"{L.POD_UID}={uid}",

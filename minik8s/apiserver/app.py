@@ -533,11 +533,18 @@ class ApiServer:
             out = to_table(t.info, [obj]) if table and etype != "ERROR" else obj
             return jsonc.dumps({"type": etype, "object": out}) + b"\n"
 
+        send_initial = listing.watch_initial_events(q)
         initial: list[dict[str, Any]] = []
-        if not rv or rv == "0":
+        bookmark: dict[str, Any] | None = None
+        if send_initial or (send_initial is None and (not rv or rv == "0")):
+            # the objects as they are now (never older than `rv`: etcd's latest revision is at least that)
             items, revision = await anyio.to_thread.run_sync(lambda: self.resources.list(
                 t.info, t.namespace, q.get("labelSelector"), q.get("fieldSelector")))
             initial, start = items, revision + 1
+            if send_initial:
+                bookmark = listing.initial_events_end(t.info, revision)
+        elif not rv or rv == "0":  # sendInitialEvents=false from "any" revision: the changes from now on
+            start = await anyio.to_thread.run_sync(self.store.revision) + 1
         else:
             start = int(rv) + 1
         loop = asyncio.get_running_loop()
@@ -559,6 +566,8 @@ class ApiServer:
             try:
                 for obj in initial:
                     yield encode("ADDED", obj)
+                if bookmark is not None:
+                    yield jsonc.dumps({"type": "BOOKMARK", "object": bookmark}) + b"\n"
                 deadline = loop.time() + timeout if timeout else None
                 while True:
                     wait = None if deadline is None else max(0.0, deadline - loop.time())

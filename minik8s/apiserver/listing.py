@@ -28,6 +28,8 @@ EXACT, NOT_OLDER_THAN = "Exact", "NotOlderThan"
 EXPIRED_CONTINUE = ("The provided continue parameter is too old to display a consistent list result. "
                     "You can start a new list without the continue parameter.")
 EXPIRED_EXACT = "The resourceVersion for the provided list is too old."
+#: the annotation of the BOOKMARK that ends a watch's initial events (metav1.InitialEventsAnnotationKey)
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 @dataclass
@@ -61,6 +63,35 @@ class ListOptions:
                 raise invalid('Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"')
         if self.continue_token and self.resource_version not in ("", "0"):
             raise BadRequest("specifying resource version is not allowed when using continue")
+
+
+def watch_initial_events(q: Mapping[str, str]) -> bool | None:
+    """`?sendInitialEvents=` of a watch (the watch-list protocol of client-go 1.32+, kubectl 1.35+), checked as
+    kube-apiserver's validateWatchOptions does: None when absent. True asks for the current objects as ADDED
+    events, then a BOOKMARK annotated `k8s.io/initial-events-end`, then the changes after them."""
+    def invalid(field: str, msg: str) -> Invalid:
+        return Invalid("ListOptions.meta.k8s.io", "", [(field, msg)])
+
+    match = q.get("resourceVersionMatch") or ""
+    if q.get("sendInitialEvents") is None:
+        if match:
+            raise invalid("resourceVersionMatch",
+                          "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")
+        return None
+    send = params.bool_param(q, "sendInitialEvents")
+    if match != NOT_OLDER_THAN:
+        raise invalid("resourceVersionMatch",
+                      f"Forbidden: sendInitialEvents requires setting resourceVersionMatch to {NOT_OLDER_THAN}")
+    if not params.bool_param(q, "allowWatchBookmarks"):
+        raise invalid("allowWatchBookmarks",
+                      "Forbidden: allowWatchBookmarks must be set to true when sendInitialEvents is set")
+    return send
+
+
+def initial_events_end(info: k.KindInfo, revision: int) -> dict[str, Any]:
+    """The BOOKMARK that ends a watch's initial events: only the kind and the revision they were read at."""
+    return {"apiVersion": info.api_version, "kind": info.kind,
+            "metadata": {"resourceVersion": str(revision), "annotations": {INITIAL_EVENTS_END: "true"}}}
 
 
 def encode_continue(revision: int, start: str) -> str:

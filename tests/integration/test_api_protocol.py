@@ -4,6 +4,7 @@ and the Status objects errors come back as."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -273,3 +274,42 @@ def test_sdk_patch_types(client: Client) -> None:
     assert ports_of(client.get("Service", name).to_dict()) == [80, 81, 82]
     with pytest.raises(MiniK8sError, match="unknown patch type"):
         client.patch("Service", name, {}, patch_type="apply")
+
+
+# --- watch-list (sendInitialEvents) ----------------------------------------------------------------
+
+def test_watch_sends_initial_events_then_the_end_bookmark_then_changes(http: httpx.Client, client: Client,
+                                                                        namespace: str) -> None:
+    """client-go's watch-list (kubectl 1.35+ `wait`, `rollout status`, `get -w`): the current objects as ADDED,
+    a BOOKMARK annotated k8s.io/initial-events-end at their revision, then what changes after them."""
+    url = f"/api/v1/namespaces/{namespace}/pods"
+    create_pods(http, namespace, ["w-0", "w-1"])
+    watch_list = {"watch": "true", "sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan",
+                  "allowWatchBookmarks": "true", "fieldSelector": "metadata.name!=w-9"}
+    with http.stream("GET", url, params=watch_list, timeout=30) as stream:
+        lines = stream.iter_lines()
+        first = [json.loads(next(lines)) for _ in range(3)]
+        assert [(e["type"], e["object"]["metadata"].get("name")) for e in first] == [
+            ("ADDED", "w-0"), ("ADDED", "w-1"), ("BOOKMARK", None)]
+        mark = first[2]["object"]
+        assert mark["kind"] == "Pod" and mark["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+        assert int(mark["metadata"]["resourceVersion"]) >= max(
+            int(e["object"]["metadata"]["resourceVersion"]) for e in first[:2])
+        client.patch("Pod", "w-1", {"metadata": {"labels": {"seen": "yes"}}}, namespace)
+        changed = json.loads(next(lines))
+        assert changed["type"] == "MODIFIED" and changed["object"]["metadata"]["labels"] == {"seen": "yes"}
+
+
+@pytest.mark.parametrize(("query", "field", "message"), [
+    ({"sendInitialEvents": "true", "allowWatchBookmarks": "true"}, "resourceVersionMatch",
+     "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"),
+    ({"sendInitialEvents": "true", "resourceVersionMatch": "NotOlderThan"}, "allowWatchBookmarks",
+     "allowWatchBookmarks must be set to true when sendInitialEvents is set"),
+    ({"resourceVersionMatch": "NotOlderThan", "resourceVersion": "1"}, "resourceVersionMatch",
+     "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"),
+])
+def test_watch_list_options_are_checked(http: httpx.Client, namespace: str, query: dict[str, str], field: str,
+                                        message: str) -> None:
+    r = http.get(f"/api/v1/namespaces/{namespace}/pods", params={"watch": "true", **query})
+    assert r.status_code == 422, r.text
+    assert r.json()["details"]["causes"][0]["field"] == field and message in r.json()["message"], r.json()
