@@ -452,9 +452,9 @@ def in_container(pid: int) -> bool:
     return "/docker/" in text or "/docker-" in text
 
 
-def process_trees(roots: dict[str, int]) -> dict[str, list[int]]:
-    """Each named root pid with all its descendants, leaving out container processes (a pod's are not
-    the cluster's own). A pid under two roots goes to the nearest."""
+def process_trees(roots: Mapping[str, int | Sequence[int]]) -> dict[str, list[int]]:
+    """Each named root pid (or pids) with all its descendants, leaving out container processes (a pod's are
+    not the cluster's own). A pid under two roots goes to the nearest."""
     children: dict[int, list[int]] = {}
     for pid in _all_pids():
         parent = _parent(pid)
@@ -463,7 +463,7 @@ def process_trees(roots: dict[str, int]) -> dict[str, list[int]]:
     owner: dict[int, str] = {}
     depth: dict[int, int] = {}
     for name, root in roots.items():
-        stack = [(root, 0)]
+        stack = [(r, 0) for r in ([root] if isinstance(root, int) else root)]
         while stack:
             pid, d = stack.pop()
             if pid in depth and depth[pid] <= d:
