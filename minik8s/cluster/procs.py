@@ -1,12 +1,12 @@
 """Detached, pidfile-managed daemons (etcd, registry, dockerd, raylets).
 
-Each :class:`ManagedProcess` is started as the leader of a new session (``setsid``), so it
-outlives the ``minik8s`` process that started it and is never hit by its signals.  Its pid is
-kept in ``<state>/run/<name>.pid`` and its output in ``<state>/logs/<name>.log``.  ``start`` is
-idempotent (a live process named in the pidfile is adopted), and ``stop`` ends the whole
-session the process leads, so helpers it forked (Ray's raylet and GCS, dockerd's containerd)
-go with it.  The cleanup helpers below find what a daemon leaves when it dies badly: mounts
-under its dirs, processes naming its dirs, and processes of its containers.
+Each :class:`ManagedProcess` is started as the leader of a new session (``setsid``), so it outlives
+the ``minik8s`` process that started it and is never hit by its signals. Its pid is kept in
+``<state>/run/<name>.pid`` and its output in ``<state>/logs/<name>.log``. ``start`` is idempotent (a
+live process named in the pidfile is adopted), and ``stop`` ends the whole session the process
+leads, so helpers it forked (dockerd's containerd) go with it. Ray's ``ray start`` exits once its
+daemons run: :mod:`.rayproc` tracks those. The cleanup helpers below find what a daemon leaves when
+it dies badly: mounts under its dirs, processes naming its dirs, and processes of its containers.
 """
 
 from __future__ import annotations

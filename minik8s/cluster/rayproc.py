@@ -13,17 +13,19 @@ Files, in ``<state>/run``:
   *required* daemon (head: ``gcs_server`` and ``raylet``; node: ``raylet``).
 
 The pidfile is repointed at the daemon ("settled") by whoever next asks for the pid after the
-launcher exited (:meth:`RayProcess.pid`; ``wait_ready`` does it before ``up`` returns).
+launcher exited (:meth:`RayProcess.pid`; ``wait_ready`` does it before ``up`` returns).  A
+``ray start --block`` that an older minik8s left running is adopted as a launcher that never exits.
 
 Liveness is what ``--block`` gave: the node runs while every required daemon is alive, in the
 recorded session, with the right program.  When one dies, the node counts as down, and ``start``
 first clears the rest of its old session (agents, workers, a surviving GCS) and then starts it
 afresh, as the ``--block`` parent killed its remaining processes when one of them died.
 
-``stop`` stops the session in Ray's own order: launcher (a start in progress), the raylet (it stops
-its workers and agents), the GCS, then everything left in the session; each step SIGTERM, then
-SIGKILL after the timeout.  Only members of the recorded session that run Ray (a Ray path or a
-``ray::`` title among their first arguments) are ever signalled, never processes found by name.
+``stop`` stops the session in order: the launcher (a start in progress), the raylet (it stops its
+workers and agents), everything else but the GCS (the autoscaler monitor hangs on SIGTERM once the
+GCS is gone), then the GCS; each step SIGTERM, then SIGKILL after the timeout. Only members of the
+recorded session that run Ray (a Ray path or a ``ray::`` title among their first arguments) are ever
+signalled, never processes found by name.
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ from minik8s.cluster.procs import ManagedProcess, ProcessError
 
 log = logging.getLogger(__name__)
 
-#: Stop order of Ray's daemons (Ray's ``Node.kill_all_processes``): the raylet first, so it can stop
-#: its workers and agents itself, then the GCS.  The rest of the session follows.
-STOP_ORDER = ("raylet", "gcs_server")
+#: The raylet stops first (as in Ray's ``Node.kill_all_processes``), so it can stop its workers and
+#: agents itself; the GCS last, since the others (the autoscaler monitor) hang on SIGTERM without it.
+FIRST, LAST = "raylet", "gcs_server"
 #: The daemons a head needs alive; a node needs only its raylet.
 HEAD_DAEMONS = ("gcs_server", "raylet")
 NODE_DAEMONS = ("raylet",)
@@ -84,12 +86,14 @@ class LiveProcTable:
 
 
 def program_of(args: Sequence[str]) -> str:
-    """The program a Ray process runs: ``raylet``, ``gcs_server``, ``ray`` (the CLI, run by python)..."""
-    for a in args[:3]:
-        name = os.path.basename(a)
-        if not name.startswith("python"):
-            return name
-    return ""
+    """The program a Ray process runs: ``raylet``, ``gcs_server``, ``ray`` (the CLI, run by python), a
+    script's or module's name; the interpreter and its options are skipped."""
+    rest = list(args[:4])
+    while rest and (os.path.basename(rest[0]).startswith("python") or rest[0] == "-u"):
+        rest.pop(0)
+    if rest[:1] == ["-m"]:
+        rest.pop(0)
+    return os.path.basename(rest[0]) if rest else ""
 
 
 def is_ray(args: Sequence[str]) -> bool:
@@ -139,17 +143,27 @@ class RayProcess(ManagedProcess):
         """Is ``pid`` our ``ray start``, still running?  It leads its own session."""
         return self._runs(pid, "ray", pid)
 
+    def _is_resident(self, pid: int) -> bool:
+        """Is ``pid`` a ``ray start --block`` left by an older minik8s?  It never exits: it is adopted as
+        it is (pidfile and all) until the node is stopped, and restarted the new way."""
+        return "--block" in (self.table.cmdline(pid) or [])
+
     def _daemons_alive(self, rec: dict[str, Any]) -> bool:
         pids = rec.get("daemons") or {}
         sid = rec.get("sid")
         return all(isinstance(pids.get(d), int) and self._runs(pids[d], d, sid) for d in self.daemons)
 
-    def members(self) -> list[int]:
-        """Every live Ray process of our session (launcher, daemons, agents, workers)."""
+    def _sid(self) -> int | None:
+        """Our session: as recorded, else the one a live launcher leads (it predates records)."""
         sid = self._session_id()
         if sid is None:
             pid = self._read_pid()
             sid = pid if pid is not None and self._is_launcher(pid) else None
+        return sid
+
+    def members(self, sid: int | None = None) -> list[int]:
+        """Every live Ray process of our session (launcher, daemons, agents, workers)."""
+        sid = sid if sid is not None else self._sid()
         if sid is None:
             return []
         return [p for p in self.table.session(sid) if is_ray(self.table.cmdline(p) or [])]
@@ -207,7 +221,7 @@ class RayProcess(ManagedProcess):
             pid = self.pid()
             if pid is None:
                 raise ProcessError(f"{self.name}: ray start exited without its daemons; log tail:\n{self.log_tail()}")
-            if not self._is_launcher(pid):
+            if not self._is_launcher(pid) or self._is_resident(pid):
                 return
             if time.monotonic() >= deadline:
                 raise ProcessError(f"{self.name}: ray start still running after {timeout:.0f}s")
@@ -222,16 +236,17 @@ class RayProcess(ManagedProcess):
         return stopped
 
     def _stop_session(self, timeout: float) -> bool:
-        members = self.members()
-        if not members:
+        sid = self._sid()
+        members = self.members(sid)
+        if sid is None or not members:
             return False
         progs = {p: program_of(self.table.cmdline(p) or []) for p in members}
         launcher = [p for p in members if progs[p] == "ray" and self.table.sid(p) == p]
-        steps = [launcher, *([p for p in members if progs[p] == d] for d in STOP_ORDER)]
         log.info("stopping %s: %s", self.name, members, extra={"component": self.name, "pids": members})
-        for step in steps:
-            self._terminate(step, timeout)
-        self._terminate(self.members(), timeout)  # agents, workers, and anything the steps left
+        self._terminate(launcher, timeout)
+        self._terminate([p for p in members if progs[p] == FIRST], timeout)
+        self._terminate([p for p in self.members(sid) if progs.get(p) != LAST], timeout)  # agents, workers...
+        self._terminate(self.members(sid), timeout)  # the GCS, and whatever started meanwhile
         return True
 
     def _terminate(self, pids: list[int], timeout: float) -> None:
@@ -248,4 +263,5 @@ class RayProcess(ManagedProcess):
                 pids = [p for p in pids if self.table.cmdline(p) is not None]
             if not pids:
                 return
-            log.warning("%s: %s survived %s", self.name, pids, sig.name, extra={"pids": pids})
+            left = {p: program_of(self.table.cmdline(p) or []) for p in pids}
+            log.warning("%s: %s survived %s", self.name, left, sig.name, extra={"pids": pids})

@@ -62,7 +62,8 @@ def ray_session(table: FakeTable, sid: int = 100) -> None:
 
 
 def test_programs_are_told_apart_through_the_interpreter() -> None:
-    assert program_of(LAUNCHER) == "ray"
+    assert program_of(LAUNCHER) == "ray" and program_of(AGENT) == "agent.py"
+    assert program_of([PY, "-m", "ray.util.client.server"]) == "ray.util.client.server"
     assert program_of(GCS) == "gcs_server" and program_of(RAYLET) == "raylet"
     assert all(is_ray(a) for a in (LAUNCHER, GCS, RAYLET, AGENT, WORKER))
     assert not is_ray(["sleep", "300"]) and not is_ray([PY, "-m", "http.server"])
@@ -127,7 +128,7 @@ def test_a_reused_pid_in_another_session_is_not_ours(tmp_path: Path) -> None:
     assert proc.pid() is None
 
 
-def test_stop_goes_raylet_then_gcs_then_the_rest_and_forgets_the_node(tmp_path: Path) -> None:
+def test_stop_goes_raylet_then_the_rest_then_gcs_and_forgets_the_node(tmp_path: Path) -> None:
     table = FakeTable()
     ray_session(table)
     table.procs[500] = (["sleep", "300"], 100)  # not Ray: never signalled, whatever its session
@@ -135,7 +136,7 @@ def test_stop_goes_raylet_then_gcs_then_the_rest_and_forgets_the_node(tmp_path: 
     launched(tmp_path, table, proc)
     assert proc.pid() == 101
     assert proc.stop(timeout=0.0)
-    assert [p for p, _ in table.signals] == [102, 101, 103, 104]
+    assert [p for p, _ in table.signals] == [102, 103, 104, 101]
     assert {s for _, s in table.signals} == {signal.SIGTERM}
     assert 500 in table.procs
     assert not proc.pidfile.exists() and not proc.sessionfile.exists()
@@ -178,3 +179,16 @@ def test_start_clears_what_a_dead_start_left(tmp_path: Path, monkeypatch: pytest
     assert started == [0]  # the old session was gone before the new launch
     assert json.loads(proc.sessionfile.read_text()) == {"sid": 300, "argv": proc.argv}
     assert proc.pid() == 300
+
+
+def test_a_resident_parent_left_by_an_older_minik8s_is_adopted_and_stopped(tmp_path: Path) -> None:
+    table = FakeTable({100: ([*LAUNCHER, "--block"], 100)})
+    ray_session(table)
+    proc = head(tmp_path, table)
+    proc.pidfile.parent.mkdir(parents=True)
+    proc.pidfile.write_text("100\n")  # no session record: it predates them
+    assert proc.pid() == 100 and not proc.matches_config()  # `up` says: restart it to apply
+    proc.wait_ready(lambda: True, timeout=0.0)  # ready, though it never exits
+    assert proc.stop(timeout=0.0)
+    assert [p for p, _ in table.signals] == [100, 102, 103, 104, 101]
+    assert not table.procs

@@ -1,0 +1,111 @@
+"""A real Ray head and a real raylet started as `up` starts them (minik8s.cluster.local), without a resident
+`ray start --block` parent: the pidfiles name a live gcs_server / raylet carrying the token settings, what
+runs is measured (PSS, printed), and `stop` leaves no process of theirs.
+
+Root not needed; loopback addresses (head 127.0.0.2, node 127.0.0.3: Ray swaps 127.0.0.1 for an
+outside one) and free ports, a temporary state dir, so it runs beside a real cluster. Ray reads its
+token from the state dir: nothing is written to ~/.ray.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from minik8s.cluster import local, raytoken
+from minik8s.cluster.config import ClusterConfig, NodeConfig
+from minik8s.cluster.procs import cmdline, pid_alive, pids_with_arg_containing, pss_bytes
+from minik8s.cluster.rayproc import RayProcess, program_of
+from tests.conftest import free_port
+
+READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 15.0
+HEAD_IP = "127.0.0.2"
+NODE_IP = "127.0.0.3"
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def cfg(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClusterConfig]:
+    # Short path: Ray puts unix sockets (<= 107 bytes) under it.
+    state = Path(tempfile.mkdtemp(prefix="mk8sr", dir="/tmp"))
+    c = ClusterConfig(
+        state_dir=state, advertise_address=HEAD_IP, nodes=0,
+        ray_port=free_port(), ray_client_server_port=free_port(), ray_dashboard_agent_port=free_port(),
+        ray_dashboard_port=free_port(), ray_head_cpus=1, ray_node_cpus=1,
+    )
+    c.ray_dir.mkdir(parents=True)
+    c.run_dir.mkdir(parents=True)
+    raytoken.ensure(c.ray_token_path)
+    # raytoken.use (the GCS probe) sets these in this process: let monkeypatch put them back afterwards
+    for name, value in raytoken.env(c.ray_token_path).items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield c
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def node_of(cfg: ClusterConfig) -> NodeConfig:
+    """A host-mode node on a second loopback address (no netns needed)."""
+    return cfg.host_node("node-r", NODE_IP, 8, "lo", "10.250.0.0/24", cfg.control_plane_ip)
+
+
+def programs(pids: list[int]) -> list[str]:
+    return sorted(program_of(cmdline(p) or []) for p in pids)
+
+
+def check_daemon(proc: RayProcess, program: str, token: Path) -> int:
+    """The pidfile names a live `program` in the `ray start` session, started with the token settings."""
+    pid = int(proc.pidfile.read_text())
+    assert pid_alive(pid) and program_of(cmdline(pid) or []) == program, cmdline(pid)
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert b"RAY_AUTH_MODE=token" in environ
+    assert f"RAY_AUTH_TOKEN_PATH={token}".encode() in environ
+    assert "ray" not in programs(proc.members())  # the `ray start` CLI is gone
+    return pid
+
+
+def report(what: str, pids: list[int]) -> None:
+    sizes = {p: pss_bytes(p) for p in pids}
+    rows = ", ".join(f"{program_of(cmdline(p) or [])}={sizes[p] / MIB:.0f}" for p in sorted(pids))
+    print(f"\n{what}: {sum(sizes.values()) / MIB:.0f} MiB PSS in {len(pids)} processes ({rows})")
+
+
+def test_ray_head_and_raylet_run_without_a_resident_parent_and_stop_clean(cfg: ClusterConfig) -> None:
+    home_token = Path.home() / ".ray" / "auth_token"
+    had_home_token = home_token.exists()
+    head, raylet = local._ray_head(cfg), local._node_raylet(cfg, node_of(cfg))
+    assert "--block" not in head.argv
+    started: set[int] = set()
+    try:
+        head.start()
+        head.wait_ready(lambda: cfg.control_plane_ip in local.ray_alive_nodes(cfg), READY_TIMEOUT_S,
+                        "registered in the GCS")
+        gcs = check_daemon(head, "gcs_server", cfg.ray_token_path)
+        assert head.pid() == gcs and head.running()
+        assert {"gcs_server", "raylet"} <= set(programs(head.members()))
+
+        raylet.start()
+        raylet.wait_ready(lambda: NODE_IP in local.ray_alive_nodes(cfg), READY_TIMEOUT_S, "registered in the GCS")
+        node_raylet = check_daemon(raylet, "raylet", cfg.ray_token_path)
+        assert raylet.pid() == node_raylet
+
+        # adopting, as a second `up` does, starts nothing and keeps the pidfiles
+        assert head.start() == gcs and raylet.start() == node_raylet
+        started = set(head.members()) | set(raylet.members())
+        report("ray head", head.members())
+        report("raylet", raylet.members())
+    finally:
+        started |= set(head.members()) | set(raylet.members())
+        raylet_stopped = raylet.stop(STOP_TIMEOUT_S)
+        head_stopped = head.stop(STOP_TIMEOUT_S)
+    assert raylet_stopped and head_stopped
+    assert not [p for p in started if pid_alive(p)]
+    assert not pids_with_arg_containing(str(cfg.state_dir) + "/")
+    assert not [*cfg.run_dir.glob("*.pid"), *cfg.run_dir.glob("*.session")]
+    assert had_home_token or not home_token.exists()
