@@ -23,9 +23,9 @@ afresh, as the ``--block`` parent killed its remaining processes when one of the
 
 ``stop`` stops the session in order: the launcher (a start in progress), the raylet (it stops its
 workers and agents), everything else but the GCS (the autoscaler monitor hangs on SIGTERM once the
-GCS is gone), then the GCS; each step SIGTERM, then SIGKILL after the timeout. Only members of the
-recorded session that run Ray (a Ray path or a ``ray::`` title among their first arguments) are ever
-signalled, never processes found by name.
+GCS is gone), then the GCS; each step SIGTERM, then SIGKILL after a second (what Ray's own shutdown
+gives each process). Only members of the recorded session that run Ray (a Ray path or a ``ray::``
+title among their first arguments) are ever signalled, never processes found by name.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ FIRST, LAST = "raylet", "gcs_server"
 HEAD_DAEMONS = ("gcs_server", "raylet")
 NODE_DAEMONS = ("raylet",)
 POLL_S = 0.1
+#: How long each step of ``stop`` waits after SIGTERM before SIGKILL: what Ray's own ``kill_all_processes``
+#: (the ``--block`` parent's) gives each process.  A raylet whose GCS is gone never exits on SIGTERM.
+STOP_GRACE_S = 1.0
 
 
 class ProcTable(Protocol):
@@ -250,13 +253,14 @@ class RayProcess(ManagedProcess):
         return True
 
     def _terminate(self, pids: list[int], timeout: float) -> None:
-        """SIGTERM ``pids``, wait up to ``timeout``, then SIGKILL the survivors and wait for them."""
+        """SIGTERM ``pids``, wait up to :data:`STOP_GRACE_S` (at most ``timeout``), then SIGKILL the
+        survivors and wait up to ``timeout`` for them."""
         if not pids:
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        for sig, wait in ((signal.SIGTERM, min(STOP_GRACE_S, timeout)), (signal.SIGKILL, timeout)):
             for p in pids:
                 self.table.kill(p, sig)
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + wait
             pids = [p for p in pids if self.table.cmdline(p) is not None]
             while pids and time.monotonic() < deadline:
                 time.sleep(POLL_S)
@@ -264,4 +268,5 @@ class RayProcess(ManagedProcess):
             if not pids:
                 return
             left = {p: program_of(self.table.cmdline(p) or []) for p in pids}
-            log.warning("%s: %s survived %s", self.name, left, sig.name, extra={"pids": pids})
+            log.log(logging.INFO if sig == signal.SIGTERM else logging.WARNING, "%s: %s survived %s",
+                    self.name, left, sig.name, extra={"pids": pids})

@@ -9,8 +9,12 @@ token from the state dir: nothing is written to ~/.ray.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +22,7 @@ import pytest
 
 from minik8s.cluster import local, raytoken
 from minik8s.cluster.config import ClusterConfig, NodeConfig
-from minik8s.cluster.procs import cmdline, pid_alive, pids_with_arg_containing, pss_bytes
+from minik8s.cluster.procs import cmdline, pid_alive, pids_with_arg_containing, pss_bytes, session_members
 from minik8s.cluster.rayproc import RayProcess, program_of
 from tests.conftest import free_port
 
@@ -109,3 +113,68 @@ def test_ray_head_and_raylet_run_without_a_resident_parent_and_stop_clean(cfg: C
     assert not pids_with_arg_containing(str(cfg.state_dir) + "/")
     assert not [*cfg.run_dir.glob("*.pid"), *cfg.run_dir.glob("*.session")]
     assert had_home_token or not home_token.exists()
+
+
+def sigkill_session(pid: int) -> list[int]:
+    """What the chaos tests' kill_control_plane does to the head: SIGKILL its whole session."""
+    members = session_members(os.getsid(pid))
+    for member in members:
+        os.kill(member, signal.SIGKILL)
+    return members
+
+
+def test_a_killed_head_is_seen_down_and_comes_back_with_its_node(cfg: ClusterConfig) -> None:
+    head, raylet = local._ray_head(cfg), local._node_raylet(cfg, node_of(cfg))
+    head_ready = lambda: cfg.control_plane_ip in local.ray_alive_nodes(cfg)  # noqa: E731
+    node_ready = lambda: NODE_IP in local.ray_alive_nodes(cfg)  # noqa: E731
+    started: set[int] = set()
+    try:
+        head.start()
+        head.wait_ready(head_ready, READY_TIMEOUT_S, "registered in the GCS")
+        raylet.start()
+        raylet.wait_ready(node_ready, READY_TIMEOUT_S, "registered in the GCS")
+        started |= set(head.members()) | set(raylet.members())
+
+        assert {"gcs_server", "raylet"} <= set(programs(head.members()))
+        killed = sigkill_session(int(head.pidfile.read_text()))
+        assert set(head.members()) <= set(killed)
+        wait_gone(killed)
+        assert not head.running() and raylet.running()  # the node's raylet outlived its head
+
+        # as start_control_plane does: the orphaned raylet goes, a new head starts, the raylet comes back
+        old_raylet = raylet.pid()
+        raylet.stop(STOP_TIMEOUT_S)
+        head.start()
+        head.wait_ready(head_ready, READY_TIMEOUT_S, "registered in the GCS")
+        raylet.start()
+        raylet.wait_ready(node_ready, READY_TIMEOUT_S, "registered in the GCS")
+        started |= set(head.members()) | set(raylet.members())
+        check_daemon(head, "gcs_server", cfg.ray_token_path)
+        assert check_daemon(raylet, "raylet", cfg.ray_token_path) != old_raylet
+
+        # one required daemon dying (the head's raylet) takes the head down; a start clears what is left
+        rec = json.loads(head.sessionfile.read_text())
+        os.kill(rec["daemons"]["raylet"], signal.SIGKILL)
+        wait_gone([rec["daemons"]["raylet"]])
+        assert not head.running()
+        leftover = head.members()
+        assert "gcs_server" in programs(leftover)
+        raylet.stop(STOP_TIMEOUT_S)  # it would not survive its head's replacement anyway
+        head.start()
+        head.wait_ready(head_ready, READY_TIMEOUT_S, "registered in the GCS")
+        started |= set(head.members())
+        assert not [p for p in leftover if pid_alive(p)]
+        assert check_daemon(head, "gcs_server", cfg.ray_token_path) != rec["daemons"]["gcs_server"]
+    finally:
+        started |= set(head.members()) | set(raylet.members())
+        raylet.stop(STOP_TIMEOUT_S)
+        head.stop(STOP_TIMEOUT_S)
+    assert not [p for p in started if pid_alive(p)]
+    assert not pids_with_arg_containing(str(cfg.state_dir) + "/")
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(pid_alive(p) for p in pids):
+        assert time.monotonic() < deadline, [p for p in pids if pid_alive(p)]
+        time.sleep(0.05)
