@@ -104,6 +104,10 @@ def test_ray_head_and_raylet_run_without_a_resident_parent_and_stop_clean(cfg: C
         started = set(head.members()) | set(raylet.members())
         report("ray head", head.members())
         report("raylet", raylet.members())
+        # `status --resources` counts the head as every Ray process of its session
+        rows = {row.name: row for row in local.footprint(cfg)}
+        assert set(rows) == {"ray-head"}  # nothing else of a cluster runs here (the node-r slot is no node-N)
+        assert rows["ray-head"].pids == sorted(head.members()) and rows["ray-head"].pss_bytes > 0
     finally:
         started |= set(head.members()) | set(raylet.members())
         raylet_stopped = raylet.stop(STOP_TIMEOUT_S)
