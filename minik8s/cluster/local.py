@@ -35,6 +35,7 @@ from minik8s.cluster.procs import (
     pss_bytes,
     unmount_under,
 )
+from minik8s.cluster.rayproc import HEAD_DAEMONS, NODE_DAEMONS, RayProcess
 from minik8s.network.vxlan import ensure_host_routes, remove_host_routes
 from minik8s.store.failover import EtcdTLS
 
@@ -157,7 +158,7 @@ def _ray_bin() -> str:
 
 def _ray_common(cfg: ClusterConfig, resource: str, cpus: int) -> list[str]:
     return [
-        "--block", "--disable-usage-stats", f"--include-log-monitor={str(cfg.ray_log_monitor).lower()}",
+        "--disable-usage-stats", f"--include-log-monitor={str(cfg.ray_log_monitor).lower()}",
         f"--num-cpus={cpus}", f"--object-store-memory={cfg.ray_object_store_bytes}",
         "--resources=" + json.dumps({resource: cfg.ray_resource_amount}, separators=(",", ":")),
     ]
@@ -168,7 +169,7 @@ def _ray_env(cfg: ClusterConfig) -> dict[str, str]:
             **raytoken.env(cfg.ray_token_path)}
 
 
-def _ray_head(cfg: ClusterConfig) -> ManagedProcess:
+def _ray_head(cfg: ClusterConfig) -> RayProcess:
     autoscaling = [f"--autoscaling-config={cfg.ray_autoscaling_config}"] if cfg.ray_autoscaling_config else []
     argv = [
         _ray_bin(), "start", "--head", f"--node-ip-address={cfg.control_plane_ip}", f"--port={cfg.ray_port}",
@@ -178,7 +179,7 @@ def _ray_head(cfg: ClusterConfig) -> ManagedProcess:
         f"--temp-dir={cfg.ray_dir}", *autoscaling,
         *_ray_common(cfg, cfg.ray_control_plane_resource, cfg.ray_head_cpus),
     ]
-    return ManagedProcess("ray-head", argv, cfg.state_dir, env=_ray_env(cfg))
+    return RayProcess("ray-head", argv, cfg.state_dir, env=_ray_env(cfg), daemons=HEAD_DAEMONS)
 
 
 def _node_dockerd(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
@@ -204,13 +205,14 @@ def _node_supervisor(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
     return ManagedProcess(f"{node.name}/supervisor", argv, cfg.state_dir, program="minik8s.cluster.supervise")
 
 
-def _node_raylet(cfg: ClusterConfig, node: NodeConfig) -> ManagedProcess:
+def _node_raylet(cfg: ClusterConfig, node: NodeConfig) -> RayProcess:
     argv = [
         _ray_bin(), "start", f"--address={cfg.ray_address}", f"--node-ip-address={node.ip}",
         f"--temp-dir={node.ray_temp_dir}",
         *_ray_common(cfg, node.ray_resource, cfg.ray_node_cpus),
     ]
-    return ManagedProcess(f"{node.name}/raylet", argv, cfg.state_dir, netns=node.netns, env=_ray_env(cfg))
+    return RayProcess(f"{node.name}/raylet", argv, cfg.state_dir, netns=node.netns, env=_ray_env(cfg),
+                      daemons=NODE_DAEMONS)
 
 
 # ---- probes -------------------------------------------------------------------------------------------
@@ -328,7 +330,7 @@ def start_control_plane(cfg: ClusterConfig, etcd_endpoints: list[str] | None = N
     builder.start()
     waits.append((builder, lambda: docker_healthy(builder_sock), "answering ping"))
     head = _ray_head(cfg)
-    orphaned: list[ManagedProcess] = []
+    orphaned: list[RayProcess] = []
     if not head.running():
         # Raylets that outlived a dead head would make `ray start --head` believe a cluster still runs
         # here; they cannot rejoin a new head anyway. Stop them: their containers live on in dockerd.
@@ -546,14 +548,19 @@ def footprint(cfg: ClusterConfig) -> list[Footprint]:
     """Memory (PSS) of everything `up` runs on this machine, by the process that started it: etcd, the
     registry, the image builder, the Ray head (GCS, its raylet, and the control-plane actors' workers),
     and per node its dockerd (with containerd and shims; containers are not counted), its dockerd
-    supervisor and its raylet (with the node's actors)."""
+    supervisor and its raylet (with the node's actors).  A Ray node is every Ray process of its session
+    (no resident parent holds them together: see :mod:`.rayproc`), with whatever they started."""
     procs: dict[str, ManagedProcess] = {"etcd": _etcd(cfg), "registry": _registry(cfg), "builder": _builder(cfg)[0],
                                         "ray-head": _ray_head(cfg)}
     for node in known_nodes(cfg):
         procs[f"{node.name}/docker"] = _node_dockerd(cfg, node)
         procs[f"{node.name}/supervisor"] = _node_supervisor(cfg, node)
         procs[f"{node.name}/raylet"] = _node_raylet(cfg, node)
-    roots = {name: pid for name, proc in procs.items() if (pid := proc.pid()) is not None}
+    roots: dict[str, list[int]] = {}
+    for name, proc in procs.items():
+        pid = proc.pid()
+        if pid is not None:
+            roots[name] = proc.members() if isinstance(proc, RayProcess) else [pid]
     trees = process_trees(roots)
     return [Footprint(name, sorted(pids), sum(pss_bytes(p) for p in pids)) for name, pids in trees.items()]
 

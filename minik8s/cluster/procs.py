@@ -1,12 +1,12 @@
 """Detached, pidfile-managed daemons (etcd, registry, dockerd, raylets).
 
-Each :class:`ManagedProcess` is started as the leader of a new session (``setsid``), so it
-outlives the ``minik8s`` process that started it and is never hit by its signals.  Its pid is
-kept in ``<state>/run/<name>.pid`` and its output in ``<state>/logs/<name>.log``.  ``start`` is
-idempotent (a live process named in the pidfile is adopted), and ``stop`` ends the whole
-session the process leads, so helpers it forked (Ray's raylet and GCS, dockerd's containerd)
-go with it.  The cleanup helpers below find what a daemon leaves when it dies badly: mounts
-under its dirs, processes naming its dirs, and processes of its containers.
+Each :class:`ManagedProcess` is started as the leader of a new session (``setsid``), so it outlives
+the ``minik8s`` process that started it and is never hit by its signals. Its pid is kept in
+``<state>/run/<name>.pid`` and its output in ``<state>/logs/<name>.log``. ``start`` is idempotent (a
+live process named in the pidfile is adopted), and ``stop`` ends the whole session the process
+leads, so helpers it forked (dockerd's containerd) go with it. Ray's ``ray start`` exits once its
+daemons run: :mod:`.rayproc` tracks those. The cleanup helpers below find what a daemon leaves when
+it dies badly: mounts under its dirs, processes naming its dirs, and processes of its containers.
 """
 
 from __future__ import annotations
@@ -452,9 +452,9 @@ def in_container(pid: int) -> bool:
     return "/docker/" in text or "/docker-" in text
 
 
-def process_trees(roots: dict[str, int]) -> dict[str, list[int]]:
-    """Each named root pid with all its descendants, leaving out container processes (a pod's are not
-    the cluster's own). A pid under two roots goes to the nearest."""
+def process_trees(roots: Mapping[str, int | Sequence[int]]) -> dict[str, list[int]]:
+    """Each named root pid (or pids) with all its descendants, leaving out container processes (a pod's are
+    not the cluster's own). A pid under two roots goes to the nearest."""
     children: dict[int, list[int]] = {}
     for pid in _all_pids():
         parent = _parent(pid)
@@ -463,7 +463,7 @@ def process_trees(roots: dict[str, int]) -> dict[str, list[int]]:
     owner: dict[int, str] = {}
     depth: dict[int, int] = {}
     for name, root in roots.items():
-        stack = [(root, 0)]
+        stack = [(r, 0) for r in ([root] if isinstance(root, int) else root)]
         while stack:
             pid, d = stack.pop()
             if pid in depth and depth[pid] <= d:

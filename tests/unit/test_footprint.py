@@ -40,3 +40,16 @@ def test_pss_is_counted_for_live_processes_only() -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     assert pss_bytes(dead.pid) == 0
+
+
+def test_a_component_may_have_several_roots() -> None:
+    # a Ray node: its daemons were orphaned by `ray start`, so the component is a set of roots
+    a, b = subprocess.Popen(["sleep", "30"]), subprocess.Popen(["sleep", "30"])
+    try:
+        trees = process_trees({"ray-node": [a.pid, b.pid], "me": os.getpid()})
+        assert sorted(trees["ray-node"]) == sorted([a.pid, b.pid])
+        assert a.pid not in trees["me"] and b.pid not in trees["me"]
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()
