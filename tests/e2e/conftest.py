@@ -176,13 +176,29 @@ def wait_running(client: Client, name: str, timeout: float = 90.0, namespace: st
     return wait_for(f"pod {name} running and ready", ready, timeout)
 
 
+@contextmanager
+def fresh_namespace() -> Iterator[str]:
+    """A new namespace, deleted (with all in it) afterwards, whatever the test left there."""
+    name = unique("e2e")
+    run("apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
+    try:
+        yield name
+    finally:
+        run("delete", "namespace", name, check=False)
+
+
 @pytest.fixture
 def ns(cluster: None) -> Iterator[str]:
     """A namespace of the test's own, deleted afterwards: a module's objects never meet another's."""
-    name = unique("e2e")
-    run("apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
-    yield name
-    run("delete", "namespace", name, check=False)
+    with fresh_namespace() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def module_ns(cluster: None) -> Iterator[str]:
+    """A namespace the tests of one module share (with an expensive fixture in it), deleted after the module."""
+    with fresh_namespace() as name:
+        yield name
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True
