@@ -35,7 +35,7 @@ def test_two_containers_share_localhost_and_hostname(client: Client, ns: str) ->
     pod = wait_running(client, name, namespace=ns)
     assert pod.status.podIP and pod.status.podIP.startswith("10.244.")
     body = wait_for("HTTP answer on localhost", lambda: run(
-        "exec", name, "-c", "client", "--", "wget", "-qO-", "http://localhost:8080/", check=False).stdout)
+        "exec", "-n", ns, name, "-c", "client", "--", "wget", "-qO-", "http://localhost:8080/", check=False).stdout)
     assert body.strip() == name
     table = run("get", "pods", "-n", ns, "-o", "wide").stdout
     line = next(row for row in table.splitlines() if row.startswith(name))
