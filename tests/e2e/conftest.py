@@ -112,17 +112,18 @@ def pod_on(name: str, node: str | None, image: str, command: list[str]) -> str:
 
 
 @contextmanager
-def sleeper_pod(client: Client, prefix: str, image: str = "busybox", node: str | None = None) -> Iterator[str]:
+def sleeper_pod(client: Client, prefix: str, image: str = "busybox", node: str | None = None,
+                namespace: str = "default") -> Iterator[str]:
     """A running pod that only sleeps, to `exec` requests from inside the cluster; deleted afterwards."""
     name = unique(prefix)
-    run("apply", "-f", "-", input=pod_on(name, node, image, ["sleep", "3600"]))
+    run("apply", "-n", namespace, "-f", "-", input=pod_on(name, node, image, ["sleep", "3600"]))
     try:
-        wait_running(client, name)
+        wait_running(client, name, namespace=namespace)
         yield name
     except BaseException:
-        run("delete", "pod", name, "--grace-period", "0", check=False)
+        run("delete", "pod", name, "-n", namespace, "--grace-period", "0", check=False)
         raise
-    run("delete", "pod", name, "--grace-period", "0")
+    run("delete", "pod", name, "-n", namespace, "--grace-period", "0")
 
 
 @pytest.fixture(scope="session")
@@ -165,9 +166,9 @@ def pod_phase(client: Client, name: str, namespace: str = "default") -> str | No
     return pod.status.phase if pod.status else None
 
 
-def wait_running(client: Client, name: str, timeout: float = 90.0) -> Any:
+def wait_running(client: Client, name: str, timeout: float = 90.0, namespace: str = "default") -> Any:
     def ready() -> Any:
-        pod = client.get("Pod", name)
+        pod = client.get("Pod", name, namespace)
         statuses = (pod.status.containerStatuses if pod.status else None) or []
         ok = pod.status and pod.status.phase == "Running" and statuses and all(s.ready for s in statuses)
         return pod if ok else None
@@ -175,13 +176,29 @@ def wait_running(client: Client, name: str, timeout: float = 90.0) -> Any:
     return wait_for(f"pod {name} running and ready", ready, timeout)
 
 
+@contextmanager
+def fresh_namespace() -> Iterator[str]:
+    """A new namespace, deleted (with all in it) afterwards, whatever the test left there."""
+    name = unique("e2e")
+    run("apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
+    try:
+        yield name
+    finally:
+        run("delete", "namespace", name, check=False)
+
+
 @pytest.fixture
 def ns(cluster: None) -> Iterator[str]:
     """A namespace of the test's own, deleted afterwards: a module's objects never meet another's."""
-    name = unique("e2e")
-    run("apply", "-f", "-", input=f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}\n")
-    yield name
-    run("delete", "namespace", name, check=False)
+    with fresh_namespace() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def module_ns(cluster: None) -> Iterator[str]:
+    """A namespace the tests of one module share (with an expensive fixture in it), deleted after the module."""
+    with fresh_namespace() as name:
+        yield name
 
 
 def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True

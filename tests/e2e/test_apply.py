@@ -41,79 +41,80 @@ def app_manifest(name: str, ports: list[int], env: dict[str, str], sidecar: bool
     return yaml.safe_dump(service) + "---\n" + yaml.safe_dump(deployment)
 
 
-def service_ports(kc: Path, name: str) -> list[int]:
-    return [int(p) for p in ok(kubectl(kc, "get", "svc", name, "-o", "jsonpath={.spec.ports[*].port}")).split()]
+def service_ports(kc: Path, name: str, ns: str) -> list[int]:
+    jsonpath = "jsonpath={.spec.ports[*].port}"
+    return [int(p) for p in ok(kubectl(kc, "get", "svc", name, "-n", ns, "-o", jsonpath)).split()]
 
 
-def test_kubectl_apply_twice_merges_edited_lists(client: Client, kubeconfig: Path, tmp_path: Path) -> None:
+def test_kubectl_apply_twice_merges_edited_lists(client: Client, kubeconfig: Path, ns: str, tmp_path: Path) -> None:
     name = unique("apply")
     manifest = tmp_path / "app.yaml"
     manifest.write_text(app_manifest(name, [80, 443], {"A": "1", "B": "2"}))
-    assert f"service/{name} created" in ok(kubectl(kubeconfig, "apply", "-f", str(manifest)))
-    cluster_ip = client.get("Service", name).spec.clusterIP
+    assert f"service/{name} created" in ok(kubectl(kubeconfig, "apply", "-n", ns, "-f", str(manifest)))
+    cluster_ip = client.get("Service", name, ns).spec.clusterIP
     manifest.write_text(app_manifest(name, [80], {"A": "3", "C": "4"}, sidecar=True))
-    out = ok(kubectl(kubeconfig, "apply", "-f", str(manifest)))
+    out = ok(kubectl(kubeconfig, "apply", "-n", ns, "-f", str(manifest)))
     assert f"service/{name} configured" in out and f"deployment.apps/{name} configured" in out
-    assert service_ports(kubeconfig, name) == [80]
-    assert client.get("Service", name).spec.clusterIP == cluster_ip  # set by the server: kept
-    spec = client.get("Deployment", name).to_dict()["spec"]["template"]["spec"]
+    assert service_ports(kubeconfig, name, ns) == [80]
+    assert client.get("Service", name, ns).spec.clusterIP == cluster_ip  # set by the server: kept
+    spec = client.get("Deployment", name, ns).to_dict()["spec"]["template"]["spec"]
     assert [c["name"] for c in spec["containers"]] == ["main", "side"]
     assert spec["containers"][0]["env"] == [{"name": "A", "value": "3"}, {"name": "C", "value": "4"}]
 
     def rolled_out() -> Any:  # the new template reaches a running pod
-        pods = client.list("Pod", "default", label_selector=f"app={name}").items
+        pods = client.list("Pod", ns, label_selector=f"app={name}").items
         return [p for p in pods if p.status and p.status.phase == "Running" and len(p.spec.containers) == 2
                 and {e.name: e.value for e in p.spec.containers[0].env or []} == {"A": "3", "C": "4"}]
 
     wait_for("a pod of the applied template", rolled_out, timeout=180)
-    assert "unchanged" in ok(kubectl(kubeconfig, "apply", "-f", str(manifest)))
-    ok(kubectl(kubeconfig, "delete", "-f", str(manifest)))
+    assert "unchanged" in ok(kubectl(kubeconfig, "apply", "-n", ns, "-f", str(manifest)))
+    ok(kubectl(kubeconfig, "delete", "-n", ns, "-f", str(manifest)))
 
 
-def test_kubectl_patch_types(client: Client, kubeconfig: Path) -> None:
+def test_kubectl_patch_types(client: Client, kubeconfig: Path, ns: str) -> None:
     name = unique("patch")
     client.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-                   "spec": {"selector": {"app": name}, "ports": [{"name": "a", "port": 80}]}})
-    ok(kubectl(kubeconfig, "patch", "svc", name, "--type=strategic", "-p",
+                   "spec": {"selector": {"app": name}, "ports": [{"name": "a", "port": 80}]}}, ns)
+    ok(kubectl(kubeconfig, "patch", "svc", name, "-n", ns, "--type=strategic", "-p",
                '{"spec":{"ports":[{"name":"b","port":443}]}}'))
-    assert service_ports(kubeconfig, name) == [80, 443]
-    ok(kubectl(kubeconfig, "patch", "svc", name, "--type=json", "-p",
+    assert service_ports(kubeconfig, name, ns) == [80, 443]
+    ok(kubectl(kubeconfig, "patch", "svc", name, "-n", ns, "--type=json", "-p",
                '[{"op":"add","path":"/spec/ports/-","value":{"name":"c","port":8080}},'
                '{"op":"remove","path":"/spec/ports/0"}]'))
-    assert service_ports(kubeconfig, name) == [443, 8080]
-    failed = kubectl(kubeconfig, "patch", "svc", name, "--type=json", "-p",
+    assert service_ports(kubeconfig, name, ns) == [443, 8080]
+    failed = kubectl(kubeconfig, "patch", "svc", name, "-n", ns, "--type=json", "-p",
                      '[{"op":"test","path":"/spec/ports/0/port","value":1}]')
     assert failed.returncode != 0 and "test failed" in failed.stderr
-    ok(kubectl(kubeconfig, "patch", "svc", name, "--type=merge", "-p", '{"spec":{"ports":[{"name":"d","port":9}]}}'))
-    assert service_ports(kubeconfig, name) == [9]
-    client.delete("Service", name)
+    ok(kubectl(kubeconfig, "patch", "svc", name, "-n", ns, "--type=merge", "-p",
+               '{"spec":{"ports":[{"name":"d","port":9}]}}'))
+    assert service_ports(kubeconfig, name, ns) == [9]
+    client.delete("Service", name, ns)
 
 
-def test_server_side_apply_is_refused_clearly(kubeconfig: Path, tmp_path: Path) -> None:
+def test_server_side_apply_is_refused_clearly(kubeconfig: Path, ns: str, tmp_path: Path) -> None:
     name = unique("ssa")
     manifest = tmp_path / "svc.yaml"
     manifest.write_text(app_manifest(name, [80], {}).split("---")[0])
-    refused = kubectl(kubeconfig, "apply", "--server-side", "-f", str(manifest))
+    refused = kubectl(kubeconfig, "apply", "-n", ns, "--server-side", "-f", str(manifest))
     assert refused.returncode != 0
     assert "Server-side apply not available" in refused.stderr and "client-side apply" in refused.stderr
-    assert kubectl(kubeconfig, "get", "svc", name).returncode != 0  # nothing was written
+    assert kubectl(kubeconfig, "get", "svc", name, "-n", ns).returncode != 0  # nothing was written
 
 
-def test_minik8s_apply_twice_removes_what_the_manifest_dropped(client: Client, tmp_path: Path) -> None:
+def test_minik8s_apply_twice_removes_what_the_manifest_dropped(client: Client, ns: str, tmp_path: Path) -> None:
     name = unique("mapply")
     manifest = tmp_path / "svc.yaml"
     manifest.write_text(app_manifest(name, [80, 443], {}).split("---")[0])
-    assert f"service/{name} created" in run("apply", "-f", str(manifest)).stdout
+    assert f"service/{name} created" in run("apply", "-n", ns, "-f", str(manifest)).stdout
     manifest.write_text(app_manifest(name, [443], {}).split("---")[0])
-    assert f"service/{name} configured" in run("apply", "-f", str(manifest)).stdout
-    assert [p.port for p in client.get("Service", name).spec.ports] == [443]
-    assert f"service/{name} unchanged" in run("apply", "-f", str(manifest)).stdout
-    client.delete("Service", name)
+    assert f"service/{name} configured" in run("apply", "-n", ns, "-f", str(manifest)).stdout
+    assert [p.port for p in client.get("Service", name, ns).spec.ports] == [443]
+    assert f"service/{name} unchanged" in run("apply", "-n", ns, "-f", str(manifest)).stdout
+    client.delete("Service", name, ns)
 
 
-def test_kubectl_get_in_chunks(client: Client, kubeconfig: Path) -> None:
-    namespace = unique("chunks")
-    client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+def test_kubectl_get_in_chunks(client: Client, kubeconfig: Path, ns: str) -> None:
+    namespace = ns  # its own namespace, so the listing holds only these events
     for i in range(CHUNKED_EVENTS):
         client.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": f"ev-{i:03d}", "namespace": namespace},
                        "involvedObject": {"kind": "Pod", "name": f"pod-{i}", "namespace": namespace},
@@ -128,4 +129,3 @@ def test_kubectl_get_in_chunks(client: Client, kubeconfig: Path) -> None:
     selected = ok(kubectl(kubeconfig, "get", "events", "-n", namespace, "--field-selector",
                           "involvedObject.name=pod-7", "-o", "name"))
     assert selected.split() == ["event/ev-007"]
-    client.delete("Namespace", namespace, None)

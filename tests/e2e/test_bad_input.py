@@ -14,8 +14,8 @@ spec: {{containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]}}
 """
 
 
-def pod_names(client: Client) -> set[str]:
-    return {p.metadata.name for p in client.list("Pod", "default").items}
+def pod_names(client: Client, ns: str) -> set[str]:
+    return {p.metadata.name for p in client.list("Pod", ns).items}
 
 
 @pytest.mark.parametrize("bad, expected", [
@@ -33,35 +33,36 @@ def pod_names(client: Client) -> set[str]:
      "metadata.name"),
     ("kind: Pod\nmetadata: {name: x}\n", 'missing required field "apiVersion"'),
 ])
-def test_bad_manifest_is_one_clear_line_and_creates_nothing(client: Client, bad: str, expected: str) -> None:
+def test_bad_manifest_is_one_clear_line_and_creates_nothing(client: Client, ns: str, bad: str, expected: str) -> None:
     good = unique("good")
-    before = pod_names(client)
+    before = pod_names(client, ns)
     # a valid document first: all-or-nothing means it is not created either
-    proc = run("apply", "-f", "-", input=GOOD.format(name=good) + "---\n" + bad, check=False)
+    proc = run("apply", "-n", ns, "-f", "-", input=GOOD.format(name=good) + "---\n" + bad, check=False)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert expected in lines[0]
     assert "document 2" in lines[0] or "invalid YAML" in lines[0]
-    assert pod_names(client) == before
+    assert pod_names(client, ns) == before
 
 
-def test_name_clash_on_create_is_reported(client: Client, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_name_clash_on_create_is_reported(client: Client, ns: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     name = unique("clash")
-    run("apply", "-f", "-", input=GOOD.format(name=name))
-    uid = client.get("Pod", name).metadata.uid
+    run("apply", "-n", ns, "-f", "-", input=GOOD.format(name=name))
+    uid = client.get("Pod", name, ns).metadata.uid
     kubeconfig = tmp_path / "kc"
     kubeconfig.write_text(run("kubeconfig").stdout)
     import subprocess
 
-    proc = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "create", "-f", "-"],
+    proc = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "create", "-n", ns, "-f", "-"],
                           input=GOOD.format(name=name), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and f'pods "{name}" already exists' in proc.stderr
-    assert client.get("Pod", name).metadata.uid == uid
-    run("delete", "pod", name, "--grace-period", "0")
+    assert client.get("Pod", name, ns).metadata.uid == uid
+    run("delete", "pod", "-n", ns, name, "--grace-period", "0")
 
 
 def test_unknown_kind_and_missing_object_on_the_cli(cluster: None) -> None:
+    # creates nothing: the CLI's namespace-less default (`default`) is what a user without -n meets
     proc = run("get", "widgets", check=False)
     assert proc.returncode == 1 and 'doesn\'t have a resource type "widgets"' in proc.stderr
     proc = run("get", "pod", "does-not-exist", check=False)

@@ -25,38 +25,38 @@ def _rows(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in doc["components"]}
 
 
-def test_label_annotate_and_label_columns(client: Client) -> None:
+def test_label_annotate_and_label_columns(client: Client, ns: str) -> None:
     name = unique("lbl")
-    run("apply", "-f", "-", input=pod_on(name, None, "busybox", ["sleep", "3600"]))
+    run("apply", "-n", ns, "-f", "-", input=pod_on(name, None, "busybox", ["sleep", "3600"]))
     try:
-        assert run("label", "pod", name, "tier=front", "team=a").stdout.strip() == f"pod/{name} labeled"
-        table = run("get", "pods", name, "--show-labels").stdout
+        assert run("label", "pod", "-n", ns, name, "tier=front", "team=a").stdout.strip() == f"pod/{name} labeled"
+        table = run("get", "pods", "-n", ns, name, "--show-labels").stdout
         assert "LABELS" in table.splitlines()[0] and "team=a,tier=front" in table
-        columns = run("get", "pods", "-L", "tier,team", "-l", "tier=front").stdout.splitlines()
+        columns = run("get", "pods", "-n", ns, "-L", "tier,team", "-l", "tier=front").stdout.splitlines()
         assert columns[0].split()[-2:] == ["TIER", "TEAM"]
         assert any(line.split()[0] == name and line.split()[-2:] == ["front", "a"] for line in columns[1:])
 
-        refused = run("label", f"pod/{name}", "tier=back", check=False)
+        refused = run("label", "-n", ns, f"pod/{name}", "tier=back", check=False)
         assert refused.returncode == 1
         assert "'tier' already has a value (front), and --overwrite is false" in refused.stderr
-        assert client.get("Pod", name).metadata.labels["tier"] == "front"  # nothing changed
-        assert run("label", f"pod/{name}", "tier=back", "--overwrite").stdout.strip() == f"pod/{name} labeled"
-        assert run("label", "pods", name, "team-").stdout.strip() == f"pod/{name} unlabeled"
-        labels = client.get("Pod", name).metadata.labels
+        assert client.get("Pod", name, ns).metadata.labels["tier"] == "front"  # nothing changed
+        assert run("label", "-n", ns, f"pod/{name}", "tier=back", "--overwrite").stdout.strip() == f"pod/{name} labeled"
+        assert run("label", "pods", "-n", ns, name, "team-").stdout.strip() == f"pod/{name} unlabeled"
+        labels = client.get("Pod", name, ns).metadata.labels
         assert labels["tier"] == "back" and "team" not in labels
 
-        assert run("annotate", "pod", name, "owner=alice").stdout.strip() == f"pod/{name} annotated"
-        refused = run("annotate", "pod", name, "owner=bob", check=False)
+        assert run("annotate", "pod", "-n", ns, name, "owner=alice").stdout.strip() == f"pod/{name} annotated"
+        refused = run("annotate", "pod", "-n", ns, name, "owner=bob", check=False)
         assert refused.returncode == 1 and "--overwrite is false" in refused.stderr and "(alice)" in refused.stderr
-        run("annotate", "pod", name, "owner=bob", "--overwrite")
-        assert client.get("Pod", name).metadata.annotations["owner"] == "bob"
-        run("annotate", "pod", name, "owner-")
-        assert "owner" not in (client.get("Pod", name).metadata.annotations or {})
+        run("annotate", "pod", "-n", ns, name, "owner=bob", "--overwrite")
+        assert client.get("Pod", name, ns).metadata.annotations["owner"] == "bob"
+        run("annotate", "pod", "-n", ns, name, "owner-")
+        assert "owner" not in (client.get("Pod", name, ns).metadata.annotations or {})
 
-        bad = run("label", "pod", name, "tier=not valid!", check=False)
+        bad = run("label", "pod", "-n", ns, name, "tier=not valid!", check=False)
         assert bad.returncode != 0 and "not a valid label value" in bad.stderr
     finally:
-        run("delete", "pod", name, "--grace-period", "0", check=False)
+        run("delete", "pod", "-n", ns, name, "--grace-period", "0", check=False)
 
 
 def test_label_works_for_cluster_scoped_kinds(client: Client) -> None:
@@ -70,39 +70,40 @@ def test_label_works_for_cluster_scoped_kinds(client: Client) -> None:
         run("label", "node", "node-2", "e2e-mark-")
 
 
-def test_wait_for_conditions_jsonpath_and_delete(client: Client) -> None:
+def test_wait_for_conditions_jsonpath_and_delete(client: Client, ns: str) -> None:
     name = unique("wait")
-    run("apply", "-f", "-", input=pod_on(name, None, "busybox", ["sleep", "3600"]))
+    run("apply", "-n", ns, "-f", "-", input=pod_on(name, None, "busybox", ["sleep", "3600"]))
     try:
-        out = run("wait", f"pod/{name}", "--for=condition=Ready", f"--timeout={PODS_READY_S}", timeout=180)
+        out = run("wait", "-n", ns, f"pod/{name}", "--for=condition=Ready", f"--timeout={PODS_READY_S}", timeout=180)
         assert out.stdout.strip() == f"pod/{name} condition met"
-        assert client.get("Pod", name).status.phase == "Running"
-        out = run("wait", "pod", name, "--for=jsonpath={.status.phase}=Running", "--timeout=10s")
+        assert client.get("Pod", name, ns).status.phase == "Running"
+        out = run("wait", "pod", "-n", ns, name, "--for=jsonpath={.status.phase}=Running", "--timeout=10s")
         assert out.stdout.strip() == f"pod/{name} condition met"
 
-        late = run("wait", f"pod/{name}", "--for=condition=Ready=false", "--timeout=2s", check=False)
+        late = run("wait", "-n", ns, f"pod/{name}", "--for=condition=Ready=false", "--timeout=2s", check=False)
         assert late.returncode == 1
         assert late.stderr.strip() == f"error: timed out waiting for the condition on pods/{name}"
 
-        run("delete", "pod", name, "--grace-period", "0", "--no-wait")
-        out = run("wait", f"pod/{name}", "--for=delete", "--timeout=60s", timeout=90)
+        run("delete", "pod", "-n", ns, name, "--grace-period", "0", "--no-wait")
+        out = run("wait", "-n", ns, f"pod/{name}", "--for=delete", "--timeout=60s", timeout=90)
         assert out.stdout.strip() == f"pod/{name} deleted"
-        assert not [p for p in client.list("Pod", "default").items if p.metadata.name == name]
+        assert not [p for p in client.list("Pod", ns).items if p.metadata.name == name]
     finally:
-        run("delete", "pod", name, "--grace-period", "0", "--ignore-not-found", check=False)
+        run("delete", "pod", "-n", ns, name, "--grace-period", "0", "--ignore-not-found", check=False)
 
-    missing = run("wait", "pod/no-such-pod", "--for=condition=Ready", "--timeout=1s", check=False)
+    missing = run("wait", "-n", ns, "pod/no-such-pod", "--for=condition=Ready", "--timeout=1s", check=False)
     assert missing.returncode == 1 and "not found" in missing.stderr
 
 
-def test_wait_for_a_deployment_to_be_available() -> None:
+def test_wait_for_a_deployment_to_be_available(ns: str) -> None:
     name = unique("avail")
-    run("apply", "-f", "-", input=web_app(name, replicas=2))
+    run("apply", "-n", ns, "-f", "-", input=web_app(name, replicas=2))
     try:
-        out = run("wait", f"deploy/{name}", "--for=condition=Available", f"--timeout={PODS_READY_S}", timeout=180)
+        out = run("wait", "-n", ns, f"deploy/{name}", "--for=condition=Available", f"--timeout={PODS_READY_S}",
+                  timeout=180)
         assert out.stdout.strip() == f"deployment/{name} condition met"
     finally:
-        run("delete", "-f", "-", input=web_app(name, replicas=2), check=False)
+        run("delete", "-n", ns, "-f", "-", input=web_app(name, replicas=2), check=False)
 
 
 def test_status_json_lists_every_component_healthy(cluster: None) -> None:

@@ -42,6 +42,7 @@ def _kubelet_pid() -> int:
 
 
 def test_killed_kubelet_is_restarted_and_adopts_containers(client: Client) -> None:
+    # left in `default`: it kills node-1's kubelet; its pods' names are unique, so leftovers cannot fail it
     name = unique("adopt")
     run("apply", "-f", "-", input=f"""apiVersion: v1
 kind: Pod

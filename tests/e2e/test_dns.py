@@ -24,41 +24,45 @@ def dns_object(name: str, host: str, paths: list[tuple[str, str]]) -> str:
 
 
 @pytest.fixture(scope="module")
-def pyprobe(client: Client) -> str:
-    with sleeper_pod(client, "resolver", image="python:3", node="node-2") as name:
+def pyprobe(client: Client, module_ns: str) -> str:
+    """A Python pod in the module's namespace, where the tests that use it put their Services (so a Service's
+    short name resolves through the pod's search path)."""
+    with sleeper_pod(client, "resolver", image="python:3", node="node-2", namespace=module_ns) as name:
         yield name
 
 
-def resolve(pod: str, host: str) -> str:
-    proc = run("exec", pod, "--", "python3", "-c", RESOLVE, host, check=False)
+def resolve(pod: str, host: str, ns: str) -> str:
+    proc = run("exec", "-n", ns, pod, "--", "python3", "-c", RESOLVE, host, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
-def test_service_names_resolve_from_pods_and_nodes(client: Client, pyprobe: str) -> None:
+def test_service_names_resolve_from_pods_and_nodes(client: Client, pyprobe: str, module_ns: str) -> None:
+    ns = module_ns
     svc = unique("named")
-    run("apply", "-f", "-", input=backend(svc, "hello"))
-    vip = client.get("Service", svc).spec.clusterIP
-    for name in (svc, f"{svc}.default", f"{svc}.default.svc.cluster.local"):
-        assert wait_for(f"{name} to resolve", lambda n=name: resolve(pyprobe, n) == vip, timeout=10)
+    run("apply", "-n", ns, "-f", "-", input=backend(svc, "hello"))
+    vip = client.get("Service", svc, ns).spec.clusterIP
+    for name in (svc, f"{svc}.{ns}", f"{svc}.{ns}.svc.cluster.local"):
+        assert wait_for(f"{name} to resolve", lambda n=name: resolve(pyprobe, n, ns) == vip, timeout=10)
     node = subprocess.run(["ip", "netns", "exec", "mk8s-node-3", "python3", "-c", RESOLVE,
-                           f"{svc}.default.svc.cluster.local"], capture_output=True, text=True, timeout=20)
+                           f"{svc}.{ns}.svc.cluster.local"], capture_output=True, text=True, timeout=20)
     assert node.stdout.strip() == vip, node.stderr
     t0 = time.monotonic()
-    external = run("exec", pyprobe, "--", "python3", "-c", RESOLVE, "example.org", check=False)
+    external = run("exec", "-n", ns, pyprobe, "--", "python3", "-c", RESOLVE, "example.org", check=False)
     assert external.returncode != 0 and time.monotonic() - t0 < 5  # NXDOMAIN, answered fast (incl. exec cost)
-    run("delete", "deploy", svc)
-    run("delete", "svc", svc)
-    wait_for("the name to go away", lambda: resolve(pyprobe, f"{svc}.default.svc.cluster.local") == "", timeout=10)
+    run("delete", "-n", ns, "deploy", svc)
+    run("delete", "-n", ns, "svc", svc)
+    wait_for("the name to go away", lambda: resolve(pyprobe, f"{svc}.{ns}.svc.cluster.local", ns) == "", timeout=10)
 
 
-def test_host_paths_route_to_services_and_follow_changes(client: Client, pyprobe: str) -> None:
+def test_host_paths_route_to_services_and_follow_changes(client: Client, pyprobe: str, module_ns: str) -> None:
+    ns = module_ns
     a, b, host, obj = unique("sa"), unique("sb"), f"{unique('shop')}.example.com", unique("routes")
-    run("apply", "-f", "-", input=backend(a, "reply-a") + "---\n" + backend(b, "reply-b"))
-    run("apply", "-f", "-", input=dns_object(obj, host, [("/a", a), ("/b", b)]))
+    run("apply", "-n", ns, "-f", "-", input=backend(a, "reply-a") + "---\n" + backend(b, "reply-b"))
+    run("apply", "-n", ns, "-f", "-", input=dns_object(obj, host, [("/a", a), ("/b", b)]))
     fetch = "import urllib.request, sys; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
 
     def get(url: str) -> str:
-        proc = run("exec", pyprobe, "--", "python3", "-c", fetch, url, check=False)
+        proc = run("exec", "-n", ns, pyprobe, "--", "python3", "-c", fetch, url, check=False)
         return proc.stdout.strip() if proc.returncode == 0 else ""
 
     assert wait_for("/a through the gateway", lambda: get(f"http://{host}/a") == "reply-a", timeout=90)
@@ -67,16 +71,16 @@ def test_host_paths_route_to_services_and_follow_changes(client: Client, pyprobe
     from_node = subprocess.run(["ip", "netns", "exec", "mk8s-node-1", "python3", "-c", fetch, f"http://{host}/a"],
                                capture_output=True, text=True, timeout=30)
     assert from_node.stdout.strip() == "reply-a", from_node.stderr
-    table = run("get", "dns").stdout
+    table = run("get", "dns", "-n", ns).stdout
     assert any(obj in line and host in line and "/a,/b" in line for line in table.splitlines()), table
-    assert "ready" in run("describe", "dns", obj).stdout
+    assert "ready" in run("describe", "dns", "-n", ns, obj).stdout
 
-    run("apply", "-f", "-", input=dns_object(obj, host, [("/a", b), ("/b", b)]))  # retarget /a
+    run("apply", "-n", ns, "-f", "-", input=dns_object(obj, host, [("/a", b), ("/b", b)]))  # retarget /a
     assert wait_for("/a retargeted", lambda: get(f"http://{host}/a") == "reply-b", timeout=30)
-    run("delete", "dns", obj)
-    assert wait_for("the host to be NXDOMAIN", lambda: resolve(pyprobe, host) == "" or None, timeout=10) is not None
-    run("delete", "deploy", a, b)
-    run("delete", "svc", a, b)
+    run("delete", "-n", ns, "dns", obj)
+    assert wait_for("the host to be NXDOMAIN", lambda: resolve(pyprobe, host, ns) == "" or None, timeout=10) is not None
+    run("delete", "-n", ns, "deploy", a, b)
+    run("delete", "-n", ns, "svc", a, b)
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -85,16 +89,16 @@ def test_host_paths_route_to_services_and_follow_changes(client: Client, pyprobe
     ("host: ok.example.com\n  paths: [{path: /a, service: s, port: 80}, {path: /a, service: t, port: 80}]",
      "spec.paths[1].path"),
 ])
-def test_bad_dns_objects_are_rejected(cluster: None, spec: str, expected: str) -> None:
+def test_bad_dns_objects_are_rejected(ns: str, spec: str, expected: str) -> None:
     name = unique("baddns")
-    proc = run("apply", "-f", "-", input=f"apiVersion: minik8s.io/v1\nkind: DNS\nmetadata: {{name: {name}}}\n"
+    proc = run("apply", "-n", ns, "-f", "-", input=f"apiVersion: minik8s.io/v1\nkind: DNS\nmetadata: {{name: {name}}}\n"
                                          f"spec:\n  {spec}\n", check=False)
     assert proc.returncode == 1 and expected in proc.stderr, proc.stderr
 
 
-def test_two_objects_cannot_claim_one_host_and_path(cluster: None) -> None:
+def test_two_objects_cannot_claim_one_host_and_path(ns: str) -> None:
     first, second, host = unique("claim"), unique("claim"), f"{unique('h')}.example.com"
-    run("apply", "-f", "-", input=dns_object(first, host, [("/x", "s")]))
-    proc = run("apply", "-f", "-", input=dns_object(second, host, [("/x", "t")]), check=False)
+    run("apply", "-n", ns, "-f", "-", input=dns_object(first, host, [("/x", "s")]))
+    proc = run("apply", "-n", ns, "-f", "-", input=dns_object(second, host, [("/x", "t")]), check=False)
     assert proc.returncode == 1 and first in proc.stderr, proc.stderr
-    run("delete", "dns", first)
+    run("delete", "-n", ns, "dns", first)

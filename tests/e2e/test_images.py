@@ -9,7 +9,7 @@ from minik8s import Client
 from tests.e2e.conftest import run, unique, wait_for, wait_running
 
 
-def test_build_push_list_and_run_a_user_image(client: Client, tmp_path: Path) -> None:
+def test_build_push_list_and_run_a_user_image(client: Client, ns: str, tmp_path: Path) -> None:
     tag = f"{unique('hello')}:v1"
     (tmp_path / "Dockerfile").write_text(textwrap.dedent("""\
         FROM busybox
@@ -24,7 +24,7 @@ def test_build_push_list_and_run_a_user_image(client: Client, tmp_path: Path) ->
     assert any(line.split()[0] == "busybox" for line in listing.splitlines()[1:])
     run("image", "push", tag)  # pushing again is harmless
     name = unique("userimg")
-    run("apply", "-f", "-", input=f"""apiVersion: v1
+    run("apply", "-n", ns, "-f", "-", input=f"""apiVersion: v1
 kind: Pod
 metadata: {{name: {name}}}
 spec:
@@ -32,11 +32,11 @@ spec:
   - {{name: web, image: "{tag}"}}
   - {{name: probe, image: busybox, command: [sleep, "3600"]}}
 """)
-    wait_running(client, name)
+    wait_running(client, name, namespace=ns)
     body = wait_for("the user image's page", lambda: run(
-        "exec", name, "-c", "probe", "--", "wget", "-qO-", "http://localhost:8080/", check=False).stdout)
+        "exec", "-n", ns, name, "-c", "probe", "--", "wget", "-qO-", "http://localhost:8080/", check=False).stdout)
     assert body.strip() == "built by minik8s"
-    run("delete", "pod", name, "--grace-period", "0")
+    run("delete", "pod", "-n", ns, name, "--grace-period", "0")
 
 
 def test_bad_dockerfile_is_a_clear_error(cluster: None, tmp_path: Path) -> None:
@@ -47,9 +47,9 @@ def test_bad_dockerfile_is_a_clear_error(cluster: None, tmp_path: Path) -> None:
     assert len(lines) == 1 and "nosuchbase:9" in lines[0]
 
 
-def test_python_base_image_runs(client: Client) -> None:
+def test_python_base_image_runs(client: Client, ns: str) -> None:
     name = unique("py")
-    run("apply", "-f", "-", input=f"""apiVersion: v1
+    run("apply", "-n", ns, "-f", "-", input=f"""apiVersion: v1
 kind: Pod
 metadata: {{name: {name}}}
 spec:
@@ -57,6 +57,6 @@ spec:
   containers:
   - {{name: main, image: "python:3", command: [python3, -c, "import sys; print('py', sys.version_info[0])"]}}
 """)
-    wait_for("the python pod to succeed", lambda: client.get("Pod", name).status.phase == "Succeeded", timeout=120)
-    assert run("logs", name).stdout.strip() == "py 3"
-    run("delete", "pod", name)
+    wait_for("the python pod to succeed", lambda: client.get("Pod", name, ns).status.phase == "Succeeded", timeout=120)
+    assert run("logs", "-n", ns, name).stdout.strip() == "py 3"
+    run("delete", "pod", "-n", ns, name)

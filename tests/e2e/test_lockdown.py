@@ -115,7 +115,7 @@ def other_address(cluster: None) -> Iterator[str]:
         subprocess.run(["ip", "link", "del", OTHER_LINK], check=False)
 
 
-def test_a_pod_on_every_node_reaches_nothing_but_the_api_and_dns(client: Client, other_address: str) -> None:
+def test_a_pod_on_every_node_reaches_nothing_but_the_api_and_dns(client: Client, other_address: str, ns: str) -> None:
     cfg = ClusterConfig()
     targets = _targets(cfg)
     ports = {port for _, port in targets}
@@ -125,10 +125,10 @@ def test_a_pod_on_every_node_reaches_nothing_but_the_api_and_dns(client: Client,
     assert allowed <= targets, "the API, DNS or gateway config endpoint is not listening on the head address"
     api = f"https://{cfg.head_ip}:{cfg.api_port}"
     for node in NODES:
-        with sleeper_pod(client, "sweep", image="python:3", node=node) as pod:
+        with sleeper_pod(client, "sweep", image="python:3", node=node, namespace=ns) as pod:
             link_local = _link_local_targets(cfg, node)
-            out = run("exec", pod, "--", "python3", "-c", SWEEP, json.dumps(sorted(targets)), str(SWEEP_TIMEOUT_S),
-                      api, json.dumps(link_local), timeout=EXEC_TIMEOUT_S).stdout
+            out = run("exec", "-n", ns, pod, "--", "python3", "-c", SWEEP, json.dumps(sorted(targets)),
+                      str(SWEEP_TIMEOUT_S), api, json.dumps(link_local), timeout=EXEC_TIMEOUT_S).stdout
             result = json.loads(out.strip().splitlines()[-1])
         reached6 = [t for t in link_local if result[f"{t[0]}%eth0:{t[1]}"] == "open"]
         assert not reached6, f"from a pod on {node}, over IPv6 link-local: {reached6}"

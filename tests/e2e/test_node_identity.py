@@ -34,21 +34,22 @@ def creds(name: str) -> NodeCredentials:
 
 
 @pytest.fixture(scope="module")
-def pod(client: Client) -> Iterator[str]:
-    with sleeper_pod(client, "nid", node="node-2") as name:
+def pod(client: Client, module_ns: str) -> Iterator[str]:
+    """A pod on node-2 in the module's namespace (the tests that use it take `module_ns` too)."""
+    with sleeper_pod(client, "nid", node="node-2", namespace=module_ns) as name:
         yield name
 
 
-def test_the_kubelet_refuses_anyone_but_the_api_server(client: Client, pod: str) -> None:
+def test_the_kubelet_refuses_anyone_but_the_api_server(client: Client, pod: str, module_ns: str) -> None:
     admin_token = json.loads(_config_path().read_text())["token"]
     ca = creds("node-2").ca.read_text()
     base = f"https://{node_ip(client, 'node-2')}:{KUBELET_PORT}"
-    logs = f"{base}/containerLogs/default/{pod}/main"
+    logs = f"{base}/containerLogs/{module_ns}/{pod}/main"
     anonymous = httpx.Client(verify=ssl.create_default_context(cadata=ca), timeout=10)
     assert anonymous.get(f"{base}/healthz").status_code == 200  # served with a certificate from the cluster CA
     assert anonymous.get(logs).status_code == 401
     assert anonymous.get(logs, headers={"Authorization": f"Bearer {admin_token}"}).status_code == 401
-    exec_url = f"{base}/exec/default/{pod}/main"
+    exec_url = f"{base}/exec/{module_ns}/{pod}/main"
     assert anonymous.post(exec_url, json={"command": ["id"]}).status_code == 401
     # another node's certificate chains to the CA but is not the API server's identity
     other = creds("node-1")
@@ -57,16 +58,17 @@ def test_the_kubelet_refuses_anyone_but_the_api_server(client: Client, pod: str)
     assert refused.status_code == 403 and "system:node:node-1" in refused.json()["message"]
     # plain HTTP gets nothing served
     with pytest.raises(httpx.HTTPError):
-        httpx.get(f"http://{node_ip(client, 'node-2')}:{KUBELET_PORT}/containerLogs/default/{pod}/main", timeout=10)
+        httpx.get(f"http://{node_ip(client, 'node-2')}:{KUBELET_PORT}/containerLogs/{module_ns}/{pod}/main",
+                  timeout=10)
 
 
-def test_logs_and_exec_still_work(pod: str) -> None:
-    assert run("exec", pod, "--", "sh", "-c", "echo via-kubelet-tls").stdout == "via-kubelet-tls\n"
-    run("exec", pod, "--", "sh", "-c", "echo to-the-log > /proc/1/fd/1")
-    assert "to-the-log" in run("logs", pod).stdout
+def test_logs_and_exec_still_work(pod: str, module_ns: str) -> None:
+    assert run("exec", "-n", module_ns, pod, "--", "sh", "-c", "echo via-kubelet-tls").stdout == "via-kubelet-tls\n"
+    run("exec", "-n", module_ns, pod, "--", "sh", "-c", "echo to-the-log > /proc/1/fd/1")
+    assert "to-the-log" in run("logs", "-n", module_ns, pod).stdout
 
 
-def test_a_node_credential_cannot_modify_another_node(client: Client, kubeconfig: Path, pod: str,
+def test_a_node_credential_cannot_modify_another_node(client: Client, kubeconfig: Path, pod: str, module_ns: str,
                                                       tmp_path: Path) -> None:
     mine = creds("node-1")
     server = json.loads(_config_path().read_text())["server"]
@@ -88,17 +90,17 @@ def test_a_node_credential_cannot_modify_another_node(client: Client, kubeconfig
 
     node1 = Client(server, None, ca=mine.ca.read_text(), cert=str(mine.client_cert), key=str(mine.client_key))
     try:
-        bound_elsewhere = client.get("Pod", pod).to_dict()  # on node-2
+        bound_elsewhere = client.get("Pod", pod, module_ns).to_dict()  # on node-2
         with pytest.raises(Forbidden):
-            node1.request("PUT", f"/api/v1/namespaces/default/pods/{pod}/status",
+            node1.request("PUT", f"/api/v1/namespaces/{module_ns}/pods/{pod}/status",
                           json={**bound_elsewhere, "status": {"phase": "Failed"}})
         with pytest.raises(Forbidden):
-            node1.delete("Pod", pod)
+            node1.delete("Pod", pod, module_ns)
         with pytest.raises(Forbidden):
             node1.list("Secret", namespace="kube-system")
     finally:
         node1.close()
-    assert client.get("Pod", pod).status.phase == "Running"
+    assert client.get("Pod", pod, module_ns).status.phase == "Running"
 
 
 def test_node_state_holds_no_admin_token() -> None:

@@ -11,13 +11,13 @@ from minik8s.cluster.config import ClusterConfig
 from tests.e2e.conftest import run, unique, wait_for, wait_running
 
 
-def apply(manifest: str) -> str:
-    return run("apply", "-f", "-", input=textwrap.dedent(manifest)).stdout
+def apply(ns: str, manifest: str) -> str:
+    return run("apply", "-n", ns, "-f", "-", input=textwrap.dedent(manifest)).stdout
 
 
-def test_two_containers_share_localhost_and_hostname(client: Client) -> None:
+def test_two_containers_share_localhost_and_hostname(client: Client, ns: str) -> None:
     name = unique("web")
-    out = apply(f"""
+    out = apply(ns, f"""
         apiVersion: v1
         kind: Pod
         metadata: {{name: {name}}}
@@ -32,21 +32,21 @@ def test_two_containers_share_localhost_and_hostname(client: Client) -> None:
             command: [sleep, "3600"]
         """)
     assert f"pod/{name} created" in out
-    pod = wait_running(client, name)
+    pod = wait_running(client, name, namespace=ns)
     assert pod.status.podIP and pod.status.podIP.startswith("10.244.")
     body = wait_for("HTTP answer on localhost", lambda: run(
-        "exec", name, "-c", "client", "--", "wget", "-qO-", "http://localhost:8080/", check=False).stdout)
+        "exec", "-n", ns, name, "-c", "client", "--", "wget", "-qO-", "http://localhost:8080/", check=False).stdout)
     assert body.strip() == name
-    table = run("get", "pods", "-o", "wide").stdout
+    table = run("get", "pods", "-n", ns, "-o", "wide").stdout
     line = next(row for row in table.splitlines() if row.startswith(name))
     assert "2/2" in line and "Running" in line and pod.status.podIP in line and pod.spec.nodeName in line
-    run("delete", "pod", name, "--grace-period", "1")
-    assert name not in run("get", "pods").stdout + run("get", "pods").stderr
+    run("delete", "pod", "-n", ns, name, "--grace-period", "1")
+    assert name not in run("get", "pods", "-n", ns).stdout + run("get", "pods", "-n", ns).stderr
 
 
-def test_crashing_container_restarts_with_backoff(client: Client) -> None:
+def test_crashing_container_restarts_with_backoff(client: Client, ns: str) -> None:
     name = unique("crash")
-    apply(f"""
+    apply(ns, f"""
         apiVersion: v1
         kind: Pod
         metadata: {{name: {name}}}
@@ -56,23 +56,23 @@ def test_crashing_container_restarts_with_backoff(client: Client) -> None:
         """)
 
     def restarted() -> int:
-        pod = client.get("Pod", name)
+        pod = client.get("Pod", name, ns)
         statuses = (pod.status.containerStatuses if pod.status else None) or []
         return statuses[0].restartCount if statuses and statuses[0].restartCount >= 2 else 0
 
     wait_for("two restarts", restarted, timeout=120)
-    pod = client.get("Pod", name)
+    pod = client.get("Pod", name, ns)
     status = pod.status.containerStatuses[0]
     assert status.lastState and status.lastState.terminated and status.lastState.terminated.exitCode == 3
-    assert "started" in run("logs", name).stdout
-    wait_for("CrashLoopBackOff", lambda: "CrashLoopBackOff" in run("get", "pod", name).stdout, timeout=60)
-    assert "BackOff" in run("describe", "pod", name).stdout
-    run("delete", "pod", name, "--grace-period", "0")
+    assert "started" in run("logs", "-n", ns, name).stdout
+    wait_for("CrashLoopBackOff", lambda: "CrashLoopBackOff" in run("get", "pod", "-n", ns, name).stdout, timeout=60)
+    assert "BackOff" in run("describe", "pod", "-n", ns, name).stdout
+    run("delete", "pod", "-n", ns, name, "--grace-period", "0")
 
 
-def test_memory_limit_exceeded_is_oomkilled(client: Client) -> None:
+def test_memory_limit_exceeded_is_oomkilled(client: Client, ns: str) -> None:
     name = unique("oom")
-    apply(f"""
+    apply(ns, f"""
         apiVersion: v1
         kind: Pod
         metadata: {{name: {name}}}
@@ -86,19 +86,19 @@ def test_memory_limit_exceeded_is_oomkilled(client: Client) -> None:
         """)
 
     def oom_reason() -> str | None:
-        pod = client.get("Pod", name)
+        pod = client.get("Pod", name, ns)
         statuses = (pod.status.containerStatuses if pod.status else None) or []
         term = statuses[0].state.terminated if statuses and statuses[0].state else None
         return term.reason if term else None
 
     assert wait_for("the container to be OOMKilled", oom_reason, timeout=90) == "OOMKilled"
-    assert client.get("Pod", name).status.phase == "Failed"
-    run("delete", "pod", name)
+    assert client.get("Pod", name, ns).status.phase == "Failed"
+    run("delete", "pod", "-n", ns, name)
 
 
-def test_empty_dir_is_shared_between_containers(client: Client) -> None:
+def test_empty_dir_is_shared_between_containers(client: Client, ns: str) -> None:
     name = unique("vol")
-    apply(f"""
+    apply(ns, f"""
         apiVersion: v1
         kind: Pod
         metadata: {{name: {name}}}
@@ -114,18 +114,18 @@ def test_empty_dir_is_shared_between_containers(client: Client) -> None:
             command: [sleep, "3600"]
             volumeMounts: [{{name: shared, mountPath: /in, readOnly: true}}]
         """)
-    wait_running(client, name)
+    wait_running(client, name, namespace=ns)
     out = wait_for("the file written by the other container",
-                   lambda: run("exec", name, "-c", "reader", "--", "cat", "/in/msg", check=False).stdout)
+                   lambda: run("exec", "-n", ns, name, "-c", "reader", "--", "cat", "/in/msg", check=False).stdout)
     assert out.strip() == "from-writer"
-    denied = run("exec", name, "-c", "reader", "--", "sh", "-c", "echo x > /in/other", check=False)
+    denied = run("exec", "-n", ns, name, "-c", "reader", "--", "sh", "-c", "echo x > /in/other", check=False)
     assert denied.returncode != 0
-    run("delete", "pod", name, "--grace-period", "1")
+    run("delete", "pod", "-n", ns, name, "--grace-period", "1")
 
 
-def test_env_workdir_args_and_cpu_limit(client: Client) -> None:
+def test_env_workdir_args_and_cpu_limit(client: Client, ns: str) -> None:
     name = unique("env")
-    apply(f"""
+    apply(ns, f"""
         apiVersion: v1
         kind: Pod
         metadata: {{name: {name}}}
@@ -139,21 +139,22 @@ def test_env_workdir_args_and_cpu_limit(client: Client) -> None:
             env: [{{name: GREETING, value: hello-env}}]
             resources: {{limits: {{cpu: 500m, memory: 64Mi}}, requests: {{cpu: 100m, memory: 32Mi}}}}
         """)
-    wait_running(client, name)
-    logs = wait_for("logs", lambda: run("logs", name).stdout if "hello-env" in run("logs", name).stdout else None)
+    wait_running(client, name, namespace=ns)
+    logs = wait_for("logs", lambda: out if "hello-env" in (out := run("logs", "-n", ns, name).stdout) else None)
     assert logs.splitlines()[:2] == ["/tmp", "hello-env"]
-    quota = run("exec", name, "--", "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us", check=False).stdout.strip()
-    period = run("exec", name, "--", "cat", "/sys/fs/cgroup/cpu/cpu.cfs_period_us", check=False).stdout.strip()
+    cgroup = "/sys/fs/cgroup/cpu"
+    quota = run("exec", "-n", ns, name, "--", "cat", f"{cgroup}/cpu.cfs_quota_us", check=False).stdout.strip()
+    period = run("exec", "-n", ns, name, "--", "cat", f"{cgroup}/cpu.cfs_period_us", check=False).stdout.strip()
     if quota and period:
         assert int(quota) / int(period) == 0.5
-    described = run("describe", "pod", name).stdout
+    described = run("describe", "pod", "-n", ns, name).stdout
     assert "Limits:" in described and "cpu=500m" in described and "Started" in described
-    run("delete", "pod", name, "--grace-period", "1")
+    run("delete", "pod", "-n", ns, name, "--grace-period", "1")
 
 
-def test_missing_image_reports_and_does_not_block_other_pods(client: Client) -> None:
+def test_missing_image_reports_and_does_not_block_other_pods(client: Client, ns: str) -> None:
     bad, good = unique("noimg"), unique("ok")
-    apply(f"""
+    apply(ns, f"""
         apiVersion: v1
         kind: Pod
         metadata: {{name: {bad}}}
@@ -166,23 +167,23 @@ def test_missing_image_reports_and_does_not_block_other_pods(client: Client) -> 
         spec:
           containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]
         """)
-    wait_running(client, good)
+    wait_running(client, good, namespace=ns)
 
     def waiting() -> str | None:
-        pod = client.get("Pod", bad)
+        pod = client.get("Pod", bad, ns)
         statuses = (pod.status.containerStatuses if pod.status else None) or []
         w = statuses[0].state.waiting if statuses and statuses[0].state else None
         return f"{w.reason}: {w.message}" if w and w.reason in ("ErrImagePull", "ImagePullBackOff") else None
 
     message = wait_for("ErrImagePull", waiting, timeout=60)
     assert "nosuchimage:1" in message and "minik8s image" in message
-    assert client.get("Pod", bad).status.phase == "Pending"
-    run("delete", "pod", bad, good, "--grace-period", "0")
+    assert client.get("Pod", bad, ns).status.phase == "Pending"
+    run("delete", "pod", "-n", ns, bad, good, "--grace-period", "0")
 
 
-def test_graceful_delete_gives_sigterm_time(client: Client) -> None:
+def test_graceful_delete_gives_sigterm_time(client: Client, ns: str) -> None:
     name = unique("grace")
-    apply(f"""
+    apply(ns, f"""
         apiVersion: v1
         kind: Pod
         metadata: {{name: {name}}}
@@ -193,13 +194,15 @@ def test_graceful_delete_gives_sigterm_time(client: Client) -> None:
             image: busybox
             command: [sh, -c, "trap 'echo got-term; sleep 4; exit 0' TERM; while true; do sleep 0.2; done"]
         """)
-    wait_running(client, name)
-    run("delete", "pod", name, "--no-wait")
+    wait_running(client, name, namespace=ns)
+    run("delete", "pod", "-n", ns, name, "--no-wait")
     # the container handles SIGTERM for a few seconds: meanwhile the pod is Terminating, not gone
-    assert client.get("Pod", name).metadata.deletionTimestamp is not None
-    assert "Terminating" in run("get", "pod", name).stdout
-    assert "got-term" in wait_for("the SIGTERM handler's output", lambda: run("logs", name, check=False).stdout)
-    wait_for("the pod object to go away", lambda: name not in run("get", "pods", "-o", "name").stdout, timeout=30)
+    assert client.get("Pod", name, ns).metadata.deletionTimestamp is not None
+    assert "Terminating" in run("get", "pod", "-n", ns, name).stdout
+    assert "got-term" in wait_for("the SIGTERM handler's output",
+                                  lambda: run("logs", "-n", ns, name, check=False).stdout)
+    wait_for("the pod object to go away",
+             lambda: name not in run("get", "pods", "-n", ns, "-o", "name").stdout, timeout=30)
     node = ClusterConfig().node(1)
     leftovers = docker.DockerClient(base_url=node.docker_url).containers.list(all=True, filters={"name": name})
     assert leftovers == []

@@ -24,9 +24,10 @@ BIG = "".join(f"{i}\n" for i in range(1, BIG_LINES + 1)).encode()  # what `seq` 
 
 
 @pytest.fixture(scope="module")
-def web(client: Client) -> Iterator[str]:
+def web(client: Client, module_ns: str) -> Iterator[str]:
+    """A web pod and its Service in the module's namespace (the tests that use it take `module_ns` too)."""
     name = unique("pf-web")
-    run("apply", "-f", "-", input=f"""apiVersion: v1
+    run("apply", "-n", module_ns, "-f", "-", input=f"""apiVersion: v1
 kind: Pod
 metadata: {{name: {name}, labels: {{app: {name}}}}}
 spec:
@@ -45,11 +46,11 @@ spec:
   ports: [{{name: http, port: 80, targetPort: http}}]
 """)
     try:
-        wait_running(client, name)
+        wait_running(client, name, namespace=module_ns)
         yield name
     finally:
-        run("delete", "pod", name, "--grace-period", "0", check=False)
-        run("delete", "service", name, check=False)
+        run("delete", "pod", "-n", module_ns, name, "--grace-period", "0", check=False)
+        run("delete", "service", "-n", module_ns, name, check=False)
 
 
 def _fetch(port: int, path: str = "/") -> bytes:
@@ -66,14 +67,14 @@ def _started(proc: subprocess.Popen[str], expect: str) -> None:
         raise AssertionError(f"port-forward did not start: {line}{proc.communicate()[1]}")
 
 
-def _kubectl(kubeconfig: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(["kubectl", "--kubeconfig", str(kubeconfig), "port-forward", *args],
+def _kubectl(kubeconfig: Path, ns: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(["kubectl", "--kubeconfig", str(kubeconfig), "port-forward", "-n", ns, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_kubectl_port_forward_sequential_concurrent_and_large(kubeconfig: Path, web: str) -> None:
+def test_kubectl_port_forward_sequential_concurrent_and_large(kubeconfig: Path, web: str, module_ns: str) -> None:
     local = free_port()
-    proc = _kubectl(kubeconfig, f"pod/{web}", f"{local}:8080")
+    proc = _kubectl(kubeconfig, module_ns, f"pod/{web}", f"{local}:8080")
     try:
         _started(proc, f"Forwarding from 127.0.0.1:{local} -> 8080")
         for _ in range(3):
@@ -90,9 +91,9 @@ def test_kubectl_port_forward_sequential_concurrent_and_large(kubeconfig: Path, 
         proc.wait(10)
 
 
-def test_kubectl_reaches_a_server_on_the_pods_loopback(kubeconfig: Path, web: str) -> None:
+def test_kubectl_reaches_a_server_on_the_pods_loopback(kubeconfig: Path, web: str, module_ns: str) -> None:
     local = free_port()
-    proc = _kubectl(kubeconfig, web, f"{local}:9090")
+    proc = _kubectl(kubeconfig, module_ns, web, f"{local}:9090")
     try:
         _started(proc, f"Forwarding from 127.0.0.1:{local} -> 9090")
         assert _fetch(local) == b"hello-from-pod\n"  # bound to 127.0.0.1 inside the pod: dialled from its netns
@@ -101,9 +102,10 @@ def test_kubectl_reaches_a_server_on_the_pods_loopback(kubeconfig: Path, web: st
         proc.wait(10)
 
 
-def test_kubectl_port_forward_to_a_service(kubeconfig: Path, web: str) -> None:
+def test_kubectl_port_forward_to_a_service(kubeconfig: Path, web: str, module_ns: str) -> None:
     local = free_port()
-    proc = _kubectl(kubeconfig, f"svc/{web}", f"{local}:80")  # kubectl picks the pod and maps 80 -> http (8080)
+    # kubectl picks the pod and maps 80 -> http (8080)
+    proc = _kubectl(kubeconfig, module_ns, f"svc/{web}", f"{local}:80")
     try:
         _started(proc, f"Forwarding from 127.0.0.1:{local} -> 8080")
         assert _fetch(local) == b"hello-from-pod\n"
@@ -112,9 +114,9 @@ def test_kubectl_port_forward_to_a_service(kubeconfig: Path, web: str) -> None:
         proc.wait(10)
 
 
-def test_kubectl_port_with_nothing_listening_is_an_error(kubeconfig: Path, web: str) -> None:
+def test_kubectl_port_with_nothing_listening_is_an_error(kubeconfig: Path, web: str, module_ns: str) -> None:
     local = free_port()
-    proc = _kubectl(kubeconfig, web, f"{local}:7777")
+    proc = _kubectl(kubeconfig, module_ns, web, f"{local}:7777")
     try:
         _started(proc, f"Forwarding from 127.0.0.1:{local} -> 7777")
         with socket.create_connection(("127.0.0.1", local), timeout=30) as conn:
@@ -130,14 +132,14 @@ def test_kubectl_port_with_nothing_listening_is_an_error(kubeconfig: Path, web: 
             proc.wait()
 
 
-def test_python_client_portforward(kubeconfig: Path, web: str) -> None:
+def test_python_client_portforward(kubeconfig: Path, web: str, module_ns: str) -> None:
     from kubernetes import client as k8s
     from kubernetes import config
     from kubernetes.stream import portforward
 
     api_client = config.new_client_from_config(str(kubeconfig))
     api = k8s.CoreV1Api(api_client)
-    forward = portforward(api.connect_get_namespaced_pod_portforward, web, "default", ports="8080")
+    forward = portforward(api.connect_get_namespaced_pod_portforward, web, module_ns, ports="8080")
     sock = forward.socket(8080)
     sock.settimeout(30)
     sock.sendall(b"GET /big HTTP/1.0\r\n\r\n")
@@ -149,10 +151,10 @@ def test_python_client_portforward(kubeconfig: Path, web: str) -> None:
     assert forward.error(8080) is None
 
 
-def test_minik8s_port_forward_pod_and_service(web: str) -> None:
+def test_minik8s_port_forward_pod_and_service(web: str, module_ns: str) -> None:
     pod_port, svc_port, closed_port = free_port(), free_port(), free_port()
-    procs = [subprocess.Popen([MINIK8S, "port-forward", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, cwd=REPO)
+    procs = [subprocess.Popen([MINIK8S, "port-forward", "-n", module_ns, *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO)
              for args in ([web, f"{pod_port}:8080"], [f"svc/{web}", f"{svc_port}:80"],
                           [web, f"{closed_port}:7777"])]
     try:

@@ -91,6 +91,7 @@ def new_namespace(client: Client) -> str:
 
 
 def test_kubernetes_service_points_at_the_api(client: Client) -> None:
+    # `default` on purpose: the `kubernetes` Service lives there in every cluster (it only reads)
     svc = client.get("Service", "kubernetes", "default")
     assert svc.spec.clusterIP == "10.96.0.1"
     assert [(p.name, p.port) for p in svc.spec.ports] == [("https", 443)]

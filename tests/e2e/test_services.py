@@ -54,69 +54,72 @@ def service(name: str, type_: str = "ClusterIP", extra: str = "") -> str:
         """)
 
 
-def ready_endpoints(client: Client, name: str) -> list[str]:
-    ep = client.get("Endpoints", name)
+def ready_endpoints(client: Client, name: str, ns: str) -> list[str]:
+    ep = client.get("Endpoints", name, ns)
     return sorted(a.ip for s in ep.subsets or [] for a in s.addresses or [])
 
 
 @pytest.fixture(scope="module")
-def probe(client: Client) -> str:
-    """A client pod on node-3 (the backends may land anywhere, so most traffic crosses nodes)."""
-    with sleeper_pod(client, "client", node="node-3") as name:
+def probe(client: Client, module_ns: str) -> str:
+    """A client pod on node-3 (the backends may land anywhere, so most traffic crosses nodes), in the module's
+    namespace, where the tests that use it put their Deployments and Services too."""
+    with sleeper_pod(client, "client", node="node-3", namespace=module_ns) as name:
         yield name
 
 
-def fetch_many(probe: str, url: str, n: int) -> list[str]:
+def fetch_many(probe: str, url: str, n: int, ns: str) -> list[str]:
     script = f"for i in $(seq {n}); do timeout 3 wget -qO- {url} || echo FAIL; done"
-    return run("exec", probe, "--", "sh", "-c", script).stdout.split("\n")
+    return run("exec", "-n", ns, probe, "--", "sh", "-c", script).stdout.split("\n")
 
 
-def test_deployment_behind_cluster_ip_and_node_port(client: Client, probe: str) -> None:
+def test_deployment_behind_cluster_ip_and_node_port(client: Client, probe: str, module_ns: str) -> None:
+    ns = module_ns
     name = unique("web")
-    run("apply", "-f", "-", input=deployment(name, "v1") + "---\n" + service(name, "NodePort"))
-    wait_for("3 ready endpoints", lambda: len(ready_endpoints(client, name)) == 3, timeout=120)
-    svc = client.get("Service", name)
+    run("apply", "-n", ns, "-f", "-", input=deployment(name, "v1") + "---\n" + service(name, "NodePort"))
+    wait_for("3 ready endpoints", lambda: len(ready_endpoints(client, name, ns)) == 3, timeout=120)
+    svc = client.get("Service", name, ns)
     vip, node_port = svc.spec.clusterIP, svc.spec.ports[0].nodePort
     assert vip.startswith("10.96.") and 30000 <= node_port <= 32767
-    table = run("get", "svc", name).stdout
+    table = run("get", "svc", "-n", ns, name).stdout
     assert "NodePort" in table and vip in table and f"80:{node_port}/TCP" in table
-    both = run("get", "deploy,svc").stdout
+    both = run("get", "deploy,svc", "-n", ns).stdout
     assert f"deployment/{name}" in both and f"service/{name}" in both
-    pods = {p.metadata.name for p in client.list("Pod", "default", label_selector=f"app={name}").items}
+    pods = {p.metadata.name for p in client.list("Pod", ns, label_selector=f"app={name}").items}
 
     def all_replicas_answer() -> bool:
-        lines = fetch_many(probe, f"http://{vip}/", 30)
+        lines = fetch_many(probe, f"http://{vip}/", 30, ns)
         return {line.split()[1] for line in lines if line.startswith("v1 ")} == pods
 
     wait_for("every replica to answer through the ClusterIP", all_replicas_answer, timeout=60)
     for ip in NODE_IPS:  # NodePort from the user's shell, on every node
         assert httpx.get(f"http://{ip}:{node_port}/", timeout=3).text.split()[1] in pods
-    described = run("describe", "svc", name).stdout
-    assert all(f"{ip}:8080" in described for ip in ready_endpoints(client, name)), described
+    described = run("describe", "svc", "-n", ns, name).stdout
+    assert all(f"{ip}:8080" in described for ip in ready_endpoints(client, name, ns)), described
 
     # scale to 5: new pods receive traffic
-    run("scale", "deploy", name, "--replicas", "5")
-    wait_for("5 ready endpoints", lambda: len(ready_endpoints(client, name)) == 5, timeout=120)
-    pods = {p.metadata.name for p in client.list("Pod", "default", label_selector=f"app={name}").items
+    run("scale", "deploy", "-n", ns, name, "--replicas", "5")
+    wait_for("5 ready endpoints", lambda: len(ready_endpoints(client, name, ns)) == 5, timeout=120)
+    pods = {p.metadata.name for p in client.list("Pod", ns, label_selector=f"app={name}").items
             if not p.metadata.deletionTimestamp}
     wait_for("all 5 replicas answering", all_replicas_answer, timeout=60)
 
     # delete a pod: replaced, and its endpoint goes
     victim = sorted(pods)[0]
-    victim_ip = client.get("Pod", victim).status.podIP
-    run("delete", "pod", victim, "--grace-period", "0")
+    victim_ip = client.get("Pod", victim, ns).status.podIP
+    run("delete", "-n", ns, "pod", victim, "--grace-period", "0")
     wait_for("the victim's endpoint gone and 5 ready again",
-             lambda: victim_ip not in ready_endpoints(client, name) and len(ready_endpoints(client, name)) == 5,
+             lambda: victim_ip not in ready_endpoints(client, name, ns) and len(ready_endpoints(client, name, ns)) == 5,
              timeout=120)
-    run("delete", "deploy", name)
-    run("delete", "svc", name)
+    run("delete", "-n", ns, "deploy", name)
+    run("delete", "-n", ns, "svc", name)
 
 
-def test_rolling_update_loses_no_request_and_undo(client: Client, probe: str) -> None:
+def test_rolling_update_loses_no_request_and_undo(client: Client, probe: str, module_ns: str) -> None:
+    ns = module_ns
     name = unique("roll")
-    run("apply", "-f", "-", input=deployment(name, "v1") + "---\n" + service(name))
-    wait_for("3 ready endpoints", lambda: len(ready_endpoints(client, name)) == 3, timeout=120)
-    vip = client.get("Service", name).spec.clusterIP
+    run("apply", "-n", ns, "-f", "-", input=deployment(name, "v1") + "---\n" + service(name))
+    wait_for("3 ready endpoints", lambda: len(ready_endpoints(client, name, ns)) == 3, timeout=120)
+    vip = client.get("Service", name, ns).spec.clusterIP
     answers: Counter[str] = Counter()
     stop_file = f"/tmp/stop-{name}"
     # the load runs in the client pod until told to stop (bounded: 150 s), counting every answer
@@ -124,35 +127,36 @@ def test_rolling_update_loses_no_request_and_undo(client: Client, probe: str) ->
               f"timeout 3 wget -qO- http://{vip}/ || echo FAIL; sleep 0.05; done")
 
     def load() -> None:
-        out = run("exec", probe, "--", "sh", "-c", script, timeout=200).stdout
+        out = run("exec", "-n", ns, probe, "--", "sh", "-c", script, timeout=200).stdout
         answers.update(line.split()[0] if line.strip() else "EMPTY" for line in out.splitlines())
 
     th = threading.Thread(target=load, daemon=True)
     th.start()
     time.sleep(3)
-    run("apply", "-f", "-", input=deployment(name, "v2"))
-    run("rollout", "status", f"deploy/{name}", timeout=180)
+    run("apply", "-n", ns, "-f", "-", input=deployment(name, "v2"))
+    run("rollout", "status", "-n", ns, f"deploy/{name}", timeout=180)
     time.sleep(2)
-    run("exec", probe, "--", "touch", stop_file)
+    run("exec", "-n", ns, probe, "--", "touch", stop_file)
     th.join(60)
     assert answers["FAIL"] == 0 and answers["EMPTY"] == 0, answers
     assert answers["v1"] > 0 and answers["v2"] > 0
-    tail = fetch_many(probe, f"http://{vip}/", 10)
+    tail = fetch_many(probe, f"http://{vip}/", 10, ns)
     assert all(line.startswith("v2 ") for line in tail if line), tail
 
-    run("rollout", "undo", f"deploy/{name}")
-    run("rollout", "status", f"deploy/{name}", timeout=180)
+    run("rollout", "undo", "-n", ns, f"deploy/{name}")
+    run("rollout", "status", "-n", ns, f"deploy/{name}", timeout=180)
     wait_for("all v1 again", lambda: all(line.startswith("v1 ") for line in fetch_many(
-        probe, f"http://{vip}/", 10) if line), timeout=60)
-    history = run("rollout", "history", f"deploy/{name}").stdout
+        probe, f"http://{vip}/", 10, ns) if line), timeout=60)
+    history = run("rollout", "history", "-n", ns, f"deploy/{name}").stdout
     assert "REVISION" in history
-    run("delete", "deploy", name)
-    run("delete", "svc", name)
+    run("delete", "-n", ns, "deploy", name)
+    run("delete", "-n", ns, "svc", name)
 
 
-def test_udp_service_and_two_selectors(client: Client, probe: str) -> None:
+def test_udp_service_and_two_selectors(client: Client, probe: str, module_ns: str) -> None:
+    ns = module_ns
     udp = unique("dns")
-    run("apply", "-f", "-", input=textwrap.dedent(f"""\
+    run("apply", "-n", ns, "-f", "-", input=textwrap.dedent(f"""\
         apiVersion: apps/v1
         kind: Deployment
         metadata: {{name: {udp}}}
@@ -176,28 +180,28 @@ def test_udp_service_and_two_selectors(client: Client, probe: str) -> None:
           ports: [{{name: dns, protocol: UDP, port: 53, targetPort: 5353}}]
         """))
     web = unique("web")
-    run("apply", "-f", "-", input=deployment(web, "v1", replicas=1) + "---\n" + service(web))
-    wait_for("udp endpoints", lambda: len(ready_endpoints(client, udp)) == 2, timeout=120)
-    wait_for("web endpoints", lambda: len(ready_endpoints(client, web)) == 1, timeout=120)
-    vip = client.get("Service", udp).spec.clusterIP
+    run("apply", "-n", ns, "-f", "-", input=deployment(web, "v1", replicas=1) + "---\n" + service(web))
+    wait_for("udp endpoints", lambda: len(ready_endpoints(client, udp, ns)) == 2, timeout=120)
+    wait_for("web endpoints", lambda: len(ready_endpoints(client, web, ns)) == 1, timeout=120)
+    vip = client.get("Service", udp, ns).spec.clusterIP
     send = ("import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); "
             f"s.sendto(b'q', ('{vip}', 53)); print(s.recvfrom(512)[0].decode())")
     out = subprocess.run(["ip", "netns", "exec", "mk8s-node-1", "python3", "-c", send], capture_output=True,
                          text=True, timeout=30)
     assert out.stdout.strip() == "udp-ok", out.stderr
-    web_vip = client.get("Service", web).spec.clusterIP
-    assert fetch_many(probe, f"http://{web_vip}/", 3)[0].startswith("v1 ")
+    web_vip = client.get("Service", web, ns).spec.clusterIP
+    assert fetch_many(probe, f"http://{web_vip}/", 3, ns)[0].startswith("v1 ")
 
     # deleting a Service removes its rules on every node
     rules = subprocess.run(["ip", "netns", "exec", "mk8s-node-2", "nft", "list", "ruleset"], capture_output=True,
                            text=True).stdout
     assert web_vip in rules
-    run("delete", "svc", web)
+    run("delete", "-n", ns, "svc", web)
     wait_for("the VIP's rules gone", lambda: web_vip not in subprocess.run(
         ["ip", "netns", "exec", "mk8s-node-2", "nft", "list", "ruleset"], capture_output=True, text=True).stdout,
         timeout=10)
-    run("delete", "deploy", web, udp)
-    run("delete", "svc", udp)
+    run("delete", "-n", ns, "deploy", web, udp)
+    run("delete", "-n", ns, "svc", udp)
 
 
 @pytest.mark.parametrize("bad, expected", [
@@ -205,17 +209,17 @@ def test_udp_service_and_two_selectors(client: Client, probe: str) -> None:
     ("type: NodePort\n  ports: [{port: 80, nodePort: 1234}]", "spec.ports[0].nodePort"),
     ("ports: [{port: 80, protocol: SCTPX}]", "spec.ports[0].protocol"),
 ])
-def test_bad_service_specs_are_rejected(client: Client, bad: str, expected: str) -> None:
+def test_bad_service_specs_are_rejected(client: Client, ns: str, bad: str, expected: str) -> None:
     name = unique("bad")
-    proc = run("apply", "-f", "-", input=f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\n"
+    proc = run("apply", "-n", ns, "-f", "-", input=f"apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\n"
                                          f"spec:\n  selector: {{app: x}}\n  {bad}\n", check=False)
     assert proc.returncode == 1 and expected in proc.stderr, proc.stderr
-    assert name not in run("get", "svc").stdout
+    assert name not in run("get", "svc", "-n", ns).stdout
 
 
-def test_clashing_node_port_is_rejected(client: Client) -> None:
+def test_clashing_node_port_is_rejected(client: Client, ns: str) -> None:
     a, b = unique("np"), unique("np")
-    run("apply", "-f", "-", input=service(a, "NodePort", ", nodePort: 31555"))
-    proc = run("apply", "-f", "-", input=service(b, "NodePort", ", nodePort: 31555"), check=False)
+    run("apply", "-n", ns, "-f", "-", input=service(a, "NodePort", ", nodePort: 31555"))
+    proc = run("apply", "-n", ns, "-f", "-", input=service(b, "NodePort", ", nodePort: 31555"), check=False)
     assert proc.returncode == 1 and "31555" in proc.stderr
-    run("delete", "svc", a)
+    run("delete", "-n", ns, "svc", a)
