@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from minik8s.api.config import ConfigMap, Secret, decode_b64
 from minik8s.api.types import ConfigMapVolumeSource, Container, KeyToPath, Pod, SecretVolumeSource
-from minik8s.errors import NotFound
+from minik8s.errors import Forbidden, MiniK8sError, NotFound
 from minik8s.kubelet.atomic_writer import FileProjection
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,17 @@ class ApiConfigObjects:
                 del self._cache[ref]
             refs = list(self._cache)
         for ref in refs:
-            fresh = self._get(ref)
+            try:
+                fresh = self._get(ref)
+            except Forbidden:
+                # the Node authorizer lets a node read only what its pods name: none here does any more
+                # (their namespace went away), so the object is forgotten rather than read again
+                with self._lock:
+                    self._cache.pop(ref, None)
+                continue
+            except MiniK8sError as exc:  # one object the API cannot serve now must not stall the others
+                log.warning("reading %s %s/%s again failed: %s", *ref, exc)
+                continue
             with self._lock:
                 entry = self._cache.get(ref)
                 if entry is None:

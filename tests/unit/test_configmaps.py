@@ -352,6 +352,33 @@ def test_the_kubelet_cache_reports_a_changed_secret() -> None:
     assert fresh is not None and fresh.data == {"k": b64("two")}
 
 
+def test_a_refused_object_does_not_stall_the_refresh_of_the_others() -> None:
+    """The Node authorizer refuses a read once no pod here names the object (its namespace was deleted):
+    that object is forgotten, and every other one is still read again and its change reported."""
+    from minik8s.errors import Forbidden
+    from minik8s.kubelet.configrefs import ApiConfigObjects
+
+    class Refusing(VersionedApi):
+        refused: set[str] = set()
+
+        def get(self, kind: str, name: str, namespace: str) -> Any:
+            if name in self.refused:
+                raise Forbidden(f'secrets "{name}" is forbidden: no pod bound to node "n" references it')
+            return super().get(kind, name, namespace)
+
+    api = Refusing()
+    api.put_secret("gone", "x", "1")
+    api.put_secret("creds", "one", "1")
+    changed: list[tuple[str, str, str]] = []
+    objects = ApiConfigObjects(api, resync_seconds=60, on_change=changed.append)
+    assert objects.secret("ns", "gone") is not None and objects.secret("ns", "creds") is not None
+    api.refused = {"gone"}
+    api.put_secret("creds", "two", "2")
+    objects.refresh()
+    assert changed == [("Secret", "ns", "creds")]
+    assert ("Secret", "ns", "gone") not in objects._cache
+
+
 def test_kubelet_syncs_the_pods_that_mount_a_changed_secret() -> None:
     from tests.unit.test_kubelet_sync import make
 
