@@ -208,6 +208,8 @@ class Client:
             except AlreadyExists:  # created since we looked
                 current = _as_dict(self.get(info.kind, meta["name"], ns))
         patch = lastapplied.three_way_patch(info.kind, lastapplied.last_applied(current), desired)
+        if not patch:  # as kubectl: nothing to send (a controller's write since the GET is not a change of ours)
+            return self._model(current), "unchanged"
         result = self.request("PATCH", info.url(ns, meta["name"]), content=jsonc.dumps(patch),
                               headers={"Content-Type": STRATEGIC_MERGE_PATCH},
                               params={"dryRun": "All"} if dry_run else {})

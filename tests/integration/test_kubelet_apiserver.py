@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -51,6 +52,9 @@ def kubelet(dockerd: Any, client: Any, test_pki: Any) -> Iterator[Kubelet]:  # n
     yield k
     k.stop()
     th.join(10)
+    # its Node holds the pod CIDR the next test's kubelet asks for (one API server serves the session)
+    with contextlib.suppress(errors.NotFound):
+        client.delete("Node", node, None)
 
 
 def test_kubelet_runs_pod_and_reports(kubelet: Kubelet, client: Any, test_pki: Any) -> None:

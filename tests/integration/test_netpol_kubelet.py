@@ -3,6 +3,7 @@ its sandbox's network namespace before its first app container starts, and follo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from minik8s import errors
 from minik8s.kubelet.kubelet import Kubelet, KubeletConfig
 from minik8s.netpol import rules
 from tests.conftest import free_port, kubelet_tls, seed_service_account_objects, uniq, wait_for
@@ -36,6 +38,9 @@ def kubelet(dockerd: Any, client: Any, test_pki: Any) -> Iterator[Kubelet]:  # n
     yield k
     k.stop()
     th.join(10)
+    # its Node holds the pod CIDR the next test's kubelet asks for (one API server serves the session)
+    with contextlib.suppress(errors.NotFound):
+        client.delete("Node", node, None)
 
 
 def sandbox_pid(docker_client: Any, uid: str) -> int:
