@@ -21,11 +21,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import ray
 
 from minik8s.cluster import components as registry
 from tests.conftest import TEST_TOKEN, apiserver_pki_config, free_port, wait_for
-
-ray = pytest.importorskip("ray")
 
 RESOURCE = "minik8s/control-plane"
 NAME = "controller-manager"
